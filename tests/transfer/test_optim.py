@@ -1,0 +1,104 @@
+"""Freezing as carried out by the optimizer and the per-stage train step, on a tiny MLP."""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from tlx.steps import make_train_step
+from tlx.transfer import audit, plans
+from tlx.transfer.groups import assign_groups, flatten
+from tlx.transfer.optim import carry_over, group_states, make_optimizer, state_bytes
+
+GROUPS = [("layer_0", "^Dense_0/"), ("layer_1", "^Dense_1/"), ("head", "^Dense_2/")]
+OPTIM = {"learning_rate": 1e-2, "weight_decay": 0.01}
+
+
+class MLP(nn.Module):
+    @nn.compact
+    def __call__(self, x):
+        x = nn.relu(nn.Dense(16)(x))
+        x = nn.relu(nn.Dense(16)(x))
+        return nn.Dense(3)(x)
+
+
+def setup():
+    model = MLP()
+    params = model.init(jax.random.key(0), jnp.zeros((1, 8)))["params"]
+    group_of = assign_groups(list(flatten(params)), GROUPS)
+
+    def forward(p, model_state, batch, rng, train):
+        return model.apply({"params": p}, batch["x"]), model_state
+
+    rng = np.random.default_rng(0)
+    batches = [
+        {"x": rng.normal(size=(4, 8)).astype(np.float32), "label": rng.integers(0, 3, 4)}
+        for _ in range(6)
+    ]
+    return params, group_of, forward, batches
+
+
+def run_stage(plan_stage, params, opt_state, group_of, forward, batches, tx=None):
+    tx = tx or make_optimizer(plan_stage, group_of, OPTIM, lambda step: OPTIM["learning_rate"])
+    if opt_state is None:
+        opt_state = tx.init(flatten(params))
+    trainable = [p for p, g in group_of.items() if g in plan_stage.trainable]
+    step = jax.jit(make_train_step(forward, trainable, tx, clip_norm=1.0))
+    for batch in batches:
+        params, _, opt_state, _ = step(params, {}, opt_state, batch, jax.random.key(1))
+    return params, opt_state
+
+
+def test_frozen_parameters_are_bit_identical_and_trainable_ones_move():
+    params, group_of, forward, batches = setup()
+    stage = plans.freeze_to([g for g, _ in GROUPS], 1).stages[0]
+    new_params, _ = run_stage(stage, params, None, group_of, forward, batches)
+    before, after = flatten(params), flatten(new_params)
+    for path, group in group_of.items():
+        same = np.array_equal(np.asarray(before[path]), np.asarray(after[path]))
+        assert same == (group != "head"), path
+
+
+def test_frozen_groups_hold_no_optimizer_state():
+    params, group_of, forward, _ = setup()
+    stage = plans.feature_extraction([g for g, _ in GROUPS]).stages[0]
+    tx = make_optimizer(stage, group_of, OPTIM, lambda s: 1e-2)
+    slots = group_states(tx.init(flatten(params)))
+    assert state_bytes(slots["layer_0"]) == 0 and state_bytes(slots["layer_1"]) == 0
+    head_params = 16 * 3 + 3
+    assert state_bytes(slots["head"]) >= 2 * 4 * head_params  # Adam's two moments
+    rows = audit.audit_stage(stage, group_of, flatten(params), tx.init(flatten(params)))
+    assert [(r.group, r.trainable, r.params) for r in rows] == [
+        ("layer_0", False, 8 * 16 + 16),
+        ("layer_1", False, 16 * 16 + 16),
+        ("head", True, head_params),
+    ]
+    assert "FROZEN" in audit.format_audit(rows, 0, 0)
+
+
+def test_unfreezing_carries_state_over_and_starts_the_new_group_fresh():
+    params, group_of, forward, batches = setup()
+    plan = plans.progressive([g for g, _ in GROUPS], every=3)
+    first, second = plan.stages[0], plan.stages[1]
+    params, state = run_stage(first, params, None, group_of, forward, batches[:3])
+    tx2 = make_optimizer(second, group_of, OPTIM, lambda s: 1e-2)
+    fresh = tx2.init(flatten(params))
+    carried = carry_over(state, fresh, first, second)
+    old_head = group_states(state)["head"]
+    new_slots = group_states(carried)
+    # the head keeps its Adam moments and count; layer_1's state is new (zeros, count 0)
+    jax.tree_util.tree_map(np.testing.assert_array_equal, new_slots["head"], old_head)
+    adam_1 = new_slots["layer_1"].inner_state[0]
+    assert int(adam_1.count) == 0
+    assert all(not np.any(np.asarray(x)) for x in jax.tree_util.tree_leaves(adam_1.mu))
+    assert state_bytes(new_slots["layer_0"]) == 0
+    assert int(carried[1].count) == 3  # the global schedule step carries over
+    # and the carried state trains on with the new stage's optimizer
+    params2, state2 = run_stage(second, params, carried, group_of, forward, batches[3:], tx2)
+    assert int(group_states(state2)["head"].inner_state[0].count) == 6
+
+
+def test_nonpositive_multiplier_rejected():
+    with pytest.raises(plans.PlanError, match="use FROZEN or > 0"):
+        plans.Plan("bad", (plans.Stage(0, {"a": 0.0, "b": 1.0}),)).validate(["a", "b"])

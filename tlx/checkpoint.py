@@ -1,0 +1,87 @@
+"""Orbax checkpoints of a run: written atomically, restored for resume or for ``init_from``.
+
+A checkpoint has three items so that each use reads only what it needs:
+  params        the model parameters (what ``init_from`` takes from another run)
+  train_state   optimizer state, model state (e.g. BatchNorm statistics), the run's RNG key
+  meta          JSON: step, stage index, plan name, config hash
+Orbax writes each step into a temporary folder and renames it when complete, so a run killed while
+saving leaves the previous checkpoint as the latest.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import jax
+import orbax.checkpoint as ocp
+
+
+class Checkpoints:
+    def __init__(self, directory: str | Path, max_to_keep: int = 2):
+        self.directory = Path(directory).absolute()
+        self.manager = ocp.CheckpointManager(
+            self.directory,
+            options=ocp.CheckpointManagerOptions(
+                max_to_keep=max_to_keep,
+                create=True,
+                # Synchronous: the next train step may reuse buffers, and CPU runs gain little.
+                enable_async_checkpointing=False,
+            ),
+        )
+
+    def latest_step(self) -> int | None:
+        return self.manager.latest_step()
+
+    def save(self, step: int, params, train_state, meta: dict) -> None:
+        self.manager.save(
+            step,
+            args=ocp.args.Composite(
+                params=ocp.args.StandardSave(params),
+                train_state=ocp.args.StandardSave(train_state),
+                meta=ocp.args.JsonSave(meta),
+            ),
+        )
+        self.manager.wait_until_finished()
+
+    def restore(self, step: int, params_like, train_state_like):
+        """Restore into the structure, shapes and shardings of the given (abstract) trees."""
+        restored = self.manager.restore(
+            step,
+            args=ocp.args.Composite(
+                params=ocp.args.StandardRestore(_abstract(params_like)),
+                train_state=ocp.args.StandardRestore(_abstract(train_state_like)),
+                meta=ocp.args.JsonRestore(),
+            ),
+        )
+        return restored["params"], restored["train_state"], dict(restored["meta"])
+
+    def restore_meta(self, step: int) -> dict:
+        restored = self.manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
+        return dict(restored["meta"])
+
+    def restore_params(self, step: int | None = None, params_like=None):
+        """Parameters only (for ``init_from`` and prediction)."""
+        step = self.latest_step() if step is None else step
+        if step is None:
+            raise FileNotFoundError(
+                f"No checkpoint in {self.directory}: expected a folder written by tlx.train "
+                "(workdir/checkpoints/<step>). Check the --workdir or init_from path."
+            )
+        item = (
+            ocp.args.StandardRestore(_abstract(params_like))
+            if params_like is not None
+            else ocp.args.StandardRestore()
+        )
+        restored = self.manager.restore(step, args=ocp.args.Composite(params=item))
+        return restored["params"]
+
+    def close(self) -> None:
+        self.manager.close()
+
+
+def _abstract(tree):
+    def leaf(x):
+        sharding = getattr(x, "sharding", None)
+        return jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding)
+
+    return jax.tree_util.tree_map(leaf, tree)

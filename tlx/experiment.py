@@ -1,0 +1,101 @@
+"""Assemble a run from its config: model + pretrained weights + plan + data.
+
+This is the one place that reads config sections; the trainer receives a finished
+:class:`Experiment` and never parses configs. Everything here is cheap and fails early: a wrong
+name, a missing checkpoint or dataset, or a plan that does not fit the model raises before any
+training compute.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+
+import grain
+import jax
+
+from tlx.data import sources, text
+from tlx.models.registry import ModelBundle, build_model
+from tlx.transfer.groups import assign_groups, flatten
+from tlx.transfer.plans import Plan, build_plan
+
+
+@dataclasses.dataclass
+class Experiment:
+    config: Mapping
+    model: ModelBundle
+    plan: Plan
+    label_names: Sequence[str]
+    train_batches: grain.MapDataset  # random access: train_batches[step] is step's global batch
+    eval_batches: Mapping[str, Sequence[dict]]  # split -> finite list of batches with 'weight'
+
+    @property
+    def group_names(self) -> list[str]:
+        return self.model.group_names
+
+
+REQUIRED_KEYS = (
+    "seed",
+    "batch_size",
+    "total_steps",
+    "eval_every",
+    "checkpoint_every",
+    "plan",
+    "model",
+    "data",
+    "optim",
+)
+
+
+def check_config(config: Mapping) -> None:
+    missing = [k for k in REQUIRED_KEYS if k not in config]
+    if missing:
+        raise ValueError(
+            f"Config lacks required keys {missing}; every experiment sets {REQUIRED_KEYS}."
+        )
+    for key in ("batch_size", "total_steps", "eval_every", "checkpoint_every"):
+        if int(config[key]) < 1:
+            raise ValueError(f"config.{key}={config[key]} must be a positive integer.")
+
+
+def build_experiment(config: Mapping, *, with_data: bool = True) -> Experiment:
+    check_config(config)
+    data_cfg = config["data"]
+    data_dir = data_cfg.get("data_dir") or None
+    names = sources.label_names(data_cfg["name"], data_dir)
+    bundle = build_model(config["model"], num_classes=len(names))
+
+    # Groups and plan are checked against the real parameter tree before anything is trained.
+    shapes = jax.eval_shape(bundle.init, jax.random.key(0))
+    assign_groups(list(flatten(shapes["params"])), bundle.groups)
+    plan = build_plan(bundle.group_names, config["plan"], int(config["total_steps"]))
+
+    train_batches, eval_batches = None, {}
+    if with_data:
+        train_batches, eval_batches = _text_data(config, bundle, data_dir)
+    return Experiment(config, bundle, plan, names, train_batches, eval_batches)
+
+
+def _text_data(config, bundle: ModelBundle, data_dir):
+    data_cfg = config["data"]
+    common = dict(max_length=int(data_cfg["max_length"]), buckets=tuple(data_cfg["buckets"]))
+    train_source = sources.load_text_source(data_cfg["name"], "train", data_dir)
+    train = text.make_train_batches(
+        train_source,
+        bundle.tokenizer,
+        batch_size=int(config["batch_size"]),
+        seed=int(config["seed"]),
+        num_examples=int(data_cfg.get("train_examples", 0)) or None,
+        **common,
+    )
+    eval_batch_size = int(data_cfg.get("eval_batch_size", config["batch_size"]))
+    evals = {
+        split: text.make_eval_batches(
+            sources.load_text_source(data_cfg["name"], split, data_dir),
+            bundle.tokenizer,
+            batch_size=eval_batch_size,
+            **common,
+        )
+        for split in data_cfg.get("eval_splits", ("validation", "test"))
+    }
+    return train, evals

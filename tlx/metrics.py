@@ -1,0 +1,66 @@
+"""Metric accumulation and writers: ``metrics.jsonl`` (one JSON object a line) and TensorBoard."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+
+
+def summarize(sums: Mapping[str, float]) -> dict[str, float]:
+    """Weighted sums from :func:`tlx.steps.classification_metrics` -> mean loss and accuracy."""
+    weight = float(sums["weight_sum"])
+    return {
+        "loss": float(sums["loss_sum"]) / max(weight, 1e-12),
+        "accuracy": float(sums["correct_sum"]) / max(weight, 1e-12),
+        "examples": int(round(weight)),
+    }
+
+
+def add_sums(total: dict | None, sums: Mapping) -> dict:
+    sums = {k: float(np.asarray(v)) for k, v in sums.items()}
+    if total is None:
+        return sums
+    return {k: total[k] + sums[k] for k in total}
+
+
+class MetricWriter:
+    """Appends to ``workdir/metrics.jsonl`` and TensorBoard events in ``workdir/tensorboard``."""
+
+    def __init__(self, workdir: str | Path, enabled: bool = True):
+        self.enabled = enabled
+        self.path = Path(workdir) / "metrics.jsonl"
+        self._tb = None
+        if enabled:
+            from tensorboardX import SummaryWriter
+
+            self._tb = SummaryWriter(str(Path(workdir) / "tensorboard"))
+
+    def write(self, step: int, split: str, values: Mapping[str, float]) -> None:
+        if not self.enabled:
+            return
+        record = {"step": int(step), "split": split, **{k: float(v) for k, v in values.items()}}
+        with self.path.open("a") as f:
+            f.write(json.dumps(record) + "\n")
+        for k, v in values.items():
+            self._tb.add_scalar(f"{split}/{k}", float(v), int(step))
+
+    def truncate_after(self, step: int) -> None:
+        """On resume, drop records past the checkpoint: those steps are about to be redone."""
+        if not self.enabled or not self.path.exists():
+            return
+        kept = [r for r in read_metrics(self.path.parent) if r["step"] <= step]
+        self.path.write_text("".join(json.dumps(r) + "\n" for r in kept))
+
+    def close(self) -> None:
+        if self._tb is not None:
+            self._tb.close()
+
+
+def read_metrics(workdir: str | Path) -> list[dict]:
+    path = Path(workdir) / "metrics.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

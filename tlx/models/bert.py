@@ -1,0 +1,294 @@
+"""BERT in flax.linen, with parameter names that mirror Hugging Face's so the conversion table
+reads one-to-one: `encoder.layer.3.attention.self.query.weight` becomes
+`encoder/layer_3/attention/self/query/kernel`.
+
+transformers 5 has no Flax models, so tlx owns this one; tests/models/test_bert.py proves it equal
+to transformers' PyTorch BertModel layer by layer.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import pathlib
+import re
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+# HF's "gelu" is the exact erf form; "gelu_new" / "gelu_pytorch_tanh" are the tanh approximation.
+_ACTIVATIONS = {
+    "gelu": lambda x: nn.gelu(x, approximate=False),
+    "gelu_python": lambda x: nn.gelu(x, approximate=False),
+    "gelu_new": lambda x: nn.gelu(x, approximate=True),
+    "gelu_pytorch_tanh": lambda x: nn.gelu(x, approximate=True),
+    "relu": nn.relu,
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class BertConfig:
+    vocab_size: int
+    hidden_size: int
+    num_hidden_layers: int
+    num_attention_heads: int
+    intermediate_size: int
+    hidden_act: str = "gelu"
+    hidden_dropout_prob: float = 0.1
+    attention_probs_dropout_prob: float = 0.1
+    max_position_embeddings: int = 512
+    type_vocab_size: int = 2
+    layer_norm_eps: float = 1e-12
+    pad_token_id: int = 0
+
+    def __post_init__(self):
+        if self.hidden_act not in _ACTIVATIONS:
+            raise ValueError(
+                f"hidden_act={self.hidden_act!r} is not supported; expected one of "
+                f"{sorted(_ACTIVATIONS)}"
+            )
+        if self.hidden_size % self.num_attention_heads:
+            raise ValueError(
+                f"hidden_size={self.hidden_size} is not divisible by "
+                f"num_attention_heads={self.num_attention_heads}"
+            )
+
+    @classmethod
+    def from_dict(cls, d: dict) -> BertConfig:
+        """Build from a Hugging Face config.json dict; keys this model does not use are ignored."""
+        model_type = d.get("model_type", "bert")
+        if model_type != "bert":
+            raise ValueError(
+                f"config has model_type={model_type!r}; tlx's BertModel only loads 'bert' "
+                "checkpoints (RoBERTa/ELECTRA/DistilBERT differ in embeddings or names)"
+            )
+        position_type = d.get("position_embedding_type", "absolute")
+        if position_type != "absolute":
+            raise ValueError(
+                f"position_embedding_type={position_type!r} is not supported; only 'absolute'"
+            )
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+    @classmethod
+    def from_json(cls, path) -> BertConfig:
+        return cls.from_dict(json.loads(pathlib.Path(path).read_text()))
+
+
+class BertEmbeddings(nn.Module):
+    config: BertConfig
+    dtype: jnp.dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, input_ids, token_type_ids, *, deterministic):
+        cfg = self.config
+        if input_ids.shape[-1] > cfg.max_position_embeddings:
+            # jnp.take would silently clamp the position ids instead.
+            raise ValueError(
+                f"sequence length {input_ids.shape[-1]} exceeds max_position_embeddings="
+                f"{cfg.max_position_embeddings}; truncate the inputs"
+            )
+        embed = lambda n, name: nn.Embed(n, cfg.hidden_size, dtype=self.dtype, name=name)
+        positions = jnp.arange(input_ids.shape[-1])[None, :]
+        x = (
+            embed(cfg.vocab_size, "word_embeddings")(input_ids)
+            + embed(cfg.max_position_embeddings, "position_embeddings")(positions)
+            + embed(cfg.type_vocab_size, "token_type_embeddings")(token_type_ids)
+        )
+        x = nn.LayerNorm(epsilon=cfg.layer_norm_eps, dtype=self.dtype, name="LayerNorm")(x)
+        return nn.Dropout(cfg.hidden_dropout_prob)(x, deterministic=deterministic)
+
+
+class BertSelfAttention(nn.Module):
+    config: BertConfig
+    dtype: jnp.dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x, mask_bias, *, deterministic):
+        cfg = self.config
+        heads = cfg.num_attention_heads
+        head_dim = cfg.hidden_size // heads
+        split = lambda t: t.reshape(*t.shape[:-1], heads, head_dim)  # [B, L, heads, head_dim]
+        dense = lambda name: nn.Dense(cfg.hidden_size, dtype=self.dtype, name=name)
+        # Scaling q (B*L*H values) is cheaper than scaling the scores (B*heads*L*L).
+        q = split(dense("query")(x)) * jnp.asarray(head_dim**-0.5, self.dtype)
+        k = split(dense("key")(x))
+        v = split(dense("value")(x))
+        scores = jnp.einsum("bqhd,bkhd->bhqk", q, k)
+        if mask_bias is not None:
+            scores = scores + mask_bias
+        # Softmax in float32 so a bfloat16 model keeps stable attention weights.
+        probs = nn.softmax(scores.astype(jnp.float32), axis=-1).astype(self.dtype)
+        if cfg.attention_probs_dropout_prob > 0 and not deterministic:
+            probs = nn.Dropout(cfg.attention_probs_dropout_prob)(probs, deterministic=False)
+        context = jnp.einsum("bhqk,bkhd->bqhd", probs, v)
+        return context.reshape(*context.shape[:2], cfg.hidden_size)
+
+
+class BertDenseResidual(nn.Module):
+    """dense -> dropout -> LayerNorm(x + residual): HF's BertSelfOutput and BertOutput."""
+
+    config: BertConfig
+    dtype: jnp.dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x, residual, *, deterministic):
+        cfg = self.config
+        x = nn.Dense(cfg.hidden_size, dtype=self.dtype, name="dense")(x)
+        x = nn.Dropout(cfg.hidden_dropout_prob)(x, deterministic=deterministic)
+        ln = nn.LayerNorm(epsilon=cfg.layer_norm_eps, dtype=self.dtype, name="LayerNorm")
+        return ln(x + residual)
+
+
+class BertAttention(nn.Module):
+    config: BertConfig
+    dtype: jnp.dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x, mask_bias, *, deterministic):
+        context = BertSelfAttention(self.config, self.dtype, name="self")(
+            x, mask_bias, deterministic=deterministic
+        )
+        return BertDenseResidual(self.config, self.dtype, name="output")(
+            context, x, deterministic=deterministic
+        )
+
+
+class BertIntermediate(nn.Module):
+    config: BertConfig
+    dtype: jnp.dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x):
+        x = nn.Dense(self.config.intermediate_size, dtype=self.dtype, name="dense")(x)
+        return _ACTIVATIONS[self.config.hidden_act](x)
+
+
+class BertLayer(nn.Module):
+    config: BertConfig
+    dtype: jnp.dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x, mask_bias, *, deterministic):
+        x = BertAttention(self.config, self.dtype, name="attention")(
+            x, mask_bias, deterministic=deterministic
+        )
+        h = BertIntermediate(self.config, self.dtype, name="intermediate")(x)
+        return BertDenseResidual(self.config, self.dtype, name="output")(
+            h, x, deterministic=deterministic
+        )
+
+
+class BertEncoder(nn.Module):
+    config: BertConfig
+    dtype: jnp.dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x, mask_bias, *, deterministic):
+        hidden_states = [x]
+        for i in range(self.config.num_hidden_layers):
+            x = BertLayer(self.config, self.dtype, name=f"layer_{i}")(
+                x, mask_bias, deterministic=deterministic
+            )
+            hidden_states.append(x)
+        return x, tuple(hidden_states)
+
+
+class BertPooler(nn.Module):
+    config: BertConfig
+    dtype: jnp.dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x):
+        cls_token = x[:, 0]
+        return jnp.tanh(
+            nn.Dense(self.config.hidden_size, dtype=self.dtype, name="dense")(cls_token)
+        )
+
+
+class BertModel(nn.Module):
+    config: BertConfig
+    dtype: jnp.dtype = jnp.float32
+    add_pooling_layer: bool = True
+
+    @nn.compact
+    def __call__(
+        self,
+        input_ids,
+        attention_mask=None,
+        token_type_ids=None,
+        *,
+        deterministic=True,
+        output_hidden_states=False,
+    ):
+        """Returns (last_hidden_state [B, L, H], pooled [B, H] or None[, hidden_states])."""
+        if token_type_ids is None:
+            token_type_ids = jnp.zeros_like(input_ids)
+        x = BertEmbeddings(self.config, self.dtype, name="embeddings")(
+            input_ids, token_type_ids, deterministic=deterministic
+        )
+        # Padding becomes an additive bias [B, 1, 1, L]: the dtype's min keeps exp() at exactly 0
+        # without the NaNs that -inf gives on fully masked rows.
+        mask_bias = None
+        if attention_mask is not None:
+            keep = attention_mask[:, None, None, :].astype(bool)
+            mask_bias = jnp.where(keep, 0.0, jnp.finfo(self.dtype).min).astype(self.dtype)
+        x, hidden_states = BertEncoder(self.config, self.dtype, name="encoder")(
+            x, mask_bias, deterministic=deterministic
+        )
+        pooled = None
+        if self.add_pooling_layer:
+            pooled = BertPooler(self.config, self.dtype, name="pooler")(x)
+        if output_hidden_states:
+            return x, pooled, hidden_states
+        return x, pooled
+
+
+def masked_mean(hidden, attention_mask=None):
+    """Mean over tokens, counting only those the attention mask keeps (sentence-transformers)."""
+    if attention_mask is None:
+        return hidden.mean(axis=1)
+    weights = attention_mask.astype(hidden.dtype)[..., None]
+    return (hidden * weights).sum(axis=1) / jnp.maximum(weights.sum(axis=1), 1e-9)
+
+
+class BertForSequenceClassification(nn.Module):
+    config: BertConfig
+    num_labels: int
+    pooling: str = "pooler"  # "pooler" (HF: CLS + dense + tanh), "cls", or "mean"
+    classifier_dropout: float | None = None  # None -> hidden_dropout_prob, as HF
+    dtype: jnp.dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, input_ids, attention_mask=None, token_type_ids=None, *, deterministic=True):
+        if self.pooling not in ("pooler", "cls", "mean"):
+            raise ValueError(f"pooling={self.pooling!r}; expected 'pooler', 'cls' or 'mean'")
+        # Without the pooler there is no pooler/dense to hold unused (and never-trained) params.
+        bert = BertModel(
+            self.config, self.dtype, add_pooling_layer=self.pooling == "pooler", name="bert"
+        )
+        hidden, pooled = bert(
+            input_ids, attention_mask, token_type_ids, deterministic=deterministic
+        )
+        if self.pooling == "cls":
+            pooled = hidden[:, 0]
+        elif self.pooling == "mean":
+            pooled = masked_mean(hidden, attention_mask)
+        rate = self.classifier_dropout
+        if rate is None:
+            rate = self.config.hidden_dropout_prob
+        pooled = nn.Dropout(rate)(pooled, deterministic=deterministic)
+        return nn.Dense(self.num_labels, dtype=self.dtype, name="classifier")(pooled)
+
+
+def bert_param_groups(
+    num_layers: int, prefix: str = "bert/", head: str = "classifier/", has_pooler: bool = True
+) -> list[tuple[str, str]]:
+    """Ordered input -> output groups of regexes over '/'-joined param paths, for freezing plans."""
+    p = re.escape(prefix)
+    groups = [("embeddings", rf"^{p}embeddings/")]
+    groups += [(f"layer_{i}", rf"^{p}encoder/layer_{i}/") for i in range(num_layers)]
+    if has_pooler:
+        groups.append(("pooler", rf"^{p}pooler/"))
+    groups.append(("head", rf"^{re.escape(head)}"))
+    return groups

@@ -1,0 +1,54 @@
+"""The model registry: a name in ``config.model.name`` -> a builder returning a :class:`ModelBundle`.
+
+A bundle is everything the rest of tlx needs to know about a model: the linen module, its ordered
+parameter groups, a uniform ``forward`` over batches, pretrained weights to merge into the init, and
+the preprocessing (a tokenizer for text models).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import flax.linen as nn
+import numpy as np
+
+from tlx.steps import ForwardFn
+
+
+@dataclasses.dataclass
+class ModelBundle:
+    module: nn.Module
+    groups: Sequence[tuple[str, str]]  # ordered (name, regex), input -> output
+    forward: ForwardFn
+    init: Callable[[Any], dict]  # rng -> fresh variables {"params": ..., maybe "batch_stats"}
+    pretrained: Mapping[str, np.ndarray] | None = None  # flat '/'-paths -> arrays
+    allow_fresh: Sequence[str] = ()  # regexes of params the checkpoint may lack (new heads)
+    tokenizer: Any = None
+    checkpoint_dir: str | None = None
+    description: str = ""
+
+    @property
+    def group_names(self) -> list[str]:
+        return [name for name, _ in self.groups]
+
+
+_BUILDERS: dict[str, Callable[..., ModelBundle]] = {}
+
+
+def register(name: str):
+    def wrap(fn):
+        _BUILDERS[name] = fn
+        return fn
+
+    return wrap
+
+
+def build_model(model_cfg: Mapping, num_classes: int) -> ModelBundle:
+    from tlx.models import text  # noqa: F401  (registers the text models)
+
+    name = model_cfg["name"]
+    if name not in _BUILDERS:
+        raise ValueError(f"Unknown model {name!r}; registered models: {sorted(_BUILDERS)}.")
+    return _BUILDERS[name](model_cfg, num_classes)

@@ -1,0 +1,61 @@
+"""Text classifiers on converted Hugging Face BERT-family encoders."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+
+from tlx.models.bert import BertForSequenceClassification, bert_param_groups
+from tlx.models.registry import ModelBundle, register
+from tlx.weights.hf_bert import load_hf_bert, load_tokenizer
+from tlx.weights.resolve import resolve_checkpoint
+
+
+@register("bert_classifier")
+def build_bert_classifier(cfg: Mapping, num_classes: int) -> ModelBundle:
+    folder = resolve_checkpoint(cfg["checkpoint"])
+    config, pretrained = load_hf_bert(folder)
+    pooling = cfg.get("pooling", "pooler")
+    module = BertForSequenceClassification(
+        config,
+        num_labels=num_classes,
+        pooling=pooling,
+        classifier_dropout=cfg.get("classifier_dropout", None),
+    )
+    if pooling != "pooler":  # the pooler is not part of this model: its weights are unused
+        pretrained = {k: v for k, v in pretrained.items() if not k.startswith("bert/pooler/")}
+    # A checkpoint's own classifier is reused only when it has this task's number of classes.
+    head = {k: v for k, v in pretrained.items() if k.startswith("classifier/")}
+    if head and head.get("classifier/bias", np.zeros(0)).shape != (num_classes,):
+        pretrained = {k: v for k, v in pretrained.items() if k not in head}
+
+    def forward(params, model_state, batch, rng, train):
+        logits = module.apply(
+            {"params": params},
+            batch["input_ids"],
+            batch["attention_mask"],
+            batch["token_type_ids"],
+            deterministic=not train,
+            rngs={"dropout": rng} if train else None,
+        )
+        return logits, model_state
+
+    def init(rng):
+        ids = np.zeros((1, 8), np.int32)
+        return module.init(rng, ids, np.ones_like(ids), ids)
+
+    return ModelBundle(
+        module=module,
+        groups=bert_param_groups(config.num_hidden_layers, has_pooler=pooling == "pooler"),
+        forward=forward,
+        init=init,
+        pretrained=pretrained,
+        allow_fresh=(r"^classifier/",),
+        tokenizer=load_tokenizer(folder),
+        checkpoint_dir=str(folder),
+        description=(
+            f"BERT {config.num_hidden_layers}x{config.hidden_size} from {cfg['checkpoint']}, "
+            f"{pooling} pooling, {num_classes} classes"
+        ),
+    )

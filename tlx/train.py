@@ -1,0 +1,42 @@
+"""Train an experiment.
+
+    python -m tlx.train --config=configs/minilm_rt_progressive.py --workdir=runs/rt \
+        [--config.total_steps=300 --config.plan.every=50 ...]
+
+Rerunning with the same --workdir resumes from its latest checkpoint. Unknown or mistyped
+``--config.*`` overrides are rejected before anything is built.
+"""
+
+from __future__ import annotations
+
+from absl import app, flags
+from ml_collections import config_flags
+
+from tlx import runtime
+
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", None, "Experiment config file.", lock_config=True
+)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Run folder: checkpoints, metrics, summary.")
+_CPU_DEVICES = flags.DEFINE_integer(
+    "cpu_devices", 0, "Split the host CPU into this many JAX devices (testing data parallelism)."
+)
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    runtime.configure(_CPU_DEVICES.value or None)
+    # Imported after configure(): XLA reads its flags once, when JAX initialises.
+    from tlx.experiment import build_experiment
+    from tlx.report import print_result_table
+    from tlx.trainer import train
+
+    experiment = build_experiment(_CONFIG.value)
+    summary = train(experiment, _WORKDIR.value)
+    print_result_table(summary)
+
+
+if __name__ == "__main__":
+    app.run(main)

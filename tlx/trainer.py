@@ -1,0 +1,202 @@
+"""The training loop over an assembled :class:`~tlx.experiment.Experiment`.
+
+Read top to bottom: initialise (fresh init + pretrained merge, or ``init_from`` another run), resume
+from the workdir's latest checkpoint if there is one, then step. Each plan stage compiles its own
+train step; at a stage boundary the optimizer state of groups that keep training carries over and
+newly unfrozen groups start fresh. A run killed at any point and restarted with the same workdir
+ends with the same parameters as one that never stopped: the batch for step s is a pure function of
+(seed, s) and so is its dropout key.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+from tqdm.auto import tqdm
+
+from tlx import parallel
+from tlx.checkpoint import Checkpoints
+from tlx.experiment import Experiment
+from tlx.metrics import MetricWriter, add_sums, summarize
+from tlx.steps import make_eval_step, make_train_step
+from tlx.transfer import audit
+from tlx.transfer.groups import assign_groups, flatten
+from tlx.transfer.optim import carry_over, learning_rate_schedule, make_optimizer
+from tlx.weights.merge import merge_pretrained
+
+
+class NonFiniteLossError(FloatingPointError):
+    pass
+
+
+def initial_params(exp: Experiment, rng, log=print):
+    """Fresh init, then the pretrained weights, then (optionally) another run's parameters."""
+    variables = jax.jit(exp.model.init)(rng)  # one compilation instead of one per op
+    params = variables["params"]
+    model_state = {k: v for k, v in variables.items() if k != "params"}
+    if exp.model.pretrained is not None:
+        params, report = merge_pretrained(
+            params, exp.model.pretrained, allow_fresh=exp.model.allow_fresh
+        )
+        log(report.summary())
+    init_from = exp.config.get("init_from", "")
+    if init_from:
+        params = Checkpoints(Path(init_from) / "checkpoints").restore_params(params_like=params)
+        log(f"Initialised all parameters from the run in {init_from} (its latest checkpoint).")
+    return jax.tree_util.tree_map(np.asarray, params), model_state
+
+
+def evaluate(eval_step, params, model_state, batches, mesh) -> dict:
+    total = None
+    for batch in batches:
+        total = add_sums(total, eval_step(params, model_state, parallel.put_batch(batch, mesh)))
+    return summarize(total)
+
+
+def train(exp: Experiment, workdir: str | Path, *, log=print, progress: bool = True) -> dict:
+    cfg = exp.config
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    is_lead = jax.process_index() == 0
+    total_steps = int(cfg["total_steps"])
+    mesh = parallel.make_mesh()
+    parallel.check_batch_size(int(cfg["batch_size"]), mesh)
+    for batches in exp.eval_batches.values():
+        parallel.check_batch_size(len(batches[0]["label"]), mesh, "eval batch size")
+    if is_lead:
+        (workdir / "config.json").write_text(cfg.to_json(indent=1))
+
+    init_rng, dropout_rng = jax.random.split(jax.random.key(int(cfg["seed"])))
+    params, model_state = initial_params(exp, init_rng, log)
+    flat = flatten(params)
+    group_of = assign_groups(list(flat), exp.model.groups)
+    schedule = learning_rate_schedule(cfg["optim"], total_steps)
+    optimizer_for = lambda stage: make_optimizer(stage, group_of, cfg["optim"], schedule)
+
+    # Resume: the latest checkpoint in this workdir fixes step, stage, optimizer state and RNG.
+    checkpoints = Checkpoints(workdir / "checkpoints", int(cfg.get("keep_checkpoints", 2)))
+    start_step = checkpoints.latest_step() or 0
+    # The saved optimizer state belongs to the stage of the last step taken (start_step - 1);
+    # if start_step opens a new stage, the loop below moves to it exactly as an unbroken run does.
+    stage_index = exp.plan.stage_index_at(max(start_step - 1, 0))
+    tx = optimizer_for(exp.plan.stages[stage_index])
+    opt_state = jax.jit(tx.init)(flat)
+    if start_step:
+        train_state = {
+            "opt_state": opt_state,
+            "model_state": model_state,
+            "rng": jax.random.key_data(dropout_rng),
+        }
+        params, train_state, meta = checkpoints.restore(start_step, params, train_state)
+        opt_state, model_state = train_state["opt_state"], train_state["model_state"]
+        dropout_rng = jax.random.wrap_key_data(train_state["rng"])
+        log(f"Resumed from {workdir / 'checkpoints'} at step {start_step} (stage {meta['stage']}).")
+
+    params, model_state, opt_state = parallel.put_replicated((params, model_state, opt_state), mesh)
+    writer = MetricWriter(workdir, enabled=is_lead)
+    writer.truncate_after(start_step)
+    eval_step = jax.jit(make_eval_step(exp.model.forward))
+    clip_norm = cfg["optim"].get("clip_norm", None)
+    compiled: dict[int, object] = {}
+
+    def start_stage(index: int):
+        stage = exp.plan.stages[index]
+        trainable = [p for p, g in group_of.items() if g in stage.trainable]
+        compiled[index] = jax.jit(make_train_step(exp.model.forward, trainable, tx, clip_norm))
+        rows = audit.audit_stage(stage, group_of, flat, opt_state)
+        log(audit.format_audit(rows, index, stage.start_step))
+        if is_lead:
+            audit.save_audit(workdir, rows, index, stage.start_step)
+
+    def save(step: int):
+        train_state = {
+            "opt_state": opt_state,
+            "model_state": model_state,
+            "rng": jax.random.key_data(dropout_rng),
+        }
+        meta = {"step": step, "stage": exp.plan.stage_index_at(max(step - 1, 0))}
+        checkpoints.save(step, params, train_state, meta)
+
+    start_stage(stage_index)
+    bar = tqdm(total=total_steps, initial=start_step, disable=not progress, desc="train")
+    window, window_start, window_examples = None, time.perf_counter(), 0
+    started = time.perf_counter()
+    for step in range(start_step, total_steps):
+        if exp.plan.stage_index_at(step) != stage_index:
+            old_stage = exp.plan.stages[stage_index]
+            stage_index = exp.plan.stage_index_at(step)
+            tx = optimizer_for(exp.plan.stages[stage_index])
+            fresh = parallel.put_replicated(jax.jit(tx.init)(flat), mesh)
+            opt_state = carry_over(opt_state, fresh, old_stage, exp.plan.stages[stage_index])
+            start_stage(stage_index)
+
+        batch = parallel.put_batch(exp.train_batches[step], mesh)
+        params, model_state, opt_state, metrics = compiled[stage_index](
+            params, model_state, opt_state, batch, jax.random.fold_in(dropout_rng, step)
+        )
+        loss = float(metrics["loss"])
+        if not math.isfinite(loss):
+            bar.close()
+            last = checkpoints.latest_step()
+            raise NonFiniteLossError(
+                f"Loss became {loss} at step {step} (stage {stage_index}); stopping. The last good "
+                f"checkpoint is step {last} in {checkpoints.directory}. Lower optim.learning_rate "
+                "or set optim.clip_norm, then rerun (it resumes from that checkpoint)."
+            )
+        window = add_sums(
+            window, {k: metrics[k] for k in ("loss_sum", "correct_sum", "weight_sum")}
+        )
+        window_examples += int(cfg["batch_size"])
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss:.4f}", stage=stage_index)
+        done = step + 1
+
+        if done % int(cfg.get("log_every", 50)) == 0 or done == total_steps:
+            elapsed = time.perf_counter() - window_start
+            values = summarize(window)
+            values.pop("examples")
+            values["examples_per_sec"] = window_examples / max(elapsed, 1e-9)
+            values["grad_norm"] = float(metrics["grad_norm"])
+            stage = exp.plan.stages[stage_index]
+            for group, mult in stage.multipliers.items():
+                values[f"lr/{group}"] = 0.0 if mult is None else float(schedule(step)) * mult
+            writer.write(done, "train", values)
+            window, window_start, window_examples = None, time.perf_counter(), 0
+        if done % int(cfg["eval_every"]) == 0 or done == total_steps:
+            split = cfg["data"].get("eval_split", "validation")
+            result = evaluate(eval_step, params, model_state, exp.eval_batches[split], mesh)
+            writer.write(done, split, result)
+            bar.write(
+                f"step {done}: {split} accuracy {result['accuracy']:.4f} loss {result['loss']:.4f}"
+            )
+            window_start = time.perf_counter()  # keep eval time out of examples/s
+        if done % int(cfg["checkpoint_every"]) == 0 or done == total_steps:
+            save(done)
+            window_start = time.perf_counter()
+    bar.close()
+    train_seconds = time.perf_counter() - started
+
+    results = {
+        split: evaluate(eval_step, params, model_state, batches, mesh)
+        for split, batches in exp.eval_batches.items()
+    }
+    for split, result in results.items():
+        writer.write(total_steps, f"final_{split}", result)
+    writer.close()
+    checkpoints.close()
+    summary = {
+        "plan": exp.plan.name,
+        "model": exp.model.description,
+        "steps": total_steps,
+        "resumed_from_step": start_step,
+        "train_seconds_this_run": round(train_seconds, 2),
+        "results": results,
+    }
+    if is_lead:
+        (workdir / "summary.json").write_text(json.dumps(summary, indent=1))
+    return summary

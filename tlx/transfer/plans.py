@@ -1,0 +1,229 @@
+"""Transfer plans: which parameter groups train, at what learning-rate multiplier, from which step.
+
+A plan is a list of stages ``[(start_step, {group: lr_multiplier | FROZEN})]``; the first stage starts
+at step 0 and every stage names every group. Builders are named after what researchers say:
+
+    feature_extraction(groups)         only the head trains
+    finetune(groups)                   everything trains
+    freeze_to(groups, k)               the top k groups train
+    progressive(groups, every=N)       one more group unfreezes from the top every N steps
+    from_rules(groups, [(0, [("head", 1.0), (".*", None)])])   big_vision style, first match wins
+
+``groups`` is the model's ordered group names, input -> output. Per-group learning-rate
+multipliers (``lr_multipliers``) and layer-wise decay (``layer_decay``) apply on top of any plan.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Mapping, Sequence
+
+FROZEN = None  # a group's multiplier when it does not train
+
+
+class PlanError(ValueError):
+    """A plan that is malformed, matches nothing, or freezes nothing it claims to."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Stage:
+    start_step: int
+    multipliers: Mapping[str, float | None]  # every group -> lr multiplier, or FROZEN
+
+    @property
+    def trainable(self) -> tuple[str, ...]:
+        return tuple(g for g, m in self.multipliers.items() if m is not FROZEN)
+
+    @property
+    def frozen(self) -> tuple[str, ...]:
+        return tuple(g for g, m in self.multipliers.items() if m is FROZEN)
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    name: str
+    stages: tuple[Stage, ...]
+
+    def stage_index_at(self, step: int) -> int:
+        index = 0
+        for i, stage in enumerate(self.stages):
+            if stage.start_step <= step:
+                index = i
+        return index
+
+    def stage_at(self, step: int) -> Stage:
+        return self.stages[self.stage_index_at(step)]
+
+    @property
+    def boundaries(self) -> tuple[int, ...]:
+        return tuple(s.start_step for s in self.stages)
+
+    def validate(self, groups: Sequence[str], total_steps: int | None = None) -> None:
+        """Every stage names exactly the model's groups; stages start in order, inside the run."""
+        problems = []
+        if not self.stages or self.stages[0].start_step != 0:
+            problems.append("the first stage must start at step 0")
+        starts = self.boundaries
+        if list(starts) != sorted(set(starts)):
+            problems.append(f"stage start steps must strictly increase, found {list(starts)}")
+        for i, stage in enumerate(self.stages):
+            names = set(stage.multipliers)
+            if names != set(groups):
+                problems.append(
+                    f"stage {i} names groups {sorted(names)}, the model has {list(groups)}"
+                )
+            if not stage.trainable:
+                problems.append(f"stage {i} (step {stage.start_step}) trains no group")
+            for g, m in stage.multipliers.items():
+                if m is not FROZEN and not m > 0:
+                    problems.append(f"stage {i}: group {g!r} has multiplier {m}; use FROZEN or > 0")
+            if total_steps is not None and stage.start_step >= total_steps:
+                problems.append(
+                    f"stage {i} starts at step {stage.start_step} but the run has only "
+                    f"{total_steps} steps, so it would never begin"
+                )
+        if problems:
+            raise PlanError(f"Plan {self.name!r} is invalid:\n  " + "\n  ".join(problems))
+
+
+def _stage(start: int, groups: Sequence[str], n_trainable: int) -> Stage:
+    """The top ``n_trainable`` groups train at multiplier 1, the rest are frozen."""
+    cut = len(groups) - n_trainable
+    return Stage(start, {g: (1.0 if i >= cut else FROZEN) for i, g in enumerate(groups)})
+
+
+def _check_top_k(groups: Sequence[str], k: int, plan: str) -> None:
+    if not 1 <= k < len(groups):
+        raise PlanError(
+            f"{plan}: k={k} must be between 1 and {len(groups) - 1} (the model has "
+            f"{len(groups)} groups {list(groups)}); k={len(groups)} would freeze nothing, "
+            "use finetune for that."
+        )
+
+
+def feature_extraction(groups: Sequence[str], head: int = 1) -> Plan:
+    _check_top_k(groups, head, "feature_extraction")
+    return Plan("feature_extraction", (_stage(0, groups, head),))
+
+
+def finetune(groups: Sequence[str]) -> Plan:
+    return Plan("finetune", (_stage(0, groups, len(groups)),))
+
+
+def freeze_to(groups: Sequence[str], k: int) -> Plan:
+    _check_top_k(groups, k, "freeze_to")
+    return Plan(f"freeze_to({k})", (_stage(0, groups, k),))
+
+
+def progressive(groups: Sequence[str], every: int, start: int = 1) -> Plan:
+    """Top ``start`` groups train first; one more group unfreezes every ``every`` steps."""
+    _check_top_k(groups, start, "progressive")
+    if every < 1:
+        raise PlanError(f"progressive: every={every} must be a positive number of steps")
+    stages = [_stage(i * every, groups, n) for i, n in enumerate(range(start, len(groups) + 1))]
+    return Plan(f"progressive(every={every})", tuple(stages))
+
+
+def from_rules(
+    groups: Sequence[str], stages: Sequence[tuple[int, Sequence[tuple[str, float | None]]]]
+) -> Plan:
+    """Stages given as ``(start_step, [(group_regex, multiplier | None), ...])``; first match wins.
+
+    Every group must match some rule and every rule must match some group.
+    """
+    built, problems = [], []
+    for start, rules in stages:
+        compiled = [(re.compile(rx), rx, m) for rx, m in rules]
+        used = set()
+        multipliers = {}
+        for g in groups:
+            hit = next(((rx, m) for c, rx, m in compiled if c.fullmatch(g)), None)
+            if hit is None:
+                problems.append(f"step {start}: group {g!r} matches no rule")
+                continue
+            used.add(hit[0])
+            multipliers[g] = None if hit[1] is None else float(hit[1])
+        problems += [
+            f"step {start}: rule {rx!r} matches no group" for _, rx, _ in compiled if rx not in used
+        ]
+        built.append(Stage(int(start), multipliers))
+    if problems:
+        raise PlanError(
+            f"Plan rules do not fit the model's groups {list(groups)}:\n  " + "\n  ".join(problems)
+        )
+    return Plan("custom", tuple(built))
+
+
+def with_multipliers(
+    plan: Plan,
+    groups: Sequence[str],
+    lr_multipliers: Mapping[str, float] | None = None,
+    layer_decay: float = 1.0,
+) -> Plan:
+    """Scale trainable groups' multipliers: regex -> factor, and decay**depth from the head."""
+    lr_multipliers = dict(lr_multipliers or {})
+    for rx in lr_multipliers:
+        if not any(re.fullmatch(rx, g) for g in groups):
+            raise PlanError(
+                f"lr_multipliers pattern {rx!r} matches no group; groups are {list(groups)}"
+            )
+    if not 0 < layer_decay <= 1:
+        raise PlanError(f"layer_decay={layer_decay} must be in (0, 1]")
+
+    def factor(g: str) -> float:
+        depth = len(groups) - 1 - list(groups).index(g)  # 0 for the head
+        f = layer_decay**depth
+        for rx, m in lr_multipliers.items():
+            if re.fullmatch(rx, g):
+                f *= float(m)
+                break
+        return f
+
+    stages = tuple(
+        Stage(
+            s.start_step,
+            {g: (m if m is FROZEN else m * factor(g)) for g, m in s.multipliers.items()},
+        )
+        for s in plan.stages
+    )
+    return dataclasses.replace(plan, stages=stages)
+
+
+def parse_multipliers(spec: str) -> dict[str, float]:
+    """'head=10,layer_.*=0.5' -> {'head': 10.0, 'layer_.*': 0.5} (flag-friendly form)."""
+    out = {}
+    for item in filter(None, (p.strip() for p in spec.split(","))):
+        rx, sep, value = item.rpartition("=")
+        if not sep or not rx:
+            raise PlanError(f"lr_multipliers item {item!r} must look like 'group_regex=factor'")
+        try:
+            out[rx] = float(value)
+        except ValueError as e:
+            raise PlanError(f"lr_multipliers item {item!r}: {value!r} is not a number") from e
+    return out
+
+
+BUILDERS = {
+    "feature_extraction": lambda groups, cfg: feature_extraction(groups, cfg.get("head", 1)),
+    "finetune": lambda groups, cfg: finetune(groups),
+    "freeze_to": lambda groups, cfg: freeze_to(groups, cfg["k"]),
+    "progressive": lambda groups, cfg: progressive(groups, cfg["every"], cfg.get("start", 1)),
+    "custom": lambda groups, cfg: from_rules(groups, cfg["stages"]),
+}
+
+
+def build_plan(groups: Sequence[str], cfg: Mapping, total_steps: int | None = None) -> Plan:
+    """A plan from a config section: ``name`` plus that builder's fields and the multipliers."""
+    name = cfg["name"]
+    if name not in BUILDERS:
+        raise PlanError(f"Unknown plan {name!r}; choose one of {sorted(BUILDERS)}.")
+    plan = BUILDERS[name](list(groups), cfg)
+    plan = with_multipliers(
+        plan,
+        groups,
+        parse_multipliers(cfg.get("lr_multipliers", "") or ""),
+        float(cfg.get("layer_decay", 1.0)),
+    )
+    plan.validate(groups, total_steps)
+    return plan

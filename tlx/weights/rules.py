@@ -1,0 +1,74 @@
+"""Declarative checkpoint conversion: a table of `regex -> (target path, transform)` rules.
+
+Every source key must match exactly one rule (a rule with target=None drops its keys on purpose);
+every problem is collected and reported together, so one run shows the whole mismatch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+
+@dataclasses.dataclass(frozen=True)
+class Rule:
+    pattern: str  # regex, fullmatch against the source key
+    target: str | None  # "/"-separated flax path, may use \1 groups; None drops the key on purpose
+    transform: Callable[[np.ndarray], np.ndarray] | None = None
+
+
+class ConversionError(ValueError):
+    """Raised with every problem found in one conversion; `problems` holds them one per line."""
+
+    def __init__(self, problems: Sequence[str]):
+        self.problems = list(problems)
+        super().__init__(
+            f"checkpoint conversion found {len(self.problems)} problem(s):\n  "
+            + "\n  ".join(self.problems)
+        )
+
+
+def transpose(x: np.ndarray) -> np.ndarray:
+    """PyTorch Linear weight [out, in] -> flax Dense kernel [in, out]."""
+    if x.ndim != 2:
+        raise ValueError(f"expected a 2-d Linear weight, got shape {x.shape}")
+    return np.ascontiguousarray(x.T)
+
+
+def convert(tensors: dict[str, np.ndarray], rules: Sequence[Rule]) -> dict[str, np.ndarray]:
+    """Source keys -> flat {"a/b/c": array}; raises one ConversionError listing every problem."""
+    compiled = [(re.compile(rule.pattern), rule) for rule in rules]
+    problems: list[str] = []
+    converted: dict[str, np.ndarray] = {}
+    source_of: dict[str, str] = {}
+    for key in sorted(tensors):
+        matches = [(m, rule) for regex, rule in compiled if (m := regex.fullmatch(key))]
+        if not matches:
+            problems.append(f"unmatched source key {key!r} {tuple(tensors[key].shape)}")
+            continue
+        if len(matches) > 1:
+            patterns = ", ".join(repr(rule.pattern) for _, rule in matches)
+            problems.append(f"source key {key!r} matched {len(matches)} rules: {patterns}")
+            continue
+        match, rule = matches[0]
+        if rule.target is None:
+            continue
+        target = match.expand(rule.target)
+        if target in source_of:
+            problems.append(f"target {target!r} produced by both {source_of[target]!r} and {key!r}")
+            continue
+        source_of[target] = key
+        value = tensors[key]
+        if rule.transform is not None:
+            try:
+                value = rule.transform(value)
+            except Exception as e:  # collected, not raised: the report lists every failure
+                problems.append(f"transform for {key!r} -> {target!r} failed: {e}")
+                continue
+        converted[target] = value
+    if problems:
+        raise ConversionError(problems)
+    return converted
