@@ -99,7 +99,7 @@ def test_eight_cpu_devices_match_one(tiny_bert_dir, rt_data_dir, tmp_path):
     finals = {}
     for devices in (1, 8):
         workdir = tmp_path / f"d{devices}"
-        args = tiny_overrides(tiny_bert_dir, rt_data_dir, workdir, steps=3)
+        args = tiny_overrides(tiny_bert_dir, rt_data_dir, workdir, steps=4)
         result = run("-m", "tlx.train", f"--config={CONFIG}", f"--cpu_devices={devices}", *args)
         assert result.returncode == 0, result.stderr[-3000:]
         finals[devices] = flatten(Checkpoints(workdir / "checkpoints").restore_params())

@@ -9,7 +9,7 @@ import pytest
 from configs import minilm_rt_progressive
 from tlx.checkpoint import Checkpoints
 from tlx.experiment import build_experiment
-from tlx.trainer import NonFiniteLossError, train
+from tlx.trainer import NonFiniteLossError, initial_params, train
 from tlx.transfer.groups import flatten
 
 
@@ -120,15 +120,23 @@ def test_killed_run_resumes_to_identical_parameters(tiny_bert_dir, rt_data_dir, 
 
 
 def test_init_from_another_run_is_not_a_resume(tiny_bert_dir, rt_data_dir, tmp_path):
-    config = tiny_config(tiny_bert_dir, rt_data_dir, total_steps=3)
+    config = tiny_config(tiny_bert_dir, rt_data_dir, total_steps=4)
+    config.plan.every = 1
     train(build_experiment(config), tmp_path / "first", log=lambda *_: None, progress=False)
-    second = tiny_config(
-        tiny_bert_dir, rt_data_dir, total_steps=3, init_from=str(tmp_path / "first")
-    )
+    second = config.copy_and_resolve_references()
+    second.init_from = str(tmp_path / "first")
     logs = []
     summary = train(build_experiment(second), tmp_path / "second", log=logs.append, progress=False)
     assert summary["resumed_from_step"] == 0
     assert any("Initialised all parameters from the run" in line for line in logs)
+    # the second run's step 0 starts from the first run's final parameters, not the pretrained ones
+    exp2 = build_experiment(second, with_data=False)
+    start, _ = initial_params(exp2, jax.random.key(0), log=lambda *_: None)
+    first = params_of(tmp_path / "first")
+    for k, v in flatten(start).items():
+        np.testing.assert_array_equal(v, first[k], err_msg=k)
+    key = "bert/encoder/layer_1/output/dense/kernel"
+    assert not np.array_equal(first[key], exp2.model.pretrained[key])  # the first run trained it
 
 
 class NaNAt:

@@ -21,6 +21,11 @@ class Checkpoints:
         self.directory = Path(directory).absolute()
         self.manager = ocp.CheckpointManager(
             self.directory,
+            item_handlers={
+                "params": ocp.StandardCheckpointHandler(),
+                "train_state": ocp.StandardCheckpointHandler(),
+                "meta": ocp.JsonCheckpointHandler(),
+            },
             options=ocp.CheckpointManagerOptions(
                 max_to_keep=max_to_keep,
                 create=True,
@@ -67,11 +72,9 @@ class Checkpoints:
                 f"No checkpoint in {self.directory}: expected a folder written by tlx.train "
                 "(workdir/checkpoints/<step>). Check the --workdir or init_from path."
             )
-        item = (
-            ocp.args.StandardRestore(_abstract(params_like))
-            if params_like is not None
-            else ocp.args.StandardRestore()
-        )
+        if params_like is None:  # shapes from the checkpoint's own metadata
+            params_like = self.manager.item_metadata(step)["params"]
+        item = ocp.args.StandardRestore(_abstract(params_like))
         restored = self.manager.restore(step, args=ocp.args.Composite(params=item))
         return restored["params"]
 
@@ -80,8 +83,16 @@ class Checkpoints:
 
 
 def _abstract(tree):
+    """Target shapes and dtypes; arrays keep their sharding, anything else lands on one device.
+
+    Never the saved sharding: a run trained on 8 devices must restore on 1 (and vice versa).
+    """
+    default = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+
     def leaf(x):
         sharding = getattr(x, "sharding", None)
+        if not isinstance(sharding, jax.sharding.Sharding):
+            sharding = default
         return jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding)
 
     return jax.tree_util.tree_map(leaf, tree)

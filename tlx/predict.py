@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from absl import app, flags
+from absl import app, flags, logging
 
 from tlx import runtime
 
@@ -68,6 +68,8 @@ def main(argv):
     texts = argv[1:]
     if not texts:
         raise app.UsageError('Give one or more texts, e.g. "I love this product!"')
+    if not flags.FLAGS["verbosity"].present:
+        logging.set_verbosity(logging.WARNING)
     runtime.configure()
     experiment, params, model_state = load_run(_WORKDIR.value)
     probs = predict_texts(experiment, params, model_state, texts)

@@ -9,7 +9,7 @@ Rerunning with the same --workdir resumes from its latest checkpoint. Unknown or
 
 from __future__ import annotations
 
-from absl import app, flags
+from absl import app, flags, logging
 from ml_collections import config_flags
 
 from tlx import runtime
@@ -27,13 +27,20 @@ flags.mark_flags_as_required(["config", "workdir"])
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    if not flags.FLAGS["verbosity"].present:  # tfds and orbax log every step at INFO
+        logging.set_verbosity(logging.WARNING)
     runtime.configure(_CPU_DEVICES.value or None)
     # Imported after configure(): XLA reads its flags once, when JAX initialises.
     from tlx.experiment import build_experiment
     from tlx.report import print_result_table
     from tlx.trainer import train
 
-    experiment = build_experiment(_CONFIG.value)
+    try:
+        experiment = build_experiment(_CONFIG.value)
+    except (ValueError, FileNotFoundError) as e:  # a config, checkpoint or data problem
+        raise SystemExit(
+            f"tlx.train: cannot start this experiment.\n{type(e).__name__}: {e}"
+        ) from e
     summary = train(experiment, _WORKDIR.value)
     print_result_table(summary)
 

@@ -126,6 +126,7 @@ def train(exp: Experiment, workdir: str | Path, *, log=print, progress: bool = T
     bar = tqdm(total=total_steps, initial=start_step, disable=not progress, desc="train")
     window, window_start, window_examples = None, time.perf_counter(), 0
     started = time.perf_counter()
+    last_eval = (None, -1, None)
     for step in range(start_step, total_steps):
         if exp.plan.stage_index_at(step) != stage_index:
             old_stage = exp.plan.stages[stage_index]
@@ -171,6 +172,7 @@ def train(exp: Experiment, workdir: str | Path, *, log=print, progress: bool = T
             split = cfg["data"].get("eval_split", "validation")
             result = evaluate(eval_step, params, model_state, exp.eval_batches[split], mesh)
             writer.write(done, split, result)
+            last_eval = (split, done, result)
             bar.write(
                 f"step {done}: {split} accuracy {result['accuracy']:.4f} loss {result['loss']:.4f}"
             )
@@ -181,10 +183,12 @@ def train(exp: Experiment, workdir: str | Path, *, log=print, progress: bool = T
     bar.close()
     train_seconds = time.perf_counter() - started
 
-    results = {
-        split: evaluate(eval_step, params, model_state, batches, mesh)
-        for split, batches in exp.eval_batches.items()
-    }
+    results = {}
+    for split, batches in exp.eval_batches.items():
+        if split == last_eval[0] and last_eval[1] == total_steps:
+            results[split] = last_eval[2]  # just evaluated at the final step
+        else:
+            results[split] = evaluate(eval_step, params, model_state, batches, mesh)
     for split, result in results.items():
         writer.write(total_steps, f"final_{split}", result)
     writer.close()

@@ -56,7 +56,7 @@ def format_audit(rows: list[GroupAudit], stage_index: int, start_step: int) -> s
     trainable = sum(r.params for r in rows if r.trainable)
     lines = [
         f"Freeze audit, stage {stage_index} (from step {start_step}): "
-        f"{trainable:,} of {total:,} parameters train ({100 * trainable / max(total, 1):.1f}%)",
+        f"{trainable:,} of {total:,} parameters train ({100 * trainable / max(total, 1):.3g}%)",
         f"  {'group':<16}{'params':>12}  {'state':<9}{'lr mult':>9}{'opt state':>12}",
     ]
     for r in rows:

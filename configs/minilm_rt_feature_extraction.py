@@ -1,0 +1,19 @@
+"""all-MiniLM-L6-v2 -> Rotten Tomatoes, feature extraction: the encoder is frozen, the head trains.
+
+    python -m tlx.train --config=configs/minilm_rt_feature_extraction.py --workdir=runs/minilm_rt_fe
+
+The frozen encoder costs forward work only (no backward, no optimizer state), so the head gets a
+higher learning rate.
+Result: see the README (measured on a 2-core CPU).
+"""
+
+from configs.minilm_rt_base import base_config
+
+
+def get_config(arg=None):
+    config = base_config()
+    config.plan.name = "feature_extraction"
+    config.optim.learning_rate = 3e-3
+    config.optim.weight_decay = 0.0
+    config.plan.lr_multipliers = ""  # the head is all that trains: the base rate is its rate
+    return config

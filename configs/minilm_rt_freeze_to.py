@@ -1,0 +1,16 @@
+"""all-MiniLM-L6-v2 -> Rotten Tomatoes, partial fine-tuning: the top `plan.k` groups train.
+
+    python -m tlx.train --config=configs/minilm_rt_freeze_to.py --workdir=runs/minilm_rt_freeze_to
+
+With k=3 the head and the top two transformer layers train; embeddings and layers 0-3 stay frozen.
+Result: see the README (measured on a 2-core CPU).
+"""
+
+from configs.minilm_rt_base import base_config
+
+
+def get_config(arg=None):
+    config = base_config()
+    config.plan.name = "freeze_to"
+    config.plan.k = 3
+    return config
