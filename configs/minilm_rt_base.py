@@ -10,9 +10,9 @@ def base_config() -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict()
     config.seed = 0
     config.batch_size = 32
-    config.total_steps = 400  # 1.25 epochs of the 10,209 training snippets at batch 32
-    config.eval_every = 100
-    config.checkpoint_every = 100
+    config.total_steps = 360  # 1.13 epochs of the 10,209 training snippets at batch 32
+    config.eval_every = 120
+    config.checkpoint_every = 120
     config.log_every = 20
     config.keep_checkpoints = 2
     config.init_from = ""  # another run's workdir to start from (not a resume)
@@ -39,7 +39,7 @@ def base_config() -> ml_collections.ConfigDict:
     config.plan = ml_collections.ConfigDict()
     config.plan.name = "finetune"
     config.plan.k = 2  # freeze_to: top k groups train
-    config.plan.every = 40  # progressive: steps between unfreezes
+    config.plan.every = 36  # progressive: steps between unfreezes
     config.plan.start = 1  # progressive: groups trainable at step 0
     config.plan.head = 1  # feature_extraction: groups in the head
     config.plan.lr_multipliers = "head=10"  # the fresh head learns faster; regex=factor, ...

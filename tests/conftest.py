@@ -27,6 +27,15 @@ TOKENIZER_FILES = (
     "tokenizer_config.json",
     "special_tokens_map.json",
 )
+# A BERT small enough for every CI run (Hugging Face's trick for cross-framework tests).
+TINY_BERT = dict(
+    vocab_size=99,
+    hidden_size=32,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    intermediate_size=37,
+    max_position_embeddings=64,
+)
 
 
 def packaged_minilm_dir() -> pathlib.Path:
@@ -47,14 +56,8 @@ def tiny_bert_dir(tmp_path_factory) -> pathlib.Path:
 
     folder = tmp_path_factory.mktemp("tiny_bert")
     torch.manual_seed(0)
-    config = transformers.BertConfig(
-        vocab_size=30522,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        intermediate_size=64,
-        max_position_embeddings=128,
-    )
+    # the real tokenizer's vocabulary, so the trainer tests read real text
+    config = transformers.BertConfig(**{**TINY_BERT, "vocab_size": 30522})
     transformers.BertModel(config).save_pretrained(folder)
     for name in TOKENIZER_FILES:
         shutil.copy(packaged_minilm_dir() / name, folder / name)

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from flax import traverse_util
 
+from tests.conftest import TINY_BERT
 from tlx.models.bert import (
     BertConfig,
     BertForSequenceClassification,
@@ -17,15 +18,7 @@ from tlx.models.bert import (
 from tlx.weights.hf_bert import load_hf_bert
 from tlx.weights.merge import merge_pretrained
 
-TINY = dict(
-    vocab_size=99,
-    hidden_size=32,
-    num_hidden_layers=2,
-    num_attention_heads=4,
-    intermediate_size=37,
-    max_position_embeddings=64,
-    type_vocab_size=2,
-)
+TINY = TINY_BERT
 
 # HF's default init (std 0.02) keeps activations so small that exact and tanh GELU agree to 1e-6
 # and a wrong activation would pass; a wider init makes every layer's nonlinearity count.

@@ -12,6 +12,7 @@ import pytest
 from flax import traverse_util
 from safetensors.numpy import save_file
 
+from tests.conftest import TINY_BERT
 from tlx.models.bert import BertConfig, BertForSequenceClassification, BertModel, masked_mean
 from tlx.weights.hf_bert import BERT_RULES, load_hf_bert, load_tokenizer
 from tlx.weights.merge import merge_pretrained
@@ -19,14 +20,7 @@ from tlx.weights.readers import read_tensors
 from tlx.weights.resolve import resolve_checkpoint
 from tlx.weights.rules import ConversionError, convert
 
-TINY = dict(
-    vocab_size=99,
-    hidden_size=32,
-    num_hidden_layers=2,
-    num_attention_heads=4,
-    intermediate_size=37,
-    max_position_embeddings=64,
-)
+TINY = TINY_BERT
 
 
 def _pretraining_state_dict():
