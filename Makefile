@@ -4,6 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 CONFIG ?= configs/minilm_rt_progressive.py
 WORKDIR ?= runs/minilm_rt_progressive
+ARGS ?=  # extra flags for tlx.train, e.g. ARGS="--config.total_steps=40"
 
 .PHONY: setup setup-test run test lint
 
@@ -21,7 +22,7 @@ setup-test: setup
 	$(BIN)/pip install -q -e '.[test]'
 
 run: setup
-	HF_HUB_OFFLINE=1 $(BIN)/python -m tlx.train --config=$(CONFIG) --workdir=$(WORKDIR)
+	HF_HUB_OFFLINE=1 $(BIN)/python -m tlx.train --config=$(CONFIG) --workdir=$(WORKDIR) $(ARGS)
 	HF_HUB_OFFLINE=1 $(BIN)/python -m tlx.predict --workdir=$(WORKDIR) \
 		"I love this product!" "A tedious, joyless slog."
 
