@@ -51,6 +51,15 @@ def initial_params(exp: Experiment, rng, log=print):
     return jax.tree_util.tree_map(np.asarray, params), model_state
 
 
+def train_state_of(opt_state, model_state, dropout_rng) -> dict:
+    """What a checkpoint's ``train_state`` item holds besides the parameters."""
+    return {
+        "opt_state": opt_state,
+        "model_state": model_state,
+        "rng": jax.random.key_data(dropout_rng),
+    }
+
+
 def evaluate(eval_step, params, model_state, batches, mesh) -> dict:
     total = None
     for batch in batches:
@@ -87,12 +96,8 @@ def train(exp: Experiment, workdir: str | Path, *, log=print, progress: bool = T
     tx = optimizer_for(exp.plan.stages[stage_index])
     opt_state = jax.jit(tx.init)(flat)
     if start_step:
-        train_state = {
-            "opt_state": opt_state,
-            "model_state": model_state,
-            "rng": jax.random.key_data(dropout_rng),
-        }
-        params, train_state, meta = checkpoints.restore(start_step, params, train_state)
+        like = train_state_of(opt_state, model_state, dropout_rng)
+        params, train_state, meta = checkpoints.restore(start_step, params, like)
         opt_state, model_state = train_state["opt_state"], train_state["model_state"]
         dropout_rng = jax.random.wrap_key_data(train_state["rng"])
         log(f"Resumed from {workdir / 'checkpoints'} at step {start_step} (stage {meta['stage']}).")
@@ -114,11 +119,7 @@ def train(exp: Experiment, workdir: str | Path, *, log=print, progress: bool = T
             audit.save_audit(workdir, rows, index, stage.start_step)
 
     def save(step: int):
-        train_state = {
-            "opt_state": opt_state,
-            "model_state": model_state,
-            "rng": jax.random.key_data(dropout_rng),
-        }
+        train_state = train_state_of(opt_state, model_state, dropout_rng)
         meta = {"step": step, "stage": exp.plan.stage_index_at(max(step - 1, 0))}
         checkpoints.save(step, params, train_state, meta)
 
@@ -126,7 +127,7 @@ def train(exp: Experiment, workdir: str | Path, *, log=print, progress: bool = T
     bar = tqdm(total=total_steps, initial=start_step, disable=not progress, desc="train")
     window, window_start, window_examples = None, time.perf_counter(), 0
     started = time.perf_counter()
-    last_eval = (None, -1, None)
+    final_results = {}  # evaluations made at the last step, reused below
     for step in range(start_step, total_steps):
         if exp.plan.stage_index_at(step) != stage_index:
             old_stage = exp.plan.stages[stage_index]
@@ -172,7 +173,8 @@ def train(exp: Experiment, workdir: str | Path, *, log=print, progress: bool = T
             split = cfg["data"].get("eval_split", "validation")
             result = evaluate(eval_step, params, model_state, exp.eval_batches[split], mesh)
             writer.write(done, split, result)
-            last_eval = (split, done, result)
+            if done == total_steps:
+                final_results[split] = result
             bar.write(
                 f"step {done}: {split} accuracy {result['accuracy']:.4f} loss {result['loss']:.4f}"
             )
@@ -183,12 +185,10 @@ def train(exp: Experiment, workdir: str | Path, *, log=print, progress: bool = T
     bar.close()
     train_seconds = time.perf_counter() - started
 
-    results = {}
-    for split, batches in exp.eval_batches.items():
-        if split == last_eval[0] and last_eval[1] == total_steps:
-            results[split] = last_eval[2]  # just evaluated at the final step
-        else:
-            results[split] = evaluate(eval_step, params, model_state, batches, mesh)
+    results = {
+        split: final_results.get(split) or evaluate(eval_step, params, model_state, batches, mesh)
+        for split, batches in exp.eval_batches.items()
+    }
     for split, result in results.items():
         writer.write(total_steps, f"final_{split}", result)
     writer.close()
