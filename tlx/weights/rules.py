@@ -72,3 +72,56 @@ def convert(tensors: dict[str, np.ndarray], rules: Sequence[Rule]) -> dict[str, 
     if problems:
         raise ConversionError(problems)
     return converted
+
+
+def expected_shapes(variables) -> dict[str, tuple[int, ...]]:
+    """{"params/a/b": shape, "batch_stats/...": shape} of a variables tree (or its jax.eval_shape),
+    the targets a converter must produce."""
+    from tlx.transfer.groups import flatten
+
+    return {
+        f"{collection}/{path}": tuple(leaf.shape)
+        for collection, tree in variables.items()
+        for path, leaf in flatten(tree).items()
+    }
+
+
+def convert_variables(
+    tensors: dict[str, np.ndarray],
+    rules: Sequence[Rule],
+    expected: dict[str, tuple[int, ...]] | None = None,
+) -> dict[str, dict]:
+    """Rule-table conversion into nested flax collections.
+
+    Rule targets start with their collection ("params/..." or "batch_stats/..."). With `expected`
+    (from :func:`expected_shapes` of the model's init), every expected target must be produced
+    with its shape and nothing else may be; all problems, including unmatched source keys, are
+    reported in one ConversionError.
+    """
+    from tlx.transfer.groups import unflatten
+
+    tensors = {k: np.asarray(v) for k, v in tensors.items()}
+    problems: list[str] = []
+    try:
+        flat = convert(tensors, rules)
+    except ConversionError as e:
+        problems += e.problems
+        flat = {}
+    if expected is not None and not problems:
+        for target, shape in expected.items():
+            if target not in flat:
+                problems.append(f"no source key gives {target!r} {shape}")
+            elif tuple(flat[target].shape) != tuple(shape):
+                problems.append(
+                    f"{target!r} has shape {tuple(flat[target].shape)}, the model expects {shape}"
+                )
+        problems += [
+            f"unexpected target {t!r} (no such variable)" for t in flat if t not in expected
+        ]
+    if problems:
+        raise ConversionError(problems)
+    nested: dict[str, dict] = {}
+    for path, value in flat.items():
+        collection, rest = path.split("/", 1)
+        nested.setdefault(collection, {})[rest] = value
+    return {c: unflatten(tree) for c, tree in nested.items()}
