@@ -72,3 +72,9 @@ def rt_data_dir(tmp_path_factory) -> str:
     data_dir = str(tmp_path_factory.mktemp("tfds"))
     sources.load_text_source("rotten_tomatoes", "train", data_dir)
     return data_dir
+
+
+@pytest.fixture(scope="session")
+def image_data_dir(tmp_path_factory) -> str:
+    """One tfds data_dir for every image test: Fashion-MNIST is prepared once (~15 s), reused."""
+    return str(tmp_path_factory.getbasetemp() / "tlx_image_data")

@@ -37,16 +37,15 @@ class Killed(RuntimeError):
     pass
 
 
-class KillAt:
-    """Training batches that stop the process (by raising) when step `at` is requested."""
+def kill_at(batches, at: int):
+    """Training batches that stop the process (by raising) when step `at`'s batch is made."""
 
-    def __init__(self, batches, at):
-        self.batches, self.at = batches, at
-
-    def __getitem__(self, step):
-        if step == self.at:
+    def maybe_kill(step, batch):
+        if step == at:
             raise Killed(step)
-        return self.batches[step]
+        return batch
+
+    return batches.map_with_index(maybe_kill)
 
 
 def params_of(workdir):
@@ -105,7 +104,7 @@ def test_killed_run_resumes_to_identical_parameters(tiny_bert_dir, rt_data_dir, 
     train(exp, tmp_path / "straight", log=lambda *_: None, progress=False)
 
     exp_killed = build_experiment(config)
-    exp_killed.train_batches = KillAt(exp_killed.train_batches, at=5)
+    exp_killed.train_batches = kill_at(exp_killed.train_batches, at=5)
     with pytest.raises(Killed):
         train(exp_killed, tmp_path / "resumed", log=lambda *_: None, progress=False)
     assert Checkpoints(tmp_path / "resumed/checkpoints").latest_step() == 4  # a stage boundary
@@ -139,22 +138,22 @@ def test_init_from_another_run_is_not_a_resume(tiny_bert_dir, rt_data_dir, tmp_p
     assert not np.array_equal(first[key], exp2.model.pretrained[key])  # the first run trained it
 
 
-class NaNAt:
-    def __init__(self, batches, at):
-        self.batches, self.at = batches, at
+def nan_at(batches, at: int):
+    """Training batches whose step `at` has all weights zero: loss 0/0 = NaN."""
 
-    def __getitem__(self, step):
-        batch = dict(self.batches[step])
-        if step == self.at:  # zero weights -> loss 0/0 = NaN
-            batch["weight"] = np.zeros(batch["label"].shape, np.float32)
+    def maybe_nan(step, batch):
+        if step == at:
+            batch = {**batch, "weight": np.zeros(batch["label"].shape, np.float32)}
         return batch
+
+    return batches.map_with_index(maybe_nan)
 
 
 def test_non_finite_loss_stops_naming_the_step_and_keeps_last_checkpoint(
     tiny_bert_dir, rt_data_dir, tmp_path
 ):
     exp = build_experiment(tiny_config(tiny_bert_dir, rt_data_dir))
-    exp.train_batches = NaNAt(exp.train_batches, at=5)
+    exp.train_batches = nan_at(exp.train_batches, at=5)
     with pytest.raises(NonFiniteLossError, match="at step 5") as err:
         train(exp, tmp_path, log=lambda *_: None, progress=False)
     assert "last good checkpoint is step 4" in str(err.value)

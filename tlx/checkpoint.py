@@ -1,8 +1,9 @@
 """Orbax checkpoints of a run: written atomically, restored for resume or for ``init_from``.
 
-A checkpoint has three items so that each use reads only what it needs:
+A checkpoint has up to four items so that each use reads only what it needs:
   params        the model parameters (what ``init_from`` takes from another run)
-  train_state   optimizer state, model state (e.g. BatchNorm statistics), the run's RNG key
+  model_state   non-parameter variables, e.g. BatchNorm statistics (absent when the model has none)
+  train_state   optimizer state and the run's RNG key
   meta          JSON: step, stage index, plan name, config hash
 Orbax writes each step into a temporary folder and renames it when complete, so a run killed while
 saving leaves the previous checkpoint as the latest.
@@ -23,6 +24,7 @@ class Checkpoints:
             self.directory,
             item_handlers={
                 "params": ocp.StandardCheckpointHandler(),
+                "model_state": ocp.StandardCheckpointHandler(),
                 "train_state": ocp.StandardCheckpointHandler(),
                 "meta": ocp.JsonCheckpointHandler(),
             },
@@ -37,28 +39,39 @@ class Checkpoints:
     def latest_step(self) -> int | None:
         return self.manager.latest_step()
 
-    def save(self, step: int, params, train_state, meta: dict) -> None:
-        self.manager.save(
-            step,
-            args=ocp.args.Composite(
-                params=ocp.args.StandardSave(params),
-                train_state=ocp.args.StandardSave(train_state),
-                meta=ocp.args.JsonSave(meta),
-            ),
+    def save(self, step: int, params, train_state, meta: dict, model_state=None) -> None:
+        items = dict(
+            params=ocp.args.StandardSave(params),
+            train_state=ocp.args.StandardSave(train_state),
+            meta=ocp.args.JsonSave(meta),
         )
+        if model_state:
+            items["model_state"] = ocp.args.StandardSave(model_state)
+        self.manager.save(step, args=ocp.args.Composite(**items))
         self.manager.wait_until_finished()
 
-    def restore(self, step: int, params_like, train_state_like):
-        """Restore into the structure, shapes and shardings of the given (abstract) trees."""
-        restored = self.manager.restore(
-            step,
-            args=ocp.args.Composite(
-                params=ocp.args.StandardRestore(_abstract(params_like)),
-                train_state=ocp.args.StandardRestore(_abstract(train_state_like)),
-                meta=ocp.args.JsonRestore(),
-            ),
+    def restore(self, step: int, params_like, train_state_like, model_state_like=None):
+        """(params, train_state, meta, model_state) restored into the structure, shapes and
+        shardings of the given (abstract) trees."""
+        items = dict(
+            params=ocp.args.StandardRestore(_abstract(params_like)),
+            train_state=ocp.args.StandardRestore(_abstract(train_state_like)),
+            meta=ocp.args.JsonRestore(),
         )
-        return restored["params"], restored["train_state"], dict(restored["meta"])
+        if model_state_like:
+            items["model_state"] = ocp.args.StandardRestore(_abstract(model_state_like))
+        restored = self.manager.restore(step, args=ocp.args.Composite(**items))
+        model_state = restored["model_state"] if model_state_like else model_state_like
+        return restored["params"], restored["train_state"], dict(restored["meta"]), model_state
+
+    def restore_model_state(self, model_state_like, step: int | None = None):
+        """Non-parameter variables (BatchNorm statistics) of a run, for prediction and
+        ``init_from``; an empty like-tree gives it back unchanged."""
+        if not model_state_like:
+            return model_state_like
+        step = self.latest_step() if step is None else step
+        item = ocp.args.StandardRestore(_abstract(model_state_like))
+        return self.manager.restore(step, args=ocp.args.Composite(model_state=item))["model_state"]
 
     def restore_meta(self, step: int) -> dict:
         restored = self.manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))

@@ -62,7 +62,13 @@ def build_experiment(config: Mapping, *, with_data: bool = True) -> Experiment:
     check_config(config)
     data_cfg = config["data"]
     data_dir = data_cfg.get("data_dir") or None
-    names = sources.label_names(data_cfg["name"], data_dir)
+    is_image = _is_image_dataset(data_cfg["name"])
+    if is_image:
+        from tlx.data import image_sources
+
+        names = image_sources.image_label_names(data_cfg["name"], data_dir)
+    else:
+        names = sources.label_names(data_cfg["name"], data_dir)
     bundle = build_model(config["model"], num_classes=len(names))
 
     # Groups and plan are checked against the real parameter tree before anything is trained.
@@ -71,9 +77,65 @@ def build_experiment(config: Mapping, *, with_data: bool = True) -> Experiment:
     plan = build_plan(bundle.group_names, config["plan"], int(config["total_steps"]))
 
     train_batches, eval_batches = None, {}
-    if with_data:
+    if with_data and is_image:
+        train_batches, eval_batches = _image_data(config, bundle, data_dir)
+    elif with_data:
         train_batches, eval_batches = _text_data(config, bundle, data_dir)
     return Experiment(config, bundle, plan, names, train_batches, eval_batches)
+
+
+def _is_image_dataset(name: str) -> bool:
+    from tlx.data import image_sources
+
+    return name in image_sources.IMAGE_DATASETS or name.startswith("image_folder:")
+
+
+def _image_data(config, bundle: ModelBundle, data_dir):
+    from tlx.data import image_sources, images
+
+    data_cfg = config["data"]
+    if bundle.preprocessing is None:
+        raise ValueError(
+            f"Dataset {data_cfg['name']!r} holds images but model {config['model']['name']!r} "
+            "has no image preprocessing; use model.name='image_classifier'."
+        )
+    train = images.make_image_train_batches(
+        image_sources.load_image_source(data_cfg["name"], "train", data_dir),
+        bundle.preprocessing,
+        batch_size=int(config["batch_size"]),
+        seed=int(config["seed"]),
+        num_examples=int(data_cfg.get("train_examples", 0)) or None,
+        augment=data_cfg.get("augment", "random_resized_crop"),
+        crop_scale=tuple(data_cfg.get("crop_scale", (0.35, 1.0))),
+    )
+    eval_batch_size = int(data_cfg.get("eval_batch_size", config["batch_size"]))
+    eval_examples = int(data_cfg.get("eval_examples", 0)) or None
+    evals = {
+        split: images.make_image_eval_batches(
+            _FirstN(
+                image_sources.load_image_source(data_cfg["name"], split, data_dir), eval_examples
+            ),
+            bundle.preprocessing,
+            batch_size=eval_batch_size,
+        )
+        for split in data_cfg.get("eval_splits", ("validation", "test"))
+    }
+    return train, evals
+
+
+class _FirstN:
+    """The first n examples of a random-access source (all when n is None): quick dev runs."""
+
+    def __init__(self, source, n: int | None):
+        self.source, self.n = source, len(source) if n is None else min(n, len(source))
+
+    def __len__(self):
+        return self.n
+
+    def __getitem__(self, i):
+        if not 0 <= i < self.n:
+            raise IndexError(i)
+        return self.source[i]
 
 
 def _text_data(config, bundle: ModelBundle, data_dir):

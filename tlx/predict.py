@@ -1,8 +1,10 @@
 """Predict with a trained run.
 
     python -m tlx.predict --workdir=runs/rt "I love this product!" "A tedious mess."
+    python -m tlx.predict --workdir=runs/fmnist --top_k=3 photo.jpg scan.png
 
-Prints each input's most likely label and its probability (``--top_k`` for more).
+Prints each input's most likely label and its probability (``--top_k`` for more). Text runs take
+texts; image runs take image files, preprocessed exactly as the run's evaluation data.
 """
 
 from __future__ import annotations
@@ -39,7 +41,9 @@ def load_run(workdir: str | Path):
     import jax
 
     params, model_state = initial_params(experiment, jax.random.key(0), log=lambda *_: None)
-    params = Checkpoints(workdir / "checkpoints").restore_params(params_like=params)
+    checkpoints = Checkpoints(workdir / "checkpoints")
+    params = checkpoints.restore_params(params_like=params)
+    model_state = checkpoints.restore_model_state(model_state)
     return experiment, params, model_state
 
 
@@ -64,16 +68,52 @@ def predict_texts(experiment, params, model_state, texts: list[str]):
     return np.concatenate(probs)
 
 
+def read_images(paths: list[str]) -> list:
+    """uint8 HWC arrays (grayscale kept 2-d/1-channel; the pipeline makes it RGB)."""
+    import numpy as np
+    from PIL import Image, UnidentifiedImageError
+
+    images = []
+    for path in paths:
+        try:
+            with Image.open(path) as img:
+                images.append(np.asarray(img.convert("L" if img.mode in ("L", "1") else "RGB")))
+        except (FileNotFoundError, UnidentifiedImageError, OSError) as e:
+            raise app.UsageError(f"Cannot read image {path!r}: {e}") from None
+    return images
+
+
+def predict_images(experiment, params, model_state, images: list):
+    """Class probabilities [N, C] for uint8 images, through the run's evaluation preprocessing."""
+    import jax
+    import numpy as np
+
+    from tlx.data.images import make_image_eval_batches
+    from tlx.steps import make_predict_fn
+
+    batches = make_image_eval_batches(
+        [{"image": img, "label": 0} for img in images],
+        experiment.model.preprocessing,
+        batch_size=max(len(images), 1),
+    )
+    predict = jax.jit(make_predict_fn(experiment.model.forward))
+    probs = [np.asarray(predict(params, model_state, b))[b["weight"] > 0] for b in batches]
+    return np.concatenate(probs)
+
+
 def main(argv):
-    texts = argv[1:]
-    if not texts:
-        raise app.UsageError('Give one or more texts, e.g. "I love this product!"')
+    inputs = argv[1:]
+    if not inputs:
+        raise app.UsageError('Give texts ("I love this product!") or image files (photo.jpg).')
     if not flags.FLAGS["verbosity"].present:
         logging.set_verbosity(logging.WARNING)
     runtime.configure()
     experiment, params, model_state = load_run(_WORKDIR.value)
-    probs = predict_texts(experiment, params, model_state, texts)
-    for text, p in zip(texts, probs):
+    if experiment.model.preprocessing is not None:
+        probs = predict_images(experiment, params, model_state, read_images(inputs))
+    else:
+        probs = predict_texts(experiment, params, model_state, inputs)
+    for text, p in zip(inputs, probs):
         order = p.argsort()[::-1][: _TOP_K.value]
         labels = ", ".join(f"{experiment.label_names[i]} {p[i]:.3f}" for i in order)
         print(f"{labels}\t{text}")

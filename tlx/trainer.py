@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 
 from tlx import parallel
 from tlx.checkpoint import Checkpoints
+from tlx.data.iterate import iterate_batches
 from tlx.experiment import Experiment
 from tlx.metrics import MetricWriter, add_sums, summarize
 from tlx.steps import make_eval_step, make_train_step
@@ -44,20 +45,20 @@ def initial_params(exp: Experiment, rng, log=print):
             params, exp.model.pretrained, allow_fresh=exp.model.allow_fresh
         )
         log(report.summary())
+    for collection, flat in exp.model.pretrained_state.items():  # e.g. BatchNorm statistics
+        model_state[collection], _ = merge_pretrained(model_state[collection], flat)
     init_from = exp.config.get("init_from", "")
     if init_from:
-        params = Checkpoints(Path(init_from) / "checkpoints").restore_params(params_like=params)
+        other = Checkpoints(Path(init_from) / "checkpoints")
+        params = other.restore_params(params_like=params)
+        model_state = other.restore_model_state(model_state)
         log(f"Initialised all parameters from the run in {init_from} (its latest checkpoint).")
     return jax.tree_util.tree_map(np.asarray, params), model_state
 
 
-def train_state_of(opt_state, model_state, dropout_rng) -> dict:
-    """What a checkpoint's ``train_state`` item holds besides the parameters."""
-    return {
-        "opt_state": opt_state,
-        "model_state": model_state,
-        "rng": jax.random.key_data(dropout_rng),
-    }
+def train_state_of(opt_state, dropout_rng) -> dict:
+    """What a checkpoint's ``train_state`` item holds: what training needs besides the model."""
+    return {"opt_state": opt_state, "rng": jax.random.key_data(dropout_rng)}
 
 
 def evaluate(eval_step, params, model_state, batches, mesh) -> dict:
@@ -96,9 +97,11 @@ def train(exp: Experiment, workdir: str | Path, *, log=print, progress: bool = T
     tx = optimizer_for(exp.plan.stages[stage_index])
     opt_state = jax.jit(tx.init)(flat)
     if start_step:
-        like = train_state_of(opt_state, model_state, dropout_rng)
-        params, train_state, meta = checkpoints.restore(start_step, params, like)
-        opt_state, model_state = train_state["opt_state"], train_state["model_state"]
+        like = train_state_of(opt_state, dropout_rng)
+        params, train_state, meta, model_state = checkpoints.restore(
+            start_step, params, like, model_state
+        )
+        opt_state = train_state["opt_state"]
         dropout_rng = jax.random.wrap_key_data(train_state["rng"])
         log(f"Resumed from {workdir / 'checkpoints'} at step {start_step} (stage {meta['stage']}).")
 
@@ -119,13 +122,17 @@ def train(exp: Experiment, workdir: str | Path, *, log=print, progress: bool = T
             audit.save_audit(workdir, rows, index, stage.start_step)
 
     def save(step: int):
-        train_state = train_state_of(opt_state, model_state, dropout_rng)
+        train_state = train_state_of(opt_state, dropout_rng)
         meta = {"step": step, "stage": exp.plan.stage_index_at(max(step - 1, 0))}
-        checkpoints.save(step, params, train_state, meta)
+        checkpoints.save(step, params, train_state, meta, model_state)
 
     start_stage(stage_index)
     bar = tqdm(total=total_steps, initial=start_step, disable=not progress, desc="train")
     window, window_start, window_examples = None, time.perf_counter(), 0
+    # Time blocked waiting for the next batch: how far the input pipeline lags the step.
+    window_wait = total_wait = 0.0
+    workers = int(cfg["data"].get("workers", 0))
+    batches = iterate_batches(exp.train_batches, start_step, num_workers=workers)
     started = time.perf_counter()
     final_results = {}  # evaluations made at the last step, reused below
     for step in range(start_step, total_steps):
@@ -137,13 +144,19 @@ def train(exp: Experiment, workdir: str | Path, *, log=print, progress: bool = T
             opt_state = carry_over(opt_state, fresh, old_stage, exp.plan.stages[stage_index])
             start_stage(stage_index)
 
-        batch = parallel.put_batch(exp.train_batches[step], mesh)
+        wait_start = time.perf_counter()
+        host_batch = next(batches)
+        waited = time.perf_counter() - wait_start
+        window_wait += waited
+        total_wait += waited
+        batch = parallel.put_batch(host_batch, mesh)
         params, model_state, opt_state, metrics = compiled[stage_index](
             params, model_state, opt_state, batch, jax.random.fold_in(dropout_rng, step)
         )
         loss = float(metrics["loss"])
         if not math.isfinite(loss):
             bar.close()
+            batches.close()
             last = checkpoints.latest_step()
             raise NonFiniteLossError(
                 f"Loss became {loss} at step {step} (stage {stage_index}); stopping. The last good "
@@ -163,12 +176,14 @@ def train(exp: Experiment, workdir: str | Path, *, log=print, progress: bool = T
             values = summarize(window)
             values.pop("examples")
             values["examples_per_sec"] = window_examples / max(elapsed, 1e-9)
+            values["input_wait_fraction"] = window_wait / max(elapsed, 1e-9)
             values["grad_norm"] = float(metrics["grad_norm"])
             stage = exp.plan.stages[stage_index]
             for group, mult in stage.multipliers.items():
                 values[f"lr/{group}"] = 0.0 if mult is None else float(schedule(step)) * mult
             writer.write(done, "train", values)
             window, window_start, window_examples = None, time.perf_counter(), 0
+            window_wait = 0.0
         if done % int(cfg["eval_every"]) == 0 or done == total_steps:
             split = cfg["data"].get("eval_split", "validation")
             result = evaluate(eval_step, params, model_state, exp.eval_batches[split], mesh)
@@ -183,6 +198,7 @@ def train(exp: Experiment, workdir: str | Path, *, log=print, progress: bool = T
             save(done)
             window_start = time.perf_counter()
     bar.close()
+    batches.close()  # stops prefetching (and worker processes)
     train_seconds = time.perf_counter() - started
 
     results = {
@@ -199,6 +215,7 @@ def train(exp: Experiment, workdir: str | Path, *, log=print, progress: bool = T
         "steps": total_steps,
         "resumed_from_step": start_step,
         "train_seconds_this_run": round(train_seconds, 2),
+        "input_wait_fraction": round(total_wait / max(train_seconds, 1e-9), 4),
         "results": results,
     }
     if is_lead:

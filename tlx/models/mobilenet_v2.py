@@ -60,13 +60,10 @@ class ConvBN(nn.Module):
             dtype=self.dtype,
             name="conv",
         )(x)
-        x = nn.BatchNorm(
-            use_running_average=not train,
-            momentum=0.9,
-            epsilon=1e-5,
-            dtype=self.dtype,
-            name="bn",
-        )(x)
+        # use_running_average at call time, so an interceptor can freeze the statistics.
+        x = nn.BatchNorm(momentum=0.9, epsilon=1e-5, dtype=self.dtype, name="bn")(
+            x, use_running_average=not train
+        )
         return jnp.clip(x, 0, 6) if self.activation else x  # ReLU6
 
 

@@ -2,7 +2,7 @@
 
 A bundle is everything the rest of tlx needs to know about a model: the linen module, its ordered
 parameter groups, a uniform ``forward`` over batches, pretrained weights to merge into the init, and
-the preprocessing (a tokenizer for text models).
+the preprocessing (a tokenizer for text models, an ImagePreprocessing for image models).
 """
 
 from __future__ import annotations
@@ -25,7 +25,12 @@ class ModelBundle:
     init: Callable[[Any], dict]  # rng -> fresh variables {"params": ..., maybe "batch_stats"}
     pretrained: Mapping[str, np.ndarray] | None = None  # flat '/'-paths -> arrays
     allow_fresh: Sequence[str] = ()  # regexes of params the checkpoint may lack (new heads)
-    tokenizer: Any = None
+    # Other pretrained collections, e.g. {"batch_stats": flat}; merged like the params.
+    pretrained_state: Mapping[str, Mapping[str, np.ndarray]] = dataclasses.field(
+        default_factory=dict
+    )
+    tokenizer: Any = None  # text models: a Hugging Face fast tokenizer
+    preprocessing: Any = None  # image models: a tlx.data.preprocess.ImagePreprocessing
     checkpoint_dir: str | None = None
     description: str = ""
 
@@ -46,7 +51,7 @@ def register(name: str):
 
 
 def build_model(model_cfg: Mapping, num_classes: int) -> ModelBundle:
-    from tlx.models import text  # noqa: F401  (registers the text models)
+    from tlx.models import text, vision  # noqa: F401  (register their builders)
 
     name = model_cfg["name"]
     if name not in _BUILDERS:

@@ -40,6 +40,13 @@ def transpose(x: np.ndarray) -> np.ndarray:
 
 def convert(tensors: dict[str, np.ndarray], rules: Sequence[Rule]) -> dict[str, np.ndarray]:
     """Source keys -> flat {"a/b/c": array}; raises one ConversionError listing every problem."""
+    converted, problems = _convert(tensors, rules)
+    if problems:
+        raise ConversionError(problems)
+    return converted
+
+
+def _convert(tensors, rules) -> tuple[dict[str, np.ndarray], list[str]]:
     compiled = [(re.compile(rule.pattern), rule) for rule in rules]
     problems: list[str] = []
     converted: dict[str, np.ndarray] = {}
@@ -69,9 +76,7 @@ def convert(tensors: dict[str, np.ndarray], rules: Sequence[Rule]) -> dict[str, 
                 problems.append(f"transform for {key!r} -> {target!r} failed: {e}")
                 continue
         converted[target] = value
-    if problems:
-        raise ConversionError(problems)
-    return converted
+    return converted, problems
 
 
 def expected_shapes(variables) -> dict[str, tuple[int, ...]]:
@@ -100,14 +105,11 @@ def convert_variables(
     """
     from tlx.transfer.groups import unflatten
 
-    tensors = {k: np.asarray(v) for k, v in tensors.items()}
-    problems: list[str] = []
-    try:
-        flat = convert(tensors, rules)
-    except ConversionError as e:
-        problems += e.problems
-        flat = {}
-    if expected is not None and not problems:
+    flat, problems = _convert({k: np.asarray(v) for k, v in tensors.items()}, rules)
+    # Views are copied: torch's .numpy() shares memory, and a later torch forward in train mode
+    # would silently change converted BatchNorm statistics. Transformed arrays are already new.
+    flat = {k: v if v.flags.owndata else v.copy() for k, v in flat.items()}
+    if expected is not None:
         for target, shape in expected.items():
             if target not in flat:
                 problems.append(f"no source key gives {target!r} {shape}")

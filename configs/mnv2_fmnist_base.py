@@ -1,0 +1,63 @@
+"""Shared settings for MobileNetV2 (ImageNet, torchvision) -> Fashion-MNIST with 1,000 labels.
+
+Not an experiment by itself: use one of mnv2_fmnist_{feature_extraction,freeze_to,finetune,
+progressive,scratch}.py. The 1,000 training images are a class-stratified subset of the 54,000
+training split fixed by the seed (`data.train_examples`); validation (6,000) and test (10,000)
+are complete. Images are 28x28 grayscale, made RGB and upsampled to `model.image_size`.
+"""
+
+import ml_collections
+
+
+def base_config() -> ml_collections.ConfigDict:
+    config = ml_collections.ConfigDict()
+    config.seed = 0
+    config.batch_size = 32
+    config.total_steps = 600  # ~19 epochs of the 1,000 labelled images
+    config.eval_every = 200
+    config.checkpoint_every = 200
+    config.log_every = 50
+    config.keep_checkpoints = 2
+    config.init_from = ""
+
+    config.model = ml_collections.ConfigDict()
+    config.model.name = "image_classifier"
+    config.model.checkpoint = "torchvision:mobilenet_v2"  # packaged real ImageNet weights
+    config.model.checkpoint_path = ""  # a local copy of the catalog file, if elsewhere
+    config.model.arch = ""  # from the checkpoint; set for from-scratch models
+    config.model.kwargs = ml_collections.ConfigDict({"dropout": 0.2})
+    config.model.image_size = 64  # crop fed to the network (resize keeps torchvision's 256/224)
+    config.model.batchnorm = "frozen"  # running statistics fixed while fine-tuning
+
+    config.data = ml_collections.ConfigDict()
+    config.data.name = "fashion_mnist"
+    config.data.data_dir = ""  # '' -> $TLX_DATA_DIR or ~/tensorflow_datasets
+    config.data.train_examples = 1000  # 0 = all 54,000
+    config.data.augment = "random_resized_crop"
+    config.data.crop_scale = (0.5, 1.0)
+    config.data.workers = 0  # grain worker processes for the training pipeline
+    config.data.eval_batch_size = 250
+    config.data.eval_examples = 0  # 0 = whole splits; N = the first N (quick dev runs)
+    config.data.eval_split = "validation"
+    config.data.eval_splits = ("validation", "test")
+
+    config.plan = ml_collections.ConfigDict()
+    config.plan.name = "finetune"
+    config.plan.k = 4  # freeze_to: top k groups train
+    config.plan.every = 50  # progressive: steps between unfreezes
+    config.plan.start = 1
+    config.plan.head = 1
+    config.plan.lr_multipliers = "head=10"
+    config.plan.layer_decay = 1.0
+
+    config.optim = ml_collections.ConfigDict()
+    config.optim.learning_rate = 1e-3
+    config.optim.warmup_steps = 30
+    config.optim.decay = "cosine"
+    config.optim.final_fraction = 0.0
+    config.optim.weight_decay = 1e-4
+    config.optim.b1 = 0.9
+    config.optim.b2 = 0.999
+    config.optim.eps = 1e-8
+    config.optim.clip_norm = 1.0
+    return config

@@ -1,0 +1,16 @@
+"""MobileNetV2 (ImageNet) -> Fashion-MNIST at 1,000 labels, feature extraction: only the head trains.
+
+    python -m tlx.train --config=configs/mnv2_fmnist_feature_extraction.py --workdir=runs/mnv2_fe
+
+RESULT
+"""
+
+from configs.mnv2_fmnist_base import base_config
+
+
+def get_config(arg=None):
+    config = base_config()
+    config.plan.name = "feature_extraction"
+    config.plan.lr_multipliers = ""  # only the head trains; the base rate is its rate
+    config.optim.learning_rate = 1e-2
+    return config

@@ -1,0 +1,16 @@
+"""MobileNetV2 (ImageNet) -> Fashion-MNIST at 1,000 labels, partial fine-tuning: the top `plan.k`
+groups train (k=4: head, last_conv, stage_7, stage_6).
+
+    python -m tlx.train --config=configs/mnv2_fmnist_freeze_to.py --workdir=runs/mnv2_freeze_to
+
+RESULT
+"""
+
+from configs.mnv2_fmnist_base import base_config
+
+
+def get_config(arg=None):
+    config = base_config()
+    config.plan.name = "freeze_to"
+    config.plan.k = 4
+    return config

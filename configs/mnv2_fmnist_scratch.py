@@ -1,0 +1,19 @@
+"""The baseline the transfer runs must beat: MobileNetV2 from random init on the same 1,000
+Fashion-MNIST labels, same steps and input pipeline, BatchNorm statistics trained.
+
+    python -m tlx.train --config=configs/mnv2_fmnist_scratch.py --workdir=runs/mnv2_scratch
+
+RESULT
+"""
+
+from configs.mnv2_fmnist_base import base_config
+
+
+def get_config(arg=None):
+    config = base_config()
+    config.model.checkpoint = ""
+    config.model.arch = "mobilenet_v2"
+    config.model.batchnorm = "train"  # from scratch the statistics must be learned
+    config.plan.name = "finetune"
+    config.plan.lr_multipliers = ""  # no pretrained body to protect
+    return config

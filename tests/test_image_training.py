@@ -1,0 +1,151 @@
+"""Image classifiers end to end: catalog weights -> image_classifier bundle -> trainer -> predict,
+on real Fashion-MNIST and the packaged ImageNet MobileNetV2; and the BatchNorm modes."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from configs import mnv2_fmnist_finetune, mnv2_fmnist_scratch
+from tlx.checkpoint import Checkpoints
+from tlx.experiment import build_experiment
+from tlx.models.registry import build_model
+from tlx.trainer import train
+from tlx.transfer.groups import flatten
+
+pytest.importorskip("torch")  # reading the .pth
+
+
+def small(config, data_dir, **overrides):
+    config.data.data_dir = data_dir
+    config.model.image_size = 32
+    config.data.train_examples = 64
+    config.data.eval_examples = 96
+    config.data.eval_batch_size = 48
+    config.batch_size = 8
+    config.total_steps = 4
+    config.eval_every = 4
+    config.checkpoint_every = 2
+    config.log_every = 2
+    config.optim.warmup_steps = 1
+    for key, value in overrides.items():
+        config[key] = value
+    return config
+
+
+# (arch, kwargs, input size), at the smallest size each takes. GoogLeNet's own tests run its
+# train mode through the same interceptor; VGG-BN shares the mechanism (call-time flag).
+BN_ARCHS = [
+    ("mobilenet_v2", {"dropout": 0.0}, 32),
+    ("resnet", {"depth": 18}, 32),  # no dropout in torchvision's ResNet
+    ("inception_v3", {"dropout": 0.0}, 75),
+]
+
+
+@pytest.mark.parametrize("arch,kwargs,size", BN_ARCHS, ids=[a for a, _, _ in BN_ARCHS])
+def test_batchnorm_modes(arch, kwargs, size):
+    """frozen: training mode normalises with the running statistics and leaves them untouched
+    (so with dropout off it equals evaluation); train: batch statistics, running ones updated."""
+    outs = {}
+    x = jax.random.normal(jax.random.key(1), (4, size, size, 3)) * 2.0 + 0.5
+    for mode in ("frozen", "train"):
+        cfg = {"name": "image_classifier", "arch": arch, "checkpoint": "", "batchnorm": mode}
+        cfg["kwargs"] = kwargs
+        cfg["image_size"] = size
+        bundle = build_model(cfg, num_classes=5)
+        variables = jax.jit(bundle.init)(jax.random.key(0))  # jit: one compilation, not per op
+        params = variables["params"]
+        state = {k: v for k, v in variables.items() if k != "params"}
+        forward = jax.jit(bundle.forward, static_argnums=4)
+        train_out, new_state = forward(params, state, {"image": x}, jax.random.key(2), True)
+        eval_out, _ = forward(params, state, {"image": x}, None, False)
+        same_state = jax.tree_util.tree_all(
+            jax.tree_util.tree_map(lambda a, b: bool(jnp.array_equal(a, b)), state, new_state)
+        )
+        outs[mode] = (train_out, eval_out, same_state)
+    train_out, eval_out, same_state = outs["frozen"]
+    np.testing.assert_allclose(train_out, eval_out, rtol=1e-5, atol=1e-5)
+    assert same_state
+    train_out, eval_out, same_state = outs["train"]
+    assert not same_state
+    assert float(jnp.max(jnp.abs(train_out - eval_out))) > 1e-3
+
+
+def test_pretrained_bundle_drops_the_imagenet_head_and_keeps_statistics():
+    cfg = {"name": "image_classifier", "checkpoint": "torchvision:mobilenet_v2", "image_size": 64}
+    bundle = build_model(cfg, num_classes=10)
+    assert not any(k.startswith("classifier/") for k in bundle.pretrained)
+    assert "features_0/conv/kernel" in bundle.pretrained
+    stats = bundle.pretrained_state["batch_stats"]
+    assert "features_0/bn/mean" in stats and float(np.abs(stats["features_0/bn/mean"]).sum()) > 0
+    assert bundle.preprocessing.image_size == 64
+    assert bundle.preprocessing.mean == (0.485, 0.456, 0.406)
+    assert bundle.group_names[-1] == "head"
+    with pytest.raises(ValueError, match="keras"):
+        build_model({**cfg, "checkpoint": "keras:vgg16", "arch": "resnet"}, num_classes=10)
+
+
+def test_transfer_run_trains_predicts_and_keeps_frozen_groups(image_data_dir, tmp_path):
+    config = small(mnv2_fmnist_finetune.get_config(), image_data_dir)
+    config.plan.name = "freeze_to"
+    config.plan.k = 2  # head + last_conv
+    exp = build_experiment(config)
+    summary = train(exp, tmp_path, log=lambda *_: None, progress=False)
+    assert summary["results"]["test"]["examples"] == 96
+    assert 0.0 <= summary["input_wait_fraction"] < 1.0
+    final = flatten(Checkpoints(tmp_path / "checkpoints").restore_params())
+    pretrained = exp.model.pretrained
+    # frozen groups are bit-identical to ImageNet's; the trained ones moved
+    np.testing.assert_array_equal(
+        final["features_5/expand/conv/kernel"], pretrained["features_5/expand/conv/kernel"]
+    )
+    assert not np.array_equal(
+        final["features_18/conv/kernel"], pretrained["features_18/conv/kernel"]
+    )
+
+    from PIL import Image
+
+    from tlx.predict import load_run, predict_images, read_images
+
+    img = np.asarray(exp.eval_batches["test"][0]["image"][0])  # any image works; shape matters
+    path = tmp_path / "item.png"
+    Image.fromarray(np.full((28, 28), 200, np.uint8)).save(path)
+    experiment, params, model_state = load_run(tmp_path)
+    probs = predict_images(experiment, params, model_state, read_images([str(path)]))
+    assert probs.shape == (1, 10) and abs(float(probs.sum()) - 1.0) < 1e-4
+    assert img.shape == (32, 32, 3)
+
+
+def test_scratch_run_resumes_batchnorm_statistics_exactly(image_data_dir, tmp_path):
+    config = small(mnv2_fmnist_scratch.get_config(), image_data_dir)
+    straight = train(build_experiment(config), tmp_path / "a", log=lambda *_: None, progress=False)
+    assert straight["steps"] == 4
+
+    class Killed(RuntimeError):
+        pass
+
+    def kill_at_3(step, batch):
+        if step == 3:
+            raise Killed(step)
+        return batch
+
+    exp = build_experiment(config)
+    exp.train_batches = exp.train_batches.map_with_index(kill_at_3)
+    with pytest.raises(Killed):
+        train(exp, tmp_path / "b", log=lambda *_: None, progress=False)
+    assert Checkpoints(tmp_path / "b/checkpoints").latest_step() == 2
+    train(build_experiment(config), tmp_path / "b", log=lambda *_: None, progress=False)
+
+    a, b = Checkpoints(tmp_path / "a/checkpoints"), Checkpoints(tmp_path / "b/checkpoints")
+    params_a, params_b = flatten(a.restore_params()), flatten(b.restore_params())
+    assert params_a.keys() == params_b.keys()
+    for key, value in params_a.items():
+        np.testing.assert_array_equal(value, params_b[key], err_msg=key)
+    exp = build_experiment(config, with_data=False)
+    like = {"batch_stats": exp.model.init(jax.random.key(0))["batch_stats"]}
+    stats_a = flatten(a.restore_model_state(like)["batch_stats"])
+    stats_b = flatten(b.restore_model_state(like)["batch_stats"])
+    init_stats = flatten(like["batch_stats"])
+    assert not np.array_equal(stats_a["features_0/bn/mean"], init_stats["features_0/bn/mean"])
+    for key in stats_a:
+        np.testing.assert_array_equal(stats_a[key], stats_b[key], err_msg=key)
