@@ -44,14 +44,14 @@ def base_config() -> ml_collections.ConfigDict:
     config.plan = ml_collections.ConfigDict()
     config.plan.name = "finetune"
     config.plan.k = 4  # freeze_to: top k groups train
-    config.plan.every = 50  # progressive: steps between unfreezes
+    config.plan.every = 60  # progressive: steps between unfreezes
     config.plan.start = 1
     config.plan.head = 1
     config.plan.lr_multipliers = "head=10"
     config.plan.layer_decay = 1.0
 
     config.optim = ml_collections.ConfigDict()
-    config.optim.learning_rate = 1e-3
+    config.optim.learning_rate = 3e-4  # the body; the fresh head trains at 10x (lr_multipliers)
     config.optim.warmup_steps = 30
     config.optim.decay = "cosine"
     config.optim.final_fraction = 0.0

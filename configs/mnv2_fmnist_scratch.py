@@ -16,4 +16,5 @@ def get_config(arg=None):
     config.model.batchnorm = "train"  # from scratch the statistics must be learned
     config.plan.name = "finetune"
     config.plan.lr_multipliers = ""  # no pretrained body to protect
+    config.optim.learning_rate = 1e-3
     return config

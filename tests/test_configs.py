@@ -2,6 +2,7 @@
 
 import importlib
 import pathlib
+import re
 
 import pytest
 
@@ -15,15 +16,38 @@ CONFIGS = sorted(
 
 
 @pytest.mark.parametrize("name", CONFIGS)
-def test_config_builds_and_documents_its_command(name):
+def test_config_builds_and_documents_its_command(name, image_data_dir):
     module = importlib.import_module(f"configs.{name}")
     assert f"--config=configs/{name}.py" in module.__doc__  # the docstring gives the command
     config = module.get_config()
     for key in REQUIRED_KEYS:
         assert key in config, key
+    if config.get("needs_download"):
+        config = offline_stand_in(config, image_data_dir)
+    elif config.data.name == "fashion_mnist":
+        config.data.data_dir = image_data_dir
     experiment = build_experiment(config, with_data=False)
     assert experiment.plan.stages[0].trainable  # something trains
     assert experiment.plan.stages[-1].start_step < config.total_steps
+
+
+def offline_stand_in(config, data_dir):
+    """A config whose weights and data need a download: building it here must fail with an error
+    naming the checkpoint's URL; the same architecture from scratch, on an offline dataset, then
+    proves that its plan fits the model's groups."""
+    from tlx.weights.catalog import get_entry
+    from tlx.weights.resolve import CheckpointNotFoundError
+
+    entry = get_entry(config.model.checkpoint)
+    config.data.name, config.data.data_dir = "fashion_mnist", data_dir
+    with pytest.raises(CheckpointNotFoundError, match=re.escape(entry.url)):
+        build_experiment(config, with_data=False)
+    config.model.checkpoint = ""
+    config.model.arch = entry.arch
+    config.model.kwargs = {
+        k: v for k, v in {**entry.model_kwargs, **config.model.kwargs}.items() if k != "num_classes"
+    }
+    return config
 
 
 def test_plans_differ_as_named():

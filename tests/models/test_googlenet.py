@@ -17,6 +17,8 @@ import pytest
 torch = pytest.importorskip("torch")
 torchvision = pytest.importorskip("torchvision")
 
+from tests.models.equivalence import assert_close as _assert_close  # noqa: E402
+from tests.models.equivalence import torch_state_dict as _state_dict  # noqa: E402
 from tlx.models.googlenet import (  # noqa: E402
     GOOGLENET_ENDPOINTS,
     GoogLeNet,
@@ -41,19 +43,6 @@ def _nhwc(x: np.ndarray) -> np.ndarray:
 
 def _nchw(x) -> np.ndarray:
     return np.ascontiguousarray(np.transpose(np.asarray(x), (0, 3, 1, 2)))
-
-
-def _assert_close(ours, theirs) -> float:
-    ours, theirs = np.asarray(ours), np.asarray(theirs)
-    assert ours.shape == theirs.shape
-    diff = float(np.max(np.abs(ours - theirs)))
-    tol = 1e-4 * max(1.0, float(np.max(np.abs(theirs))))
-    assert diff <= tol, f"max abs diff {diff} > {tol}"
-    return diff
-
-
-def _state_dict(model) -> dict[str, np.ndarray]:
-    return {k: v.detach().cpu().numpy() for k, v in model.state_dict().items()}
 
 
 def _sub(variables: dict, name: str) -> dict:

@@ -18,6 +18,7 @@ import pytest
 torch = pytest.importorskip("torch")
 torchvision = pytest.importorskip("torchvision")
 
+from tests.models.equivalence import assert_close as _assert_close  # noqa: E402
 from tlx.models.inception_v3 import (  # noqa: E402
     INCEPTION_V3_ENDPOINTS,
     InceptionA,
@@ -28,15 +29,6 @@ from tlx.models.inception_v3 import (  # noqa: E402
 from tlx.transfer.groups import assign_groups, flatten  # noqa: E402
 from tlx.weights.rules import ConversionError  # noqa: E402
 from tlx.weights.torchvision_inception import convert_inception_v3  # noqa: E402
-
-
-def _assert_close(ours, theirs):
-    ours, theirs = np.asarray(ours), np.asarray(theirs)
-    assert ours.shape == theirs.shape
-    diff = float(np.max(np.abs(ours - theirs)))
-    tol = 1e-4 * max(1.0, float(np.max(np.abs(theirs))))
-    assert diff <= tol, f"max abs diff {diff} > {tol}"
-    return diff
 
 
 def _nhwc(x):

@@ -23,6 +23,7 @@ import pytest  # noqa: E402
 keras = pytest.importorskip("keras")
 h5py = pytest.importorskip("h5py")
 
+from tests.models.equivalence import assert_close as _assert_close  # noqa: E402
 from tlx.models.inception_v3 import InceptionA, InceptionV3  # noqa: E402
 from tlx.transfer.groups import flatten  # noqa: E402
 from tlx.weights.keras_h5 import read_keras_h5  # noqa: E402
@@ -36,15 +37,6 @@ from tlx.weights.rules import ConversionError  # noqa: E402
 # Keras' concatenation layers -> tlx's endpoints.
 _BLOCKS = ("5b", "5c", "5d", "6a", "6b", "6c", "6d", "6e", "7a", "7b", "7c")
 MIXED = {f"mixed{i}": f"Mixed_{b}_out" for i, b in enumerate(_BLOCKS)}
-
-
-def _assert_close(ours, theirs):
-    ours, theirs = np.asarray(ours), np.asarray(theirs)
-    assert ours.shape == theirs.shape
-    diff = float(np.max(np.abs(ours - theirs)))
-    tol = 1e-4 * max(1.0, float(np.max(np.abs(theirs))))
-    assert diff <= tol, f"max abs diff {diff} > {tol}"
-    return diff
 
 
 def _he_normal_numpy(seed: int):

@@ -14,6 +14,7 @@ os.environ.setdefault("KERAS_BACKEND", "jax")
 keras = pytest.importorskip("keras")
 h5py = pytest.importorskip("h5py")
 
+from tests.models.equivalence import assert_close as _assert_close  # noqa: E402
 from tlx.models.vgg import VGG, VGG_ENDPOINTS  # noqa: E402
 from tlx.weights.keras_h5 import read_keras_h5  # noqa: E402
 from tlx.weights.keras_vgg import convert_keras_vgg  # noqa: E402
@@ -24,15 +25,6 @@ KERAS_LAYER = {f"block{b}": f"block{b}_pool" for b in range(1, 6)} | {
     "fc6_relu": "fc1",
     "fc7_relu": "fc2",
 }
-
-
-def _assert_close(ours, theirs):
-    ours, theirs = np.asarray(ours), np.asarray(theirs)
-    assert ours.shape == theirs.shape
-    diff = float(np.max(np.abs(ours - theirs)))
-    tol = 1e-4 * max(1.0, float(np.max(np.abs(theirs))))
-    assert diff <= tol, f"max abs diff {diff} > {tol}"
-    return diff
 
 
 def _random_model(factory, seed: int, **kwargs):

@@ -11,6 +11,9 @@ import pytest
 torch = pytest.importorskip("torch")
 torchvision = pytest.importorskip("torchvision")
 
+from tests.models.equivalence import assert_close as _assert_close  # noqa: E402
+from tests.models.equivalence import randomize_batchnorm  # noqa: E402
+from tests.models.equivalence import torch_state_dict as _state_dict  # noqa: E402
 from tlx.models.mobilenet_v2 import MobileNetV2, mobilenet_v2_param_groups  # noqa: E402
 from tlx.transfer.groups import assign_groups, flatten  # noqa: E402
 from tlx.weights.rules import ConversionError  # noqa: E402
@@ -20,22 +23,12 @@ IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
 
 
-def _state_dict(model) -> dict[str, np.ndarray]:
-    return {k: v.detach().cpu().numpy() for k, v in model.state_dict().items()}
-
-
 @pytest.fixture(scope="module")
 def random_torch_model():
     """Random weights, and random BN statistics so that they matter."""
     torch.manual_seed(0)
     model = torchvision.models.mobilenet_v2(weights=None)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.running_mean.normal_(0.0, 0.2)
-                m.running_var.uniform_(0.5, 2.0)
-                m.weight.uniform_(0.5, 1.5)
-                m.bias.normal_(0.0, 0.2)
+    randomize_batchnorm(model)
     return model.eval()
 
 
@@ -43,15 +36,6 @@ def random_torch_model():
 def inputs():
     x = np.random.default_rng(0).standard_normal((2, 3, 64, 64)).astype(np.float32)
     return x, np.transpose(x, (0, 2, 3, 1))  # NCHW for torch, NHWC for flax
-
-
-def _assert_close(ours, theirs):
-    ours, theirs = np.asarray(ours), np.asarray(theirs)
-    assert ours.shape == theirs.shape
-    diff = float(np.max(np.abs(ours - theirs)))
-    tol = 1e-4 * max(1.0, float(np.max(np.abs(theirs))))
-    assert diff <= tol, f"max abs diff {diff} > {tol}"
-    return diff
 
 
 def test_logits_match_torchvision(random_torch_model, inputs):

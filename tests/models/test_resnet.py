@@ -15,6 +15,9 @@ import pytest
 torch = pytest.importorskip("torch")
 torchvision = pytest.importorskip("torchvision")
 
+from tests.models.equivalence import assert_close as _assert_close  # noqa: E402
+from tests.models.equivalence import randomize_batchnorm  # noqa: E402
+from tests.models.equivalence import torch_state_dict as _state_dict  # noqa: E402
 from tlx.models.resnet import (  # noqa: E402
     ENDPOINT_STRIDES,
     RESNET_ENDPOINTS,
@@ -43,22 +46,12 @@ def one_torch_thread():
     torch.set_num_threads(threads)
 
 
-def _state_dict(model) -> dict[str, np.ndarray]:
-    # copies: torch updates its BN buffers in place in train mode
-    return {k: v.detach().cpu().numpy().copy() for k, v in model.state_dict().items()}
-
-
 def _random_torch_resnet(depth: int):
     """Random weights, and random BN statistics and affine parameters so that they matter."""
     torch.manual_seed(depth)
     model = getattr(torchvision.models, f"resnet{depth}")(weights=None)
+    randomize_batchnorm(model)
     with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.running_mean.normal_(0.0, 0.2)
-                m.running_var.uniform_(0.5, 2.0)
-                m.weight.uniform_(0.5, 1.5)
-                m.bias.normal_(0.0, 0.2)
         # Small (never zero) scales on each residual branch's last BN keep ResNet-101's stream
         # near unit size, so the relative tolerance stays tight for every channel.
         for m in model.modules():
@@ -114,16 +107,6 @@ def case(request):
         x=x_nhwc,
         ref=_torch_endpoints(model, x_nchw),
     )
-
-
-def _assert_close(ours, theirs) -> float:
-    ours, theirs = np.asarray(ours), np.asarray(theirs)
-    assert ours.shape == theirs.shape
-    assert ours.dtype == np.float32
-    diff = float(np.max(np.abs(ours - theirs)))
-    tol = 1e-4 * max(1.0, float(np.max(np.abs(theirs))))
-    assert diff <= tol, f"max abs diff {diff} > {tol}"
-    return diff
 
 
 def test_logits_and_every_endpoint_match_torchvision(case):

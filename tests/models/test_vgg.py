@@ -12,6 +12,7 @@ import pytest
 torch = pytest.importorskip("torch")
 torchvision = pytest.importorskip("torchvision")
 
+from tests.models.equivalence import assert_close as _assert_close  # noqa: E402
 from tlx.models.vgg import VGG, VGG_ENDPOINTS, adaptive_avg_pool, vgg_param_groups  # noqa: E402
 from tlx.transfer.groups import assign_groups, flatten  # noqa: E402
 from tlx.weights.rules import ConversionError, transpose  # noqa: E402
@@ -23,15 +24,6 @@ VARIANTS = {
     "vgg16_bn": (16, True),
     "vgg19_bn": (19, True),
 }
-
-
-def _assert_close(ours, theirs):
-    ours, theirs = np.asarray(ours), np.asarray(theirs)
-    assert ours.shape == theirs.shape
-    diff = float(np.max(np.abs(ours - theirs)))
-    tol = 1e-4 * max(1.0, float(np.max(np.abs(theirs))))
-    assert diff <= tol, f"max abs diff {diff} > {tol}"
-    return diff
 
 
 def _inputs(size: int, batch: int = 2, seed: int = 0):

@@ -23,7 +23,6 @@ Fixed-size datasets are decoded once into memory (`images.ArrayImageSource`: 55 
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import io
 from collections.abc import Mapping, Sequence
 from types import MappingProxyType
@@ -33,9 +32,9 @@ import tensorflow_datasets as tfds
 from PIL import Image
 from tensorflow_datasets.proto import tf_example_pb2
 
-from tlx.data import hash_split, image_folder
+from tlx.data import hash_split, image_folder, sources
 from tlx.data.images import ArrayImageSource
-from tlx.data.sources import DatasetNotPreparedError, default_data_dir
+from tlx.data.sources import default_data_dir
 
 FOLDER_PREFIX = "image_folder:"
 SPLITS = ("train", "validation", "test")
@@ -149,36 +148,13 @@ def _spec(name: str) -> ImageDataset:
     return IMAGE_DATASETS[name]
 
 
-def _not_prepared(spec: ImageDataset, data_dir: str, found: str) -> DatasetNotPreparedError:
-    command = f"tfds build {spec.tfds_name} --data_dir={data_dir} --file_format=array_record"
-    return DatasetNotPreparedError(
-        f"Dataset {spec.tfds_name!r} is {found} in data_dir {data_dir!r}; tlx reads ArrayRecord "
-        f"copies. Prepare it once with `{command}` (the download needs network access and "
-        "TensorFlow; reading it afterwards needs neither), or point the data_dir argument or "
-        "$TLX_DATA_DIR at the folder that holds it."
-    )
-
-
 def _builder(name: str, data_dir: str | None) -> tfds.core.DatasetBuilder:
     """The dataset's tfds builder, prepared in data_dir (local datasets prepare on first use)."""
     spec = _spec(name)
     data_dir = data_dir or default_data_dir()
     if name.startswith(FOLDER_PREFIX):
         return image_folder.builder(name[len(FOLDER_PREFIX) :], data_dir)
-    if spec.builder_module:
-        importlib.import_module(spec.builder_module)
-    try:
-        builder = tfds.builder(spec.tfds_name, data_dir=data_dir)
-    except tfds.core.registered.DatasetNotFoundError as e:
-        raise _not_prepared(spec, data_dir, "not prepared") from e
-    if not builder.is_prepared():
-        if not spec.prepare_on_first_use:
-            raise _not_prepared(spec, data_dir, "not prepared")
-        builder.download_and_prepare(file_format="array_record")
-    formats = builder.info.available_file_formats()
-    if formats and not formats & set(tfds.core.FileFormat.with_random_access()):
-        raise _not_prepared(spec, data_dir, f"stored only as {sorted(f.value for f in formats)}")
-    return builder
+    return sources.prepared_builder(spec, data_dir)
 
 
 def _positions(spec: ImageDataset, split: str, keys: Sequence[bytes]) -> np.ndarray | None:

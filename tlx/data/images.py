@@ -30,6 +30,7 @@ import numpy as np
 from PIL import Image
 
 from tlx.data.preprocess import ImagePreprocessing
+from tlx.data.sampling import check_sizes, shuffle_seed
 
 AUGMENTATIONS = ("random_resized_crop", "flip", "none")
 _RATIO = (3 / 4, 4 / 3)  # torchvision RandomResizedCrop's aspect-ratio range
@@ -268,18 +269,6 @@ class MakeImageBatch:
         return batch
 
 
-def _check_sizes(source, batch_size: int) -> None:
-    if batch_size < 1 or len(source) == 0:
-        raise ValueError(
-            f"Need batch_size >= 1 and a non-empty source; got {batch_size}, {source!r}."
-        )
-
-
-def _shuffle_seed(seed: int) -> int:
-    # As in text.py: grain reshuffles epoch e with seed + e; hashing makes seeds unrelated.
-    return int(np.random.SeedSequence(seed).generate_state(1, np.uint32)[0])
-
-
 def make_image_train_batches(
     source,
     preprocessing: ImagePreprocessing,
@@ -304,7 +293,7 @@ def make_image_train_batches(
     `seed`: by default each seed sees its own subset, so the spread over seeds includes the choice
     of labelled examples; pass a fixed subset_seed to compare runs on one subset.
     """
-    _check_sizes(source, batch_size)
+    check_sizes(source, batch_size)
     if num_examples is not None:
         source = Subset(source, num_examples, seed if subset_seed is None else subset_seed)
     make_batch = MakeImageBatch(
@@ -312,7 +301,7 @@ def make_image_train_batches(
     )
     return (
         grain.MapDataset.range(len(source))
-        .shuffle(seed=_shuffle_seed(seed))
+        .shuffle(seed=shuffle_seed(seed))
         .repeat()
         .batch(batch_size)
         .map_with_index(make_batch)
@@ -329,6 +318,6 @@ def make_image_eval_batches(
     A lazy sequence rather than a list: the 10,000 Fashion-MNIST test images at 224 are 6 GB of
     float32.
     """
-    _check_sizes(source, batch_size)
+    check_sizes(source, batch_size)
     make_batch = MakeImageBatch(source, preprocessing, batch_size=batch_size)
     return grain.MapDataset.range(len(source)).batch(batch_size).map_with_index(make_batch)

@@ -139,10 +139,10 @@ def _spec(name: str) -> TextDataset:
     return TEXT_DATASETS[name]
 
 
-def _not_prepared(spec: TextDataset, data_dir: str, found: str) -> DatasetNotPreparedError:
-    command = f"tfds build {spec.tfds_name} --data_dir={data_dir} --file_format=array_record"
+def not_prepared_error(tfds_name: str, data_dir: str, found: str) -> DatasetNotPreparedError:
+    command = f"tfds build {tfds_name} --data_dir={data_dir} --file_format=array_record"
     return DatasetNotPreparedError(
-        f"Dataset {spec.tfds_name!r} is {found} in data_dir {data_dir!r}; tlx reads ArrayRecord "
+        f"Dataset {tfds_name!r} is {found} in data_dir {data_dir!r}; tlx reads ArrayRecord "
         f"copies. Prepare it once with `{command}` (the download may need network access and "
         "TensorFlow; reading it afterwards needs neither), or point the data_dir argument or "
         "$TLX_DATA_DIR at the folder that holds it."
@@ -151,21 +151,26 @@ def _not_prepared(spec: TextDataset, data_dir: str, found: str) -> DatasetNotPre
 
 def _builder(name: str, data_dir: str | None) -> tfds.core.DatasetBuilder:
     """The dataset's tfds builder, prepared in data_dir (rotten_tomatoes prepares on first use)."""
-    spec = _spec(name)
-    data_dir = data_dir or default_data_dir()
+    return prepared_builder(_spec(name), data_dir or default_data_dir())
+
+
+def prepared_builder(spec, data_dir: str) -> tfds.core.DatasetBuilder:
+    """A tfds builder readable with random access, for a dataset spec with `tfds_name`,
+    `builder_module` and `prepare_on_first_use` (text and image datasets alike)."""
     if spec.builder_module:
         importlib.import_module(spec.builder_module)
     try:
         builder = tfds.builder(spec.tfds_name, data_dir=data_dir)
     except tfds.core.registered.DatasetNotFoundError as e:
-        raise _not_prepared(spec, data_dir, "not prepared") from e
+        raise not_prepared_error(spec.tfds_name, data_dir, "not prepared") from e
     if not builder.is_prepared():
         if not spec.prepare_on_first_use:
-            raise _not_prepared(spec, data_dir, "not prepared")
+            raise not_prepared_error(spec.tfds_name, data_dir, "not prepared")
         builder.download_and_prepare(file_format="array_record")
     formats = builder.info.available_file_formats()
     if formats and not formats & set(tfds.core.FileFormat.with_random_access()):
-        raise _not_prepared(spec, data_dir, f"stored only as {sorted(f.value for f in formats)}")
+        found = f"stored only as {sorted(f.value for f in formats)}"
+        raise not_prepared_error(spec.tfds_name, data_dir, found)
     return builder
 
 

@@ -18,6 +18,8 @@ import grain
 import numpy as np
 import tokenizers
 
+from tlx.data.sampling import check_sizes, shuffle_seed
+
 
 def bucket_lengths(buckets: Sequence[int], max_length: int) -> tuple[int, ...]:
     """Sorted padded lengths: the buckets below max_length, and max_length itself."""
@@ -102,19 +104,6 @@ class MakeBatch:
         return batch
 
 
-def _check_sizes(source, batch_size: int) -> None:
-    if batch_size < 1 or len(source) == 0:
-        raise ValueError(
-            f"Need batch_size >= 1 and a non-empty source; got {batch_size}, {source!r}."
-        )
-
-
-def _shuffle_seed(seed: int) -> int:
-    # grain reshuffles epoch e with seed + e, so seeds s and s + 1 would share all but one epoch
-    # order, offset by one epoch. Hashing the seed first makes different seeds unrelated.
-    return int(np.random.SeedSequence(seed).generate_state(1, np.uint32)[0])
-
-
 class Subset:
     """Random-access view of a fixed random subset of `source` (in source order)."""
 
@@ -150,14 +139,14 @@ def make_train_batches(
     fits the batch's longest example (truncated to max_length). `num_examples` trains on a fixed
     random subset drawn with `subset_seed`, not `seed`, so runs that differ in seed share it.
     """
-    _check_sizes(source, batch_size)
+    check_sizes(source, batch_size)
     if num_examples is not None:
         source = Subset(source, num_examples, subset_seed)
     lengths = bucket_lengths(buckets, max_length)
     make_batch = MakeBatch(source, BatchTokenizer(tokenizer, max_length), lengths)
     return (
         grain.MapDataset.range(len(source))
-        .shuffle(seed=_shuffle_seed(seed))
+        .shuffle(seed=shuffle_seed(seed))
         .repeat()
         .batch(batch_size)
         .map(make_batch)
@@ -177,7 +166,7 @@ def make_eval_batches(
     Like training batches, plus `weight` float32 [B]: 1 for real examples, 0 for the dummy rows that
     fill the last batch to batch_size, so every batch has B rows and weighted metrics are exact.
     """
-    _check_sizes(source, batch_size)
+    check_sizes(source, batch_size)
     lengths = bucket_lengths(buckets, max_length)
     make_batch = MakeBatch(source, BatchTokenizer(tokenizer, max_length), lengths, batch_size)
     return grain.MapDataset.range(len(source)).batch(batch_size).map(make_batch)

@@ -21,6 +21,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from tlx.models.pooling import check_pooling, global_pool
+
 # Block boundaries sown into "intermediates", in forward order. Each is the output of the
 # torchvision module named without the "_out" suffix (so its forward hook gives the reference);
 # the suffix is needed because flax refuses a sown name equal to a submodule's ("Duplicate use of
@@ -209,8 +211,7 @@ class GoogLeNet(nn.Module):
 
     @nn.compact
     def __call__(self, x, *, train: bool = False):
-        if self.pooling not in ("avg", "max", None):
-            raise ValueError(f"pooling={self.pooling!r}; expected 'avg', 'max' or None")
+        check_pooling(self.pooling)
         if self.aux_logits and self.num_classes is None:
             raise ValueError("aux_logits=True needs num_classes: the aux heads are classifiers")
         x = x.astype(self.dtype)
@@ -241,11 +242,7 @@ class GoogLeNet(nn.Module):
                     self.num_classes, self.aux_dropout, dtype=self.dtype, name=head
                 )(x, train=train)
         if self.num_classes is None:
-            if self.pooling == "avg":
-                return jnp.mean(x, axis=(1, 2))
-            if self.pooling == "max":
-                return jnp.max(x, axis=(1, 2))
-            return x
+            return global_pool(x, self.pooling)
         x = jnp.mean(x, axis=(1, 2))
         x = nn.Dropout(self.dropout)(x, deterministic=not train)
         logits = nn.Dense(self.num_classes, dtype=self.dtype, name="fc")(x)

@@ -21,6 +21,8 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
+from tlx.models.pooling import check_pooling, global_pool
+
 # Block boundaries sown into the "intermediates" collection, in forward order: the output of
 # torchvision's child module of that name (forward hooks give the reference), with `_out` added
 # where that name is also ours for the submodule, because flax refuses a sown name equal to a
@@ -262,8 +264,7 @@ class InceptionV3(nn.Module):
 
     @nn.compact
     def __call__(self, x, *, train: bool = False):
-        if self.pooling not in ("avg", "max", None):
-            raise ValueError(f"pooling must be 'avg', 'max' or None, got {self.pooling!r}")
+        check_pooling(self.pooling)
         if self.aux_logits and self.num_classes is None:
             raise ValueError("aux_logits=True needs num_classes (the aux head is a classifier)")
         x = x.astype(self.dtype)
@@ -318,11 +319,7 @@ class InceptionV3(nn.Module):
                     aux = head(x, train=True)
 
         if self.num_classes is None:
-            if self.pooling == "avg":
-                return jnp.mean(x, axis=(1, 2))
-            if self.pooling == "max":
-                return jnp.max(x, axis=(1, 2))
-            return x
+            return global_pool(x, self.pooling)
         x = jnp.mean(x, axis=(1, 2))
         x = nn.Dropout(self.dropout)(x, deterministic=not train)
         x = nn.Dense(self.num_classes, dtype=self.dtype, name="fc")(x)

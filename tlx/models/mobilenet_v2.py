@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 
 # (expand ratio t, output channels c, repeats n, first stride s), torchvision's table.
@@ -36,6 +37,69 @@ def _make_divisible(v: float, divisor: int = 8, min_value: int | None = None) ->
     return new_v
 
 
+def depthwise_conv(x: jax.Array, kernel: jax.Array, stride: int, pad: int) -> jax.Array:
+    """Depthwise k x k convolution as k*k shifted multiply-adds.
+
+    Same result as lax.conv_general_dilated(..., feature_group_count=C), but XLA's CPU backend
+    runs grouped convolutions as slow generic loops: on this project's 2-core machine a 3x3
+    depthwise layer (32x32x192, batch 32) took 0.42 s forward and 3.7 s backward that way, and
+    0.01-0.02 s and 0.15 s as shifted multiply-adds, which XLA fuses into one loop.
+    kernel: [k, k, 1, C] (flax's grouped-conv layout, so checkpoints convert unchanged).
+    """
+    k = kernel.shape[0]
+    h, w = x.shape[1], x.shape[2]
+    out_h, out_w = (h + 2 * pad - k) // stride + 1, (w + 2 * pad - k) // stride + 1
+    xp = jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+    out = None
+    for i in range(k):
+        for j in range(k):
+            patch = xp[
+                :,
+                i : i + stride * (out_h - 1) + 1 : stride,
+                j : j + stride * (out_w - 1) + 1 : stride,
+            ]
+            term = patch * kernel[i, j, 0]
+            out = term if out is None else out + term
+    return out
+
+
+class DepthwiseConv(nn.Module):
+    """nn.Conv(features=C, feature_group_count=C, use_bias=False) on C channels, with the same
+    parameter ("kernel", [k, k, 1, C]) and initialiser, computed by :func:`depthwise_conv`."""
+
+    kernel_size: int
+    stride: int
+    pad: int
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x):
+        channels = x.shape[-1]
+        kernel = self.param(
+            "kernel",
+            nn.initializers.lecun_normal(),
+            (self.kernel_size, self.kernel_size, 1, channels),
+        )
+        return depthwise_conv(
+            x.astype(self.dtype), kernel.astype(self.dtype), self.stride, self.pad
+        )
+
+
+class PointwiseConv(nn.Module):
+    """nn.Conv(features, (1, 1), use_bias=False) with the same parameter ("kernel", [1, 1, I, O])
+    and initialiser, computed as one matrix product: on this project's CPU that ran about 3x
+    faster forward and 10x faster backward than XLA's 1x1 convolution."""
+
+    features: int
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x):
+        shape = (1, 1, x.shape[-1], self.features)
+        kernel = self.param("kernel", nn.initializers.lecun_normal(), shape)
+        return x.astype(self.dtype) @ kernel[0, 0].astype(self.dtype)
+
+
 class ConvBN(nn.Module):
     """Conv (no bias) -> BatchNorm -> optional ReLU6; torchvision's Conv2dNormActivation."""
 
@@ -50,16 +114,21 @@ class ConvBN(nn.Module):
     def __call__(self, x, *, train: bool = False):
         k = self.kernel_size
         pad = (k - 1) // 2  # torchvision's symmetric padding, not 'SAME' (differs at stride 2)
-        x = nn.Conv(
-            self.features,
-            (k, k),
-            strides=(self.stride, self.stride),
-            padding=((pad, pad), (pad, pad)),
-            feature_group_count=self.groups,
-            use_bias=False,
-            dtype=self.dtype,
-            name="conv",
-        )(x)
+        if self.groups > 1 and self.groups == self.features == x.shape[-1]:
+            x = DepthwiseConv(k, self.stride, pad, dtype=self.dtype, name="conv")(x)
+        elif k == 1 and self.stride == 1 and self.groups == 1:
+            x = PointwiseConv(self.features, dtype=self.dtype, name="conv")(x)
+        else:
+            x = nn.Conv(
+                self.features,
+                (k, k),
+                strides=(self.stride, self.stride),
+                padding=((pad, pad), (pad, pad)),
+                feature_group_count=self.groups,
+                use_bias=False,
+                dtype=self.dtype,
+                name="conv",
+            )(x)
         # use_running_average at call time, so an interceptor can freeze the statistics.
         x = nn.BatchNorm(momentum=0.9, epsilon=1e-5, dtype=self.dtype, name="bn")(
             x, use_running_average=not train

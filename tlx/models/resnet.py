@@ -20,6 +20,8 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
+from tlx.models.pooling import check_pooling, global_pool
+
 RESNET_ENDPOINTS = ("stem", "layer1", "layer2", "layer3", "layer4")
 ENDPOINT_STRIDES = {"stem": 4, "layer1": 4, "layer2": 8, "layer3": 16, "layer4": 32}
 
@@ -32,7 +34,6 @@ RESNET_CONFIGS: dict[int, tuple[str, tuple[int, int, int, int]]] = {
     152: ("bottleneck", (3, 8, 36, 3)),
 }
 STAGE_WIDTHS = (64, 128, 256, 512)  # block width per stage; Bottleneck outputs 4x this
-POOLINGS = ("avg", "max", None)
 
 
 def _conv(features: int, k: int, stride: int, dtype: Any, name: str) -> nn.Conv:
@@ -125,8 +126,7 @@ class ResNet(nn.Module):
     def __call__(self, x, *, train: bool = False):
         if self.depth not in RESNET_CONFIGS:
             raise ValueError(f"ResNet depth must be one of {sorted(RESNET_CONFIGS)}: {self.depth}")
-        if self.pooling not in POOLINGS:
-            raise ValueError(f"pooling must be one of {POOLINGS}, got {self.pooling!r}")
+        check_pooling(self.pooling)
         kind, blocks = RESNET_CONFIGS[self.depth]
         block_cls = BasicBlock if kind == "basic" else Bottleneck
 
@@ -152,11 +152,7 @@ class ResNet(nn.Module):
             self.sow("intermediates", f"layer{stage}", x)
 
         if self.num_classes is None:
-            if self.pooling == "avg":
-                return jnp.mean(x, axis=(1, 2))
-            if self.pooling == "max":
-                return jnp.max(x, axis=(1, 2))
-            return x
+            return global_pool(x, self.pooling)
         x = jnp.mean(x, axis=(1, 2))
         return nn.Dense(self.num_classes, dtype=self.dtype, name="fc")(x)
 

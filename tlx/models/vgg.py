@@ -24,6 +24,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from tlx.models.pooling import global_pool
+
 # 3x3 convs per block (64, 128, 256, 512, 512 channels), each block ends with a 2x2 max pool.
 BLOCK_WIDTHS = (64, 128, 256, 512, 512)
 CONVS_PER_BLOCK = {16: (2, 2, 3, 3, 3), 19: (2, 2, 4, 4, 4)}
@@ -98,13 +100,7 @@ class VGG(nn.Module):
             self.sow("intermediates", f"block{b}", x)
 
         if self.num_classes is None:
-            if self.pooling == "avg":
-                return jnp.mean(x, axis=(1, 2))
-            if self.pooling == "max":
-                return jnp.max(x, axis=(1, 2))
-            if self.pooling is None:
-                return x
-            raise ValueError(f"pooling must be 'avg', 'max' or None, got {self.pooling!r}")
+            return global_pool(x, self.pooling)
 
         x = adaptive_avg_pool(x)
         x = x.reshape(x.shape[0], -1)  # (H, W, C) order; see the module docstring
