@@ -54,13 +54,18 @@ def run_plan(family: str, plan: str, workdir: Path, overrides: list[str]) -> dic
 
 def markdown(rows: list[dict]) -> str:
     lines = [
-        "| plan | config | test accuracy | validation accuracy | wall time |",
-        "|---|---|---|---|---|",
+        "| plan | config | test accuracy | validation accuracy | wall time | input wait |",
+        "|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
             f"| {r['plan']} | `{r['config']}` | {r['test_accuracy']:.4f} | "
-            f"{r['validation_accuracy']:.4f} | {r['wall_seconds'] / 60:.1f} min |"
+            f"{r['validation_accuracy']:.4f} | {r['wall_seconds'] / 60:.1f} min | "
+            + (
+                f"{r['input_wait_fraction']:.2%} |"
+                if r.get("input_wait_fraction") is not None
+                else "- |"
+            )
         )
     return "\n".join(lines)
 

