@@ -181,3 +181,33 @@ def test_catalog_weights_and_pipeline_name_the_temple_photo():
     logits = np.asarray(jax.jit(lambda v, x: MobileNetV2().apply(v, x))(variables, batch["image"]))
     top2 = [imagenet_labels()[i] for i in np.argsort(-logits[0])[:2]]
     assert top2 == ["palace", "monastery"]
+
+
+def test_endpoints_match_torchvision_stages(random_torch_model, inputs):
+    from tlx.models.mobilenet_v2 import MOBILENET_V2_ENDPOINTS
+
+    x_nchw, x_nhwc = inputs
+    variables = convert_mobilenet_v2(_state_dict(random_torch_model))
+    _, state = MobileNetV2().apply(variables, jnp.asarray(x_nhwc), mutable=["intermediates"])
+    got = {k: v[0] for k, v in state["intermediates"].items()}
+    assert tuple(got) == MOBILENET_V2_ENDPOINTS
+    # the torchvision `features` index after which each endpoint is taken
+    last_index = dict(zip(MOBILENET_V2_ENDPOINTS, (0, 1, 3, 6, 10, 13, 16, 17, 18)))
+    with torch.no_grad():
+        y = torch.from_numpy(x_nchw)
+        outputs = []
+        for layer in random_torch_model.features:
+            y = layer(y)
+            outputs.append(y.numpy())
+    for name, index in last_index.items():
+        _assert_close(got[name], np.transpose(outputs[index], (0, 2, 3, 1)))
+
+
+def test_headless_pooling_options(random_torch_model, inputs):
+    _, x_nhwc = inputs
+    variables = convert_mobilenet_v2(_state_dict(random_torch_model))
+    variables["params"].pop("classifier")
+    feature_map = MobileNetV2(num_classes=None, pooling=None).apply(variables, x_nhwc)
+    assert feature_map.shape == (2, 2, 2, 1280)
+    maxed = MobileNetV2(num_classes=None, pooling="max").apply(variables, x_nhwc)
+    np.testing.assert_allclose(maxed, feature_map.max(axis=(1, 2)), rtol=1e-6)

@@ -15,7 +15,10 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from tlx.models.pooling import global_pool
+
 # (expand ratio t, output channels c, repeats n, first stride s), torchvision's table.
+MOBILENET_V2_ENDPOINTS = ("stem", *(f"stage_{i}" for i in range(1, 8)), "last_conv")
 INVERTED_RESIDUAL_SETTING = (
     (1, 16, 1, 1),
     (6, 24, 2, 2),
@@ -163,9 +166,13 @@ class InvertedResidual(nn.Module):
 
 
 class MobileNetV2(nn.Module):
-    """torchvision's mobilenet_v2; `num_classes=None` returns the globally pooled features."""
+    """torchvision's mobilenet_v2; `num_classes=None` returns the features pooled by `pooling`.
+
+    Endpoints (sown into "intermediates"): "stem" and "stage_1" … "stage_7" (the parameter groups'
+    outputs, strides 2, 2, 4, 8, 16, 16, 32, 32) and "last_conv"."""
 
     num_classes: int | None = 1000
+    pooling: str | None = "avg"  # with num_classes=None: "avg" | "max" | None (the feature map)
     width_mult: float = 1.0
     dropout: float = 0.2
     dtype: Any = jnp.float32
@@ -176,8 +183,9 @@ class MobileNetV2(nn.Module):
         last_ch = _make_divisible(1280 * max(1.0, self.width_mult))
         x = x.astype(self.dtype)
         x = ConvBN(in_ch, 3, 2, dtype=self.dtype, name="features_0")(x, train=train)
+        self.sow("intermediates", "stem", x)
         index = 1
-        for t, c, n, s in INVERTED_RESIDUAL_SETTING:
+        for stage, (t, c, n, s) in enumerate(INVERTED_RESIDUAL_SETTING, start=1):
             out_ch = _make_divisible(c * self.width_mult)
             for i in range(n):
                 x = InvertedResidual(
@@ -190,10 +198,12 @@ class MobileNetV2(nn.Module):
                 )(x, train=train)
                 in_ch = out_ch
                 index += 1
+            self.sow("intermediates", f"stage_{stage}", x)
         x = ConvBN(last_ch, 1, dtype=self.dtype, name=f"features_{index}")(x, train=train)
-        x = jnp.mean(x, axis=(1, 2))
+        self.sow("intermediates", "last_conv", x)
         if self.num_classes is None:
-            return x
+            return global_pool(x, self.pooling)
+        x = jnp.mean(x, axis=(1, 2))
         x = nn.Dropout(self.dropout)(x, deterministic=not train)
         return nn.Dense(self.num_classes, dtype=self.dtype, name="classifier")(x)
 
