@@ -1,0 +1,69 @@
+"""Show what an experiment would train, without training (and without reading any data).
+
+    python -m tlx.inspect --config=configs/mnv2_fmnist_progressive.py [--config.plan.k=3 ...]
+
+Prints the model, its ordered parameter groups (with parameter counts), the plan's stages and the
+freeze audit of every stage, as the trainer would print them. Exits with an error, before any
+compute, on a plan that freezes or matches nothing or does not fit the run (`build_plan` checks).
+Parameters and optimizer state are only traced (`jax.eval_shape`), so even VGG costs no memory.
+"""
+
+from __future__ import annotations
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+from tlx import runtime
+
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", None, "Experiment config file.", lock_config=True
+)
+flags.mark_flags_as_required(["config"])
+
+
+def describe(experiment) -> str:
+    """The groups, stages and per-stage freeze audits of an experiment, as text."""
+    import jax
+
+    from tlx.transfer import audit
+    from tlx.transfer.groups import assign_groups, flatten
+    from tlx.transfer.optim import learning_rate_schedule, make_optimizer
+
+    cfg = experiment.config
+    shapes = flatten(jax.eval_shape(experiment.model.init, jax.random.key(0))["params"])
+    group_of = assign_groups(list(shapes), experiment.model.groups)
+    total_steps = int(cfg["total_steps"])
+    schedule = learning_rate_schedule(cfg["optim"], total_steps)
+
+    lines = [f"Model: {experiment.model.description}", "Parameter groups (input -> output):"]
+    for name, regex in experiment.model.groups:
+        count = sum(int(shapes[p].size) for p, g in group_of.items() if g == name)
+        lines.append(f"  {name:<16}{count:>12,}  {regex}")
+    lines.append(f"Plan {experiment.plan.name}: {len(experiment.plan.stages)} stage(s)")
+    for index, stage in enumerate(experiment.plan.stages):
+        tx = make_optimizer(stage, group_of, cfg["optim"], schedule)
+        opt_state = jax.eval_shape(tx.init, shapes)
+        rows = audit.audit_stage(stage, group_of, shapes, opt_state)
+        lines.append(audit.format_audit(rows, index, stage.start_step))
+    return "\n".join(lines)
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    if not flags.FLAGS["verbosity"].present:
+        logging.set_verbosity(logging.WARNING)
+    runtime.configure()
+    from tlx.experiment import build_experiment
+
+    try:
+        experiment = build_experiment(_CONFIG.value, with_data=False)
+    except (ValueError, FileNotFoundError) as e:
+        raise SystemExit(
+            f"tlx.inspect: this experiment cannot run.\n{type(e).__name__}: {e}"
+        ) from e
+    print(describe(experiment))
+
+
+if __name__ == "__main__":
+    app.run(main)
