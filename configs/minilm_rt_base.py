@@ -44,6 +44,7 @@ def base_config() -> ml_collections.ConfigDict:
     config.plan.head = 1  # feature_extraction: groups in the head
     config.plan.lr_multipliers = "head=10"  # the fresh head learns faster; regex=factor, ...
     config.plan.layer_decay = 1.0  # lr x decay**depth from the head
+    config.plan.lr_slice = ()  # (low, high): fastai-style factors from the input group to the head
 
     config.optim = ml_collections.ConfigDict()
     config.optim.learning_rate = 1e-4

@@ -49,6 +49,7 @@ def base_config() -> ml_collections.ConfigDict:
     config.plan.head = 1
     config.plan.lr_multipliers = "head=10"
     config.plan.layer_decay = 1.0
+    config.plan.lr_slice = ()  # (low, high): fastai-style factors from the input group to the head
 
     config.optim = ml_collections.ConfigDict()
     config.optim.learning_rate = 3e-4  # the body; the fresh head trains at 10x (lr_multipliers)

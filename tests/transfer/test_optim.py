@@ -102,3 +102,20 @@ def test_unfreezing_carries_state_over_and_starts_the_new_group_fresh():
 def test_nonpositive_multiplier_rejected():
     with pytest.raises(plans.PlanError, match="use FROZEN or > 0"):
         plans.Plan("bad", (plans.Stage(0, {"a": 0.0, "b": 1.0}),)).validate(["a", "b"])
+
+
+def test_slanted_triangular_and_one_cycle_schedules():
+    from tlx.transfer.optim import learning_rate_schedule
+
+    stlr = learning_rate_schedule(
+        {"learning_rate": 0.01, "decay": "slanted_triangular", "cut_frac": 0.1, "ratio": 32}, 1000
+    )
+    assert float(stlr(0)) == pytest.approx(0.01 / 32)
+    assert float(stlr(100)) == pytest.approx(0.01)  # the peak at cut_frac of the run
+    assert float(stlr(50)) == pytest.approx((0.01 / 32 + 0.01) / 2, rel=1e-3)  # linear rise
+    assert float(stlr(1000)) == pytest.approx(0.01 / 32, rel=1e-3)
+    one = learning_rate_schedule({"learning_rate": 0.01, "decay": "one_cycle"}, 1000)
+    assert float(one(300)) == pytest.approx(0.01, rel=1e-3)  # peak after pct_start=0.3
+    assert float(one(0)) < 0.001 and float(one(1000)) < 1e-5
+    with pytest.raises(ValueError, match="slanted_triangular"):
+        learning_rate_schedule({"learning_rate": 0.01, "decay": "triangle"}, 10)

@@ -93,3 +93,17 @@ def test_assign_groups_reports_every_problem():
     assert "bert/embeddings/w: matches several groups" in message
     assert "extra/w: matches no group" in message
     assert "group 'pooler'" in message and "matches no parameter" in message
+
+
+def test_lr_slice_spaces_factors_geometrically_from_input_to_head():
+    from tlx.transfer.plans import finetune, with_multipliers
+
+    groups = ["embeddings", "layer_0", "layer_1", "head"]
+    plan = with_multipliers(finetune(groups), groups, lr_slice=(0.001, 1.0))
+    mults = plan.stages[0].multipliers
+    assert mults["head"] == pytest.approx(1.0)
+    assert mults["embeddings"] == pytest.approx(0.001)
+    assert mults["layer_0"] == pytest.approx(0.01)
+    assert mults["layer_1"] == pytest.approx(0.1)
+    with pytest.raises(PlanError, match="lr_slice"):
+        with_multipliers(finetune(groups), groups, lr_slice=(1.0, 0.1))

@@ -22,9 +22,29 @@ from tlx.transfer.plans import FROZEN, Stage
 
 
 def learning_rate_schedule(cfg: Mapping, total_steps: int) -> optax.Schedule:
-    """Base learning rate: linear warmup, then cosine / linear decay or constant."""
+    """Base learning rate over the whole run (per-group multipliers scale it).
+
+    optim.decay: "cosine" | "linear" | "constant" after `warmup_steps` of linear warmup;
+    "one_cycle" (optax's cosine one-cycle: warmup fraction `pct_start`, peak `learning_rate`);
+    "slanted_triangular" (ULMFiT, Howard & Ruder 2018: linear rise for `cut_frac` of the run,
+    then linear decay to learning_rate / `ratio`).
+    """
     lr, warmup = float(cfg["learning_rate"]), int(cfg.get("warmup_steps", 0))
     decay = cfg.get("decay", "cosine")
+    if decay == "one_cycle":
+        return optax.cosine_onecycle_schedule(
+            total_steps, lr, pct_start=float(cfg.get("pct_start", 0.3))
+        )
+    if decay == "slanted_triangular":
+        cut = max(int(total_steps * float(cfg.get("cut_frac", 0.1))), 1)
+        low = lr / float(cfg.get("ratio", 32))
+        return optax.join_schedules(
+            [
+                optax.linear_schedule(low, lr, cut),
+                optax.linear_schedule(lr, low, total_steps - cut),
+            ],
+            [cut],
+        )
     decay_steps = max(total_steps - warmup, 1)
     if decay == "cosine":
         after = optax.cosine_decay_schedule(lr, decay_steps, alpha=cfg.get("final_fraction", 0.0))
@@ -33,7 +53,10 @@ def learning_rate_schedule(cfg: Mapping, total_steps: int) -> optax.Schedule:
     elif decay == "constant":
         after = optax.constant_schedule(lr)
     else:
-        raise ValueError(f"optim.decay={decay!r}; expected 'cosine', 'linear' or 'constant'")
+        raise ValueError(
+            f"optim.decay={decay!r}; expected 'cosine', 'linear', 'constant', 'one_cycle' or "
+            "'slanted_triangular'"
+        )
     if warmup == 0:
         return after
     return optax.join_schedules([optax.linear_schedule(0.0, lr, warmup), after], [warmup])

@@ -160,8 +160,11 @@ def with_multipliers(
     groups: Sequence[str],
     lr_multipliers: Mapping[str, float] | None = None,
     layer_decay: float = 1.0,
+    lr_slice: tuple[float, float] | None = None,
 ) -> Plan:
-    """Scale trainable groups' multipliers: regex -> factor, and decay**depth from the head."""
+    """Scale trainable groups' multipliers: regex -> factor, decay**depth from the head, and a
+    fastai-style slice (low, high): factors spaced geometrically from `low` on the input group
+    to `high` on the head (fastai's ``slice(lr / 100, lr)`` is ``lr_slice=(0.01, 1)``)."""
     lr_multipliers = dict(lr_multipliers or {})
     for rx in lr_multipliers:
         if not any(re.fullmatch(rx, g) for g in groups):
@@ -170,10 +173,15 @@ def with_multipliers(
             )
     if not 0 < layer_decay <= 1:
         raise PlanError(f"layer_decay={layer_decay} must be in (0, 1]")
+    if lr_slice is not None and not (len(lr_slice) == 2 and 0 < lr_slice[0] <= lr_slice[1]):
+        raise PlanError(f"lr_slice={lr_slice} must be (low, high) with 0 < low <= high")
 
     def factor(g: str) -> float:
         depth = len(groups) - 1 - list(groups).index(g)  # 0 for the head
         f = layer_decay**depth
+        if lr_slice is not None and len(groups) > 1:
+            low, high = lr_slice
+            f *= high * (low / high) ** (depth / (len(groups) - 1))
         for rx, m in lr_multipliers.items():
             if re.fullmatch(rx, g):
                 f *= float(m)
@@ -224,6 +232,7 @@ def build_plan(groups: Sequence[str], cfg: Mapping, total_steps: int | None = No
         groups,
         parse_multipliers(cfg.get("lr_multipliers", "") or ""),
         float(cfg.get("layer_decay", 1.0)),
+        tuple(float(x) for x in cfg["lr_slice"]) if cfg.get("lr_slice") else None,
     )
     plan.validate(groups, total_steps)
     return plan

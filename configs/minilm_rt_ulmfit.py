@@ -1,0 +1,24 @@
+"""all-MiniLM-L6-v2 -> Rotten Tomatoes the ULMFiT way (Howard & Ruder, 2018): gradual unfreezing
+from the top (one more group every `plan.every` steps), discriminative learning rates (each group
+2.6x slower than the one above it: layer_decay = 1/2.6) and a slanted triangular schedule (linear
+rise over the first 10% of steps, then linear decay to 1/32 of the peak).
+
+    python -m tlx.train --config=configs/minilm_rt_ulmfit.py --workdir=runs/minilm_rt_ulmfit
+
+Not yet measured (see `python -m experiments.compare_plans --plans=ulmfit`).
+"""
+
+from configs.minilm_rt_base import base_config
+
+
+def get_config(arg=None):
+    config = base_config()
+    config.plan.name = "progressive"
+    config.plan.every = 36
+    config.plan.layer_decay = 1 / 2.6
+    config.optim.learning_rate = 4e-4  # peak; layer_5 x 1/2.6, ..., layer_0 x 1/2.6**6, head x 10
+    config.optim.decay = "slanted_triangular"
+    config.optim.cut_frac = 0.1
+    config.optim.ratio = 32.0
+    config.optim.warmup_steps = 0  # the slanted triangle's rise is the warmup
+    return config
