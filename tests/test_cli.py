@@ -4,7 +4,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -73,12 +72,10 @@ def test_train_then_predict(tiny_bert_dir, rt_data_dir, tmp_path):
     ],
 )
 def test_bad_override_fails_before_compute(override, message, tmp_path):
-    start = time.monotonic()
     result = run("-m", "tlx.train", f"--config={CONFIG}", f"--workdir={tmp_path}", override)
     assert result.returncode != 0
     assert message in result.stderr
     assert not (tmp_path / "config.json").exists()  # nothing was started
-    assert time.monotonic() - start < 60
 
 
 def test_bad_plan_fails_before_compute(tmp_path):

@@ -1,0 +1,202 @@
+"""Train-step speed of tlx against PyTorch doing the same plan, in one process, as ratios.
+
+    python -m experiments.speed_vs_torch --models=mobilenet_v2,vgg16 --sizes=64,112 \
+        --plans=feature_extraction,freeze_half,finetune --batch_size=8 --out=runs/speed
+
+For each (model, input size, plan): tlx's per-stage jitted step (gradient only w.r.t. the trainable
+groups, Adam, BatchNorm statistics frozen) and torchvision's model with `requires_grad=False` on the
+same frozen groups (Adam over the trainable ones, BatchNorm layers in eval mode), same batch, same
+thread count, float32. Median of `--steps` timed steps after `--warmup` untimed ones. Writes
+OUT/speed.json and OUT/speed.md; the machine is named in both.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+import statistics
+import time
+from pathlib import Path
+
+from absl import app, flags
+
+_MODELS = flags.DEFINE_list("models", ["mobilenet_v2", "vgg16"], "Models to time.")
+_SIZES = flags.DEFINE_list("sizes", ["64"], "Square input sizes.")
+_PLANS = flags.DEFINE_list(
+    "plans", ["feature_extraction", "freeze_half", "finetune"], "Plans to time."
+)
+_BATCH = flags.DEFINE_integer("batch_size", 8, "Examples per step.")
+_STEPS = flags.DEFINE_integer("steps", 5, "Timed steps (median reported).")
+_WARMUP = flags.DEFINE_integer("warmup", 2, "Untimed steps first (compilation, allocator).")
+_OUT = flags.DEFINE_string("out", "runs/speed", "Output folder.")
+
+# tlx architecture + kwargs, torchvision constructor, and torchvision's module prefix per tlx group.
+MODELS = {
+    "mobilenet_v2": ("mobilenet_v2", {}, "mobilenet_v2"),
+    "vgg16": ("vgg", {"depth": 16}, "vgg16"),
+    "resnet50": ("resnet", {"depth": 50}, "resnet50"),
+}
+
+
+def _median(fn, steps: int, warmup: int) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(steps):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def trainable_groups(groups: list[str], plan: str) -> list[str]:
+    if plan == "feature_extraction":
+        return groups[-1:]
+    if plan == "freeze_half":
+        return groups[len(groups) // 2 :]
+    if plan == "finetune":
+        return list(groups)
+    raise ValueError(f"unknown plan {plan!r}")
+
+
+def time_tlx(model_name: str, size: int, plan: str, batch: int, steps: int, warmup: int):
+    import jax
+    import numpy as np
+    import optax
+
+    from tlx.models.registry import build_model
+    from tlx.steps import make_train_step
+    from tlx.transfer.groups import assign_groups, flatten
+    from tlx.transfer.optim import make_optimizer
+    from tlx.transfer.plans import Stage
+
+    arch, kwargs, _ = MODELS[model_name]
+    cfg = {"name": "image_classifier", "arch": arch, "checkpoint": "", "kwargs": kwargs}
+    bundle = build_model({**cfg, "image_size": size}, num_classes=10)
+    variables = jax.jit(bundle.init)(jax.random.key(0))
+    params = variables["params"]
+    state = {k: v for k, v in variables.items() if k != "params"}
+    group_of = assign_groups(list(flatten(params)), bundle.groups)
+    train = trainable_groups(bundle.group_names, plan)
+    stage = Stage(0, {g: (1.0 if g in train else None) for g in bundle.group_names})
+    tx = make_optimizer(stage, group_of, {"learning_rate": 1e-4}, optax.constant_schedule(1e-4))
+    opt_state = tx.init(flatten(params))
+    trainable = [p for p, g in group_of.items() if g in train]
+    step = jax.jit(make_train_step(bundle.forward, trainable, tx))
+    rng = np.random.default_rng(0)
+    batch_data = {
+        "image": rng.standard_normal((batch, size, size, 3), np.float32),
+        "label": rng.integers(0, 10, batch).astype(np.int32),
+    }
+    carry = [params, state, opt_state]
+
+    def run():
+        out = step(carry[0], carry[1], carry[2], batch_data, jax.random.key(1))
+        jax.block_until_ready(out)
+        carry[:3] = out[:3]
+
+    return _median(run, steps, warmup)
+
+
+def torch_groups(model_name: str, bundle, names: list[str]) -> dict[str, str]:
+    """torchvision parameter name -> tlx group, through tlx's own conversion rule table."""
+    import jax
+
+    from tlx.transfer.groups import assign_groups, flatten
+
+    if model_name == "mobilenet_v2":
+        from tlx.weights.torchvision_mobilenet import MOBILENET_V2_RULES as rules
+    elif model_name == "vgg16":
+        from tlx.weights.torchvision_vgg import vgg_rules
+
+        rules = vgg_rules(16, False)
+    else:
+        from tlx.weights.torchvision_resnet import RESNET_RULES as rules
+    shapes = flatten(jax.eval_shape(bundle.init, jax.random.key(0))["params"])
+    tlx_group = assign_groups(list(shapes), bundle.groups)
+    out = {}
+    for name in names:
+        for rule in rules:
+            match = re.fullmatch(rule.pattern, name)
+            if match and rule.target:
+                out[name] = tlx_group[match.expand(rule.target).removeprefix("params/")]
+                break
+        else:
+            raise KeyError(f"no tlx group for torchvision parameter {name!r}")
+    return out
+
+
+def time_torch(model_name: str, size: int, plan: str, batch: int, steps: int, warmup: int):
+    import torch
+    import torchvision
+
+    from tlx.models.registry import build_model
+
+    arch, kwargs, tv_name = MODELS[model_name]
+    bundle = build_model({"name": "image_classifier", "arch": arch, "kwargs": kwargs}, 10)
+    train = set(trainable_groups(bundle.group_names, plan))
+    model = getattr(torchvision.models, tv_name)(weights=None, num_classes=10)
+    group_of = torch_groups(model_name, bundle, [n for n, _ in model.named_parameters()])
+    for name, p in model.named_parameters():  # the same groups frozen as in tlx
+        p.requires_grad_(group_of[name] in train)
+    model.train()
+    for m in model.modules():  # statistics frozen, as tlx's batchnorm="frozen"
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.eval()
+    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-4)
+    x = torch.randn(batch, 3, size, size)
+    y = torch.randint(0, 10, (batch,))
+
+    def run():
+        opt.zero_grad(set_to_none=True)
+        loss = torch.nn.functional.cross_entropy(model(x), y)
+        loss.backward()
+        opt.step()
+
+    return _median(run, steps, warmup)
+
+
+def machine() -> str:
+    return (
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs ({platform.system()})"
+    )
+
+
+def main(argv):
+    del argv
+    import torch
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    rows = []
+    for model in _MODELS.value:
+        for size in map(int, _SIZES.value):
+            for plan in _PLANS.value:
+                args = (model, size, plan, _BATCH.value, _STEPS.value, _WARMUP.value)
+                ours, theirs = time_tlx(*args), time_torch(*args)
+                row = dict(model=model, size=size, plan=plan, batch=_BATCH.value, tlx_s=ours)
+                row.update(torch_s=theirs, speedup=theirs / ours)
+                rows.append(row)
+                print(json.dumps(row), flush=True)
+    out = Path(_OUT.value)
+    out.mkdir(parents=True, exist_ok=True)
+    payload = {"machine": machine(), "precision": "float32", "rows": rows}
+    (out / "speed.json").write_text(json.dumps(payload, indent=1))
+    lines = [
+        f"Train step, float32, median of {_STEPS.value}; machine: {machine()}",
+        "",
+        "| model | size | plan | batch | tlx s/step | PyTorch s/step | tlx speed vs PyTorch |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['model']} | {r['size']} | {r['plan']} | {r['batch']} | {r['tlx_s']:.3f} | "
+            f"{r['torch_s']:.3f} | {r['speedup']:.2f}x |"
+        )
+    (out / "speed.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    app.run(main)
