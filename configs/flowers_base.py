@@ -32,6 +32,7 @@ def base_config() -> ml_collections.ConfigDict:
     config.model.kwargs = ml_collections.ConfigDict()
     config.model.image_size = 0  # 0: the checkpoint's own crop size
     config.model.batchnorm = "frozen"
+    config.model.frozen_batchnorm = "frozen"  # BN in groups a stage freezes: "frozen" | "train"
 
     config.data = ml_collections.ConfigDict()
     config.data.name = "tf_flowers"

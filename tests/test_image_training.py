@@ -149,3 +149,31 @@ def test_scratch_run_resumes_batchnorm_statistics_exactly(image_data_dir, tmp_pa
     assert not np.array_equal(stats_a["features_0/bn/mean"], init_stats["features_0/bn/mean"])
     for key in stats_a:
         np.testing.assert_array_equal(stats_a[key], stats_b[key], err_msg=key)
+
+
+def test_frozen_groups_follow_their_own_batchnorm_policy():
+    """A stage training only last_conv and head: BatchNorm in the frozen stem keeps its running
+    statistics under frozen_batchnorm="frozen" and re-estimates them under "train", while the
+    trainable last_conv follows model.batchnorm."""
+    x = jax.random.normal(jax.random.key(1), (4, 32, 32, 3)) * 2.0 + 0.5
+    changed = {}
+    for policy in ("frozen", "train"):
+        cfg = {
+            "name": "image_classifier",
+            "arch": "mobilenet_v2",
+            "checkpoint": "",
+            "image_size": 32,
+        }
+        cfg.update(batchnorm="train", frozen_batchnorm=policy, kwargs={"dropout": 0.0})
+        bundle = build_model(cfg, num_classes=5)
+        variables = jax.jit(bundle.init)(jax.random.key(0))
+        state = {"batch_stats": variables["batch_stats"]}
+        forward = jax.jit(bundle.forward_for_stage(["last_conv", "head"]), static_argnums=4)
+        _, new_state = forward(variables["params"], state, {"image": x}, jax.random.key(2), True)
+        old, new = flatten(state["batch_stats"]), flatten(new_state["batch_stats"])
+        changed[policy] = {k for k in old if not np.array_equal(old[k], new[k])}
+    assert "features_18/bn/mean" in changed["frozen"]  # trainable group, batchnorm="train"
+    assert not any(k.startswith("features_0/") for k in changed["frozen"])
+    assert "features_0/bn/mean" in changed["train"]
+    with pytest.raises(ValueError, match="frozen_batchnorm"):
+        build_model({**cfg, "frozen_batchnorm": "affine"}, num_classes=5)

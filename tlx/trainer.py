@@ -115,7 +115,10 @@ def train(exp: Experiment, workdir: str | Path, *, log=print, progress: bool = T
     def start_stage(index: int):
         stage = exp.plan.stages[index]
         trainable = [p for p, g in group_of.items() if g in stage.trainable]
-        compiled[index] = jax.jit(make_train_step(exp.model.forward, trainable, tx, clip_norm))
+        forward = exp.model.forward
+        if exp.model.forward_for_stage is not None:  # e.g. BatchNorm policy of frozen groups
+            forward = exp.model.forward_for_stage(stage.trainable)
+        compiled[index] = jax.jit(make_train_step(forward, trainable, tx, clip_norm))
         rows = audit.audit_stage(stage, group_of, flat, opt_state)
         log(audit.format_audit(rows, index, stage.start_step))
         if is_lead:

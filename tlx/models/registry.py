@@ -29,6 +29,9 @@ class ModelBundle:
     pretrained_state: Mapping[str, Mapping[str, np.ndarray]] = dataclasses.field(
         default_factory=dict
     )
+    # trainable group names -> the forward of a stage that trains them (image models: BatchNorm
+    # in frozen groups follows its own policy); None: `forward` serves every stage.
+    forward_for_stage: Callable[[Sequence[str]], ForwardFn] | None = None
     tokenizer: Any = None  # text models: a Hugging Face fast tokenizer
     preprocessing: Any = None  # image models: a tlx.data.preprocess.ImagePreprocessing
     checkpoint_dir: str | None = None

@@ -5,10 +5,13 @@
                       from-scratch baseline; model.arch and model.kwargs then come from the config
     model.checkpoint_path  optional local file for that catalog entry (skips cache and download)
     model.kwargs      extra constructor arguments (e.g. {"dropout": 0.2})
-    model.batchnorm   "frozen": BatchNorm always normalises with its running statistics, which stay
-                      fixed (the usual choice when fine-tuning on little data, as in Keras'
-                      guide); "train": batch statistics in training and running averages updated
-                      (needed from scratch)
+    model.batchnorm   BatchNorm in the groups that train: "frozen" normalises with the running
+                      statistics, which stay fixed (the usual choice when fine-tuning on little
+                      data, as in Keras' guide); "train": batch statistics in training and running
+                      averages updated (needed from scratch)
+    model.frozen_batchnorm  the same choice for BatchNorm inside the groups a stage freezes
+                      ("frozen" by default; "train" re-estimates statistics on the new data, as
+                      AdaBN does, while the weights stay fixed)
 
 The checkpoint's 1000-class head is dropped when the task has another number of classes; the new
 head is initialised fresh. Preprocessing (input size, normalisation, channel order) comes from the
@@ -17,6 +20,7 @@ catalog entry, so a Keras VGG gets BGR caffe inputs and a torchvision one RGB me
 
 from __future__ import annotations
 
+import functools
 import inspect
 import re
 from collections.abc import Mapping
@@ -47,31 +51,58 @@ def _call_with_accepted(fn, kwargs: Mapping):
     return fn(**{k: v for k, v in kwargs.items() if k in accepted})
 
 
-def _frozen_batchnorm(next_fun, args, kwargs, context):
-    """Method interceptor: every BatchNorm normalises with (and keeps) its running statistics,
-    while dropout still follows `train`."""
-    if isinstance(context.module, nn.BatchNorm) and context.method_name == "__call__":
-        kwargs = {**kwargs, "use_running_average": True}
-    return next_fun(*args, **kwargs)
+def _batchnorm_interceptor(use_running_average):
+    """A flax method interceptor: each BatchNorm call gets `use_running_average` from
+    `use_running_average(module_path)`, while dropout still follows `train`."""
+
+    def intercept(next_fun, args, kwargs, context):
+        if isinstance(context.module, nn.BatchNorm) and context.method_name == "__call__":
+            path = "/".join(context.module.path)
+            kwargs = {**kwargs, "use_running_average": use_running_average(path)}
+        return next_fun(*args, **kwargs)
+
+    return intercept
 
 
-def make_forward(module: nn.Module, batchnorm: str):
-    if batchnorm not in BATCHNORM_MODES:
-        raise ValueError(f"model.batchnorm must be one of {BATCHNORM_MODES}, got {batchnorm!r}.")
+def make_forward(
+    module: nn.Module,
+    batchnorm: str,
+    groups=(),
+    frozen_batchnorm: str = "frozen",
+    trainable_groups=None,
+):
+    """forward(params, model_state, batch, rng, train) for one plan stage.
+
+    In training, a BatchNorm layer in a trainable group follows `batchnorm` and one in a frozen
+    group follows `frozen_batchnorm`: "frozen" normalises with the running statistics and keeps
+    them, "train" uses batch statistics and updates the running ones. `trainable_groups=None`
+    means every group trains. Evaluation always uses the running statistics.
+    """
+    for name, mode in (("batchnorm", batchnorm), ("frozen_batchnorm", frozen_batchnorm)):
+        if mode not in BATCHNORM_MODES:
+            raise ValueError(f"model.{name} must be one of {BATCHNORM_MODES}, got {mode!r}.")
+    compiled = [(name, re.compile(regex)) for name, regex in groups]
+
+    @functools.cache
+    def use_running_average(module_path: str) -> bool:
+        group = next((n for n, rx in compiled if rx.search(module_path + "/scale")), None)
+        trains = trainable_groups is None or group in trainable_groups
+        return (batchnorm if trains else frozen_batchnorm) == "frozen"
+
+    intercept = _batchnorm_interceptor(use_running_average)
 
     def forward(params, model_state, batch, rng, train):
         variables = {"params": params, **model_state}
-        rngs = {"dropout": rng} if train else None
-        if train and batchnorm == "train" and "batch_stats" in model_state:
-            out, updates = module.apply(
-                variables, batch["image"], train=True, rngs=rngs, mutable=["batch_stats"]
-            )
-            model_state = {**model_state, **updates}
-        elif train:
-            with nn.intercept_methods(_frozen_batchnorm):
-                out = module.apply(variables, batch["image"], train=True, rngs=rngs)
-        else:
+        if not train:
             out = module.apply(variables, batch["image"], train=False)
+        else:
+            mutable = ["batch_stats"] if "batch_stats" in model_state else []
+            with nn.intercept_methods(intercept):
+                out = module.apply(
+                    variables, batch["image"], train=True, rngs={"dropout": rng}, mutable=mutable
+                )
+            out, updates = out
+            model_state = {**model_state, **updates}
         if isinstance(out, tuple):  # auxiliary heads (Inception, GoogLeNet) add nothing here
             out = out[0]
         return out, model_state
@@ -127,6 +158,8 @@ def build_image_classifier(cfg: Mapping, num_classes: int) -> ModelBundle:
         pretrained_state = {c: flatten(t) for c, t in variables.items() if c != "params"}
 
     size = preprocessing.image_size
+    batchnorm = cfg.get("batchnorm", "frozen")
+    frozen_batchnorm = cfg.get("frozen_batchnorm", "frozen")
 
     def init(rng):
         return module.init(rng, jnp.zeros((1, size, size, 3), jnp.float32), train=False)
@@ -135,7 +168,10 @@ def build_image_classifier(cfg: Mapping, num_classes: int) -> ModelBundle:
     return ModelBundle(
         module=module,
         groups=groups,
-        forward=make_forward(module, cfg.get("batchnorm", "frozen")),
+        forward=make_forward(module, batchnorm, groups, frozen_batchnorm),
+        forward_for_stage=lambda trainable: make_forward(
+            module, batchnorm, groups, frozen_batchnorm, frozenset(trainable)
+        ),
         init=init,
         pretrained=pretrained,
         pretrained_state=pretrained_state,
