@@ -11,6 +11,8 @@ an image folder: --config.data.name=image_folder:/path/to/flower_photos.
 
 import ml_collections
 
+from configs.common import optim_section, plan_section
+
 
 def base_config() -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict()
@@ -46,24 +48,6 @@ def base_config() -> ml_collections.ConfigDict:
     config.data.eval_split = "validation"
     config.data.eval_splits = ("validation", "test")
 
-    config.plan = ml_collections.ConfigDict()
-    config.plan.name = "freeze_to"
-    config.plan.k = 3
-    config.plan.every = 92
-    config.plan.start = 1
-    config.plan.head = 1
-    config.plan.lr_multipliers = "head=10"
-    config.plan.layer_decay = 1.0
-    config.plan.lr_slice = ()  # (low, high): fastai-style factors from the input group to the head
-
-    config.optim = ml_collections.ConfigDict()
-    config.optim.learning_rate = 1e-4
-    config.optim.warmup_steps = 20
-    config.optim.decay = "cosine"
-    config.optim.final_fraction = 0.0
-    config.optim.weight_decay = 1e-4
-    config.optim.b1 = 0.9
-    config.optim.b2 = 0.999
-    config.optim.eps = 1e-8
-    config.optim.clip_norm = 1.0
+    config.plan = plan_section(name="freeze_to", k=3, every=92)
+    config.optim = optim_section(weight_decay=1e-4)
     return config

@@ -5,6 +5,8 @@ Not an experiment by itself: use one of minilm_rt_{feature_extraction,freeze_to,
 
 import ml_collections
 
+from configs.common import optim_section, plan_section
+
 
 def base_config() -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict()
@@ -36,24 +38,6 @@ def base_config() -> ml_collections.ConfigDict:
     config.data.eval_split = "validation"
     config.data.eval_splits = ("validation", "test")
 
-    config.plan = ml_collections.ConfigDict()
-    config.plan.name = "finetune"
-    config.plan.k = 2  # freeze_to: top k groups train
-    config.plan.every = 36  # progressive: steps between unfreezes
-    config.plan.start = 1  # progressive: groups trainable at step 0
-    config.plan.head = 1  # feature_extraction: groups in the head
-    config.plan.lr_multipliers = "head=10"  # the fresh head learns faster; regex=factor, ...
-    config.plan.layer_decay = 1.0  # lr x decay**depth from the head
-    config.plan.lr_slice = ()  # (low, high): fastai-style factors from the input group to the head
-
-    config.optim = ml_collections.ConfigDict()
-    config.optim.learning_rate = 1e-4
-    config.optim.warmup_steps = 20
-    config.optim.decay = "cosine"
-    config.optim.final_fraction = 0.0
-    config.optim.weight_decay = 0.01
-    config.optim.b1 = 0.9
-    config.optim.b2 = 0.999
-    config.optim.eps = 1e-8
-    config.optim.clip_norm = 1.0
+    config.plan = plan_section()
+    config.optim = optim_section()
     return config

@@ -8,6 +8,8 @@ are complete. Images are 28x28 grayscale, made RGB and upsampled to `model.image
 
 import ml_collections
 
+from configs.common import optim_section, plan_section
+
 
 def base_config() -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict()
@@ -42,24 +44,6 @@ def base_config() -> ml_collections.ConfigDict:
     config.data.eval_split = "validation"
     config.data.eval_splits = ("validation", "test")
 
-    config.plan = ml_collections.ConfigDict()
-    config.plan.name = "finetune"
-    config.plan.k = 4  # freeze_to: top k groups train
-    config.plan.every = 60  # progressive: steps between unfreezes
-    config.plan.start = 1
-    config.plan.head = 1
-    config.plan.lr_multipliers = "head=10"
-    config.plan.layer_decay = 1.0
-    config.plan.lr_slice = ()  # (low, high): fastai-style factors from the input group to the head
-
-    config.optim = ml_collections.ConfigDict()
-    config.optim.learning_rate = 3e-4  # the body; the fresh head trains at 10x (lr_multipliers)
-    config.optim.warmup_steps = 30
-    config.optim.decay = "cosine"
-    config.optim.final_fraction = 0.0
-    config.optim.weight_decay = 1e-4
-    config.optim.b1 = 0.9
-    config.optim.b2 = 0.999
-    config.optim.eps = 1e-8
-    config.optim.clip_norm = 1.0
+    config.plan = plan_section(k=4, every=60)
+    config.optim = optim_section(learning_rate=3e-4, warmup_steps=30, weight_decay=1e-4)
     return config

@@ -11,7 +11,7 @@ from tlx.experiment import REQUIRED_KEYS, build_experiment
 CONFIGS = sorted(
     p.stem
     for p in (pathlib.Path(__file__).parents[1] / "configs").glob("*.py")
-    if p.stem not in {"__init__"} and not p.stem.endswith("_base")
+    if p.stem not in {"__init__", "common"} and not p.stem.endswith("_base")
 )
 
 

@@ -38,6 +38,29 @@ def transpose(x: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(x.T)
 
 
+def conv_kernel(x: np.ndarray) -> np.ndarray:
+    """PyTorch Conv2d weight OIHW -> flax Conv kernel HWIO.
+
+    Depthwise convs need nothing special: torch's [C, 1, kh, kw] becomes [kh, kw, 1, C], exactly
+    flax's kernel for feature_group_count=C.
+    """
+    if x.ndim != 4:
+        raise ValueError(f"expected a 4-d Conv2d weight, got shape {x.shape}")
+    return np.ascontiguousarray(np.transpose(x, (2, 3, 1, 0)))
+
+
+def conv_bn_rules(conv: str, bn: str, target: str) -> list[Rule]:
+    """A bias-free torch Conv2d (source regex `conv`) followed by BatchNorm2d (`bn`) -> tlx's
+    `<target>/conv/kernel` and `<target>/bn/{scale,bias}` params, `<target>/bn/{mean,var}` stats."""
+    return [
+        Rule(conv + r"\.weight", f"params/{target}/conv/kernel", conv_kernel),
+        Rule(bn + r"\.weight", f"params/{target}/bn/scale"),
+        Rule(bn + r"\.bias", f"params/{target}/bn/bias"),
+        Rule(bn + r"\.running_mean", f"batch_stats/{target}/bn/mean"),
+        Rule(bn + r"\.running_var", f"batch_stats/{target}/bn/var"),
+    ]
+
+
 def convert(tensors: dict[str, np.ndarray], rules: Sequence[Rule]) -> dict[str, np.ndarray]:
     """Source keys -> flat {"a/b/c": array}; raises one ConversionError listing every problem."""
     converted, problems = _convert(tensors, rules)

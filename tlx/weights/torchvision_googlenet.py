@@ -13,8 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from tlx.models.googlenet import GoogLeNet
-from tlx.weights.rules import Rule, convert_variables, expected_shapes, transpose
-from tlx.weights.torchvision_mobilenet import conv_kernel
+from tlx.weights.rules import Rule, conv_bn_rules, convert_variables, expected_shapes, transpose
 
 _INCEPTION = r"(inception[345][a-e])"
 _AUX_CHANNELS, _AUX_GRID = 128, 4  # InceptionAux: 1x1 conv to 128, adaptive pool to 4x4
@@ -31,13 +30,7 @@ def aux_fc1_kernel(w: np.ndarray) -> np.ndarray:
 
 def _basic_conv(source: str, target: str) -> list[Rule]:
     """torchvision's BasicConv2d (`conv` + `bn`) -> tlx's (`conv/kernel`, `bn/...`)."""
-    return [
-        Rule(source + r"\.conv\.weight", f"params/{target}/conv/kernel", conv_kernel),
-        Rule(source + r"\.bn\.weight", f"params/{target}/bn/scale"),
-        Rule(source + r"\.bn\.bias", f"params/{target}/bn/bias"),
-        Rule(source + r"\.bn\.running_mean", f"batch_stats/{target}/bn/mean"),
-        Rule(source + r"\.bn\.running_var", f"batch_stats/{target}/bn/var"),
-    ]
+    return conv_bn_rules(source + r"\.conv", source + r"\.bn", target)
 
 
 def _dense(source: str, target: str, kernel_transform=transpose) -> list[Rule]:

@@ -15,8 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from tlx.models.inception_v3 import InceptionV3
-from tlx.weights.rules import Rule, convert_variables, expected_shapes, transpose
-from tlx.weights.torchvision_mobilenet import conv_kernel
+from tlx.weights.rules import Rule, conv_bn_rules, convert_variables, expected_shapes, transpose
 
 _STEM = r"(Conv2d_[0-9][a-z]_[0-9]x[0-9])"  # Conv2d_1a_3x3 ... Conv2d_4a_3x3
 _BLOCK = r"(Mixed_[5-7][a-e]|AuxLogits)\.(\w+)"  # a BasicConv2d inside a Mixed block or the aux
@@ -24,13 +23,7 @@ _BLOCK = r"(Mixed_[5-7][a-e]|AuxLogits)\.(\w+)"  # a BasicConv2d inside a Mixed 
 
 def _basic_conv(src: str, dst: str) -> list[Rule]:
     """torchvision's BasicConv2d `<src>.conv` / `<src>.bn` -> our `<dst>/conv` / `<dst>/bn`."""
-    return [
-        Rule(src + r"\.conv\.weight", f"params/{dst}/conv/kernel", conv_kernel),
-        Rule(src + r"\.bn\.weight", f"params/{dst}/bn/scale"),
-        Rule(src + r"\.bn\.bias", f"params/{dst}/bn/bias"),
-        Rule(src + r"\.bn\.running_mean", f"batch_stats/{dst}/bn/mean"),
-        Rule(src + r"\.bn\.running_var", f"batch_stats/{dst}/bn/var"),
-    ]
+    return conv_bn_rules(src + r"\.conv", src + r"\.bn", dst)
 
 
 _FC_RULES: list[Rule] = [

@@ -9,52 +9,40 @@ from __future__ import annotations
 import numpy as np
 
 from tlx.transfer.groups import unflatten
-from tlx.weights.rules import ConversionError, Rule, convert, transpose
+from tlx.weights.rules import (  # noqa: F401  (conv_kernel: re-exported)
+    ConversionError,
+    Rule,
+    conv_bn_rules,
+    conv_kernel,
+    convert,
+    transpose,
+)
 
 _COLLECTIONS = ("params", "batch_stats")
 _EXPANDED = r"([2-9]|1[0-7])"  # blocks with an expansion conv (t=6): features.2 .. features.17
 _STEM_OR_LAST = r"(0|18)"
 
 
-def conv_kernel(x: np.ndarray) -> np.ndarray:
-    """PyTorch Conv2d weight OIHW -> flax Conv kernel HWIO.
-
-    Depthwise convs need nothing special: torch's [C, 1, kh, kw] becomes [kh, kw, 1, C], exactly
-    flax's kernel for feature_group_count=C.
-    """
-    if x.ndim != 4:
-        raise ValueError(f"expected a 4-d Conv2d weight, got shape {x.shape}")
-    return np.ascontiguousarray(np.transpose(x, (2, 3, 1, 0)))
-
-
-def _conv_bn(conv: str, bn: str, target: str) -> list[Rule]:
-    return [
-        Rule(conv + r"\.weight", f"params/{target}/conv/kernel", conv_kernel),
-        Rule(bn + r"\.weight", f"params/{target}/bn/scale"),
-        Rule(bn + r"\.bias", f"params/{target}/bn/bias"),
-        Rule(bn + r"\.running_mean", f"batch_stats/{target}/bn/mean"),
-        Rule(bn + r"\.running_var", f"batch_stats/{target}/bn/var"),
-    ]
-
-
 MOBILENET_V2_RULES: list[Rule] = [
     # Stem (features.0) and last conv (features.18): Conv2dNormActivation = [conv, bn, relu6].
-    *_conv_bn(rf"features\.{_STEM_OR_LAST}\.0", rf"features\.{_STEM_OR_LAST}\.1", r"features_\1"),
+    *conv_bn_rules(
+        rf"features\.{_STEM_OR_LAST}\.0", rf"features\.{_STEM_OR_LAST}\.1", r"features_\1"
+    ),
     # features.1 (t=1): conv = [dw ConvBNReLU, project conv, project bn].
-    *_conv_bn(r"features\.1\.conv\.0\.0", r"features\.1\.conv\.0\.1", "features_1/depthwise"),
-    *_conv_bn(r"features\.1\.conv\.1", r"features\.1\.conv\.2", "features_1/project"),
+    *conv_bn_rules(r"features\.1\.conv\.0\.0", r"features\.1\.conv\.0\.1", "features_1/depthwise"),
+    *conv_bn_rules(r"features\.1\.conv\.1", r"features\.1\.conv\.2", "features_1/project"),
     # features.2-17 (t=6): conv = [expand ConvBNReLU, dw ConvBNReLU, project conv, project bn].
-    *_conv_bn(
+    *conv_bn_rules(
         rf"features\.{_EXPANDED}\.conv\.0\.0",
         rf"features\.{_EXPANDED}\.conv\.0\.1",
         r"features_\1/expand",
     ),
-    *_conv_bn(
+    *conv_bn_rules(
         rf"features\.{_EXPANDED}\.conv\.1\.0",
         rf"features\.{_EXPANDED}\.conv\.1\.1",
         r"features_\1/depthwise",
     ),
-    *_conv_bn(
+    *conv_bn_rules(
         rf"features\.{_EXPANDED}\.conv\.2",
         rf"features\.{_EXPANDED}\.conv\.3",
         r"features_\1/project",

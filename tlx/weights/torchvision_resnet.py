@@ -16,8 +16,14 @@ import jax.numpy as jnp
 import numpy as np
 
 from tlx.models.resnet import RESNET_CONFIGS, ResNet
-from tlx.weights.rules import ConversionError, Rule, convert_variables, expected_shapes, transpose
-from tlx.weights.torchvision_mobilenet import conv_kernel
+from tlx.weights.rules import (
+    ConversionError,
+    Rule,
+    conv_kernel,
+    convert_variables,
+    expected_shapes,
+    transpose,
+)
 
 _STAGE_BLOCK = r"layer([1-4])\.(\d+)"  # torch `layer2.3` -> flax `layer2_3`
 _BN_LEAVES = {"weight": "params/{}/scale", "bias": "params/{}/bias"}

@@ -15,8 +15,14 @@ import jax.numpy as jnp
 import numpy as np
 
 from tlx.models.vgg import CONVS_PER_BLOCK, VGG
-from tlx.weights.rules import ConversionError, Rule, convert_variables, expected_shapes, transpose
-from tlx.weights.torchvision_mobilenet import conv_kernel
+from tlx.weights.rules import (
+    ConversionError,
+    Rule,
+    conv_kernel,
+    convert_variables,
+    expected_shapes,
+    transpose,
+)
 
 
 def fc6_kernel(weight: np.ndarray, size: int = 7) -> np.ndarray:
