@@ -49,11 +49,7 @@ def load_run(workdir: str | Path):
 
 def predict_texts(experiment, params, model_state, texts: list[str]):
     """Class probabilities [N, C] for raw texts, through the run's own tokenisation."""
-    import jax
-    import numpy as np
-
     from tlx.data.text import make_eval_batches
-    from tlx.steps import make_predict_fn
 
     data_cfg = experiment.config["data"]
     batches = make_eval_batches(
@@ -63,6 +59,16 @@ def predict_texts(experiment, params, model_state, texts: list[str]):
         max_length=int(data_cfg["max_length"]),
         buckets=tuple(data_cfg["buckets"]),
     )
+    return _probabilities(experiment, params, model_state, batches)
+
+
+def _probabilities(experiment, params, model_state, batches):
+    """Softmax over the real rows (weight > 0) of evaluation-style batches, concatenated."""
+    import jax
+    import numpy as np
+
+    from tlx.steps import make_predict_fn
+
     predict = jax.jit(make_predict_fn(experiment.model.forward))
     probs = [np.asarray(predict(params, model_state, b))[b["weight"] > 0] for b in batches]
     return np.concatenate(probs)
@@ -85,20 +91,15 @@ def read_images(paths: list[str]) -> list:
 
 def predict_images(experiment, params, model_state, images: list):
     """Class probabilities [N, C] for uint8 images, through the run's evaluation preprocessing."""
-    import jax
-    import numpy as np
 
     from tlx.data.images import make_image_eval_batches
-    from tlx.steps import make_predict_fn
 
     batches = make_image_eval_batches(
         [{"image": img, "label": 0} for img in images],
         experiment.model.preprocessing,
         batch_size=max(len(images), 1),
     )
-    predict = jax.jit(make_predict_fn(experiment.model.forward))
-    probs = [np.asarray(predict(params, model_state, b))[b["weight"] > 0] for b in batches]
-    return np.concatenate(probs)
+    return _probabilities(experiment, params, model_state, batches)
 
 
 def main(argv):
