@@ -25,6 +25,9 @@ def base_config() -> ml_collections.ConfigDict:
     config.log_every = 23
     config.keep_checkpoints = 2
     config.init_from = ""
+    # Frozen bottom groups' outputs computed once per example: "off" | "memory" | "disk"
+    # (tlx.transfer.feature_cache; images need data.augment = "none").
+    config.feature_cache = "off"
 
     config.model = ml_collections.ConfigDict()
     config.model.name = "image_classifier"

@@ -18,6 +18,9 @@ def base_config() -> ml_collections.ConfigDict:
     config.log_every = 20
     config.keep_checkpoints = 2
     config.init_from = ""  # another run's workdir to start from (not a resume)
+    # Frozen bottom groups' outputs computed once per example: "off" | "memory" | "disk"
+    # (tlx.transfer.feature_cache; images need data.augment = "none").
+    config.feature_cache = "off"
 
     config.model = ml_collections.ConfigDict()
     config.model.name = "bert_classifier"

@@ -15,7 +15,9 @@ import grain
 import jax
 
 from tlx.data import sources, text
+from tlx.data.sampling import CacheableExamples
 from tlx.models.registry import ModelBundle, build_model
+from tlx.transfer import feature_cache
 from tlx.transfer.groups import assign_groups, flatten
 from tlx.transfer.plans import Plan, build_plan
 
@@ -28,6 +30,9 @@ class Experiment:
     label_names: Sequence[str]
     train_batches: grain.MapDataset  # random access: train_batches[step] is step's global batch
     eval_batches: Mapping[str, Sequence[dict]]  # split -> finite list of batches with 'weight'
+    # The training examples as fixed inputs, when they are (no random augmentation): what
+    # config.feature_cache needs. None otherwise.
+    cacheable: CacheableExamples | None = None
 
     @property
     def group_names(self) -> list[str]:
@@ -76,12 +81,33 @@ def build_experiment(config: Mapping, *, with_data: bool = True) -> Experiment:
     assign_groups(list(flatten(shapes["params"])), bundle.groups)
     plan = build_plan(bundle.group_names, config["plan"], int(config["total_steps"]))
 
-    train_batches, eval_batches = None, {}
+    _check_feature_cache(config, is_image)
+
+    train_batches, eval_batches, cacheable = None, {}, None
     if with_data and is_image:
-        train_batches, eval_batches = _image_data(config, bundle, data_dir)
+        train_batches, eval_batches, cacheable = _image_data(config, bundle, data_dir)
     elif with_data:
-        train_batches, eval_batches = _text_data(config, bundle, data_dir)
-    return Experiment(config, bundle, plan, names, train_batches, eval_batches)
+        train_batches, eval_batches, cacheable = _text_data(config, bundle, data_dir)
+    return Experiment(config, bundle, plan, names, train_batches, eval_batches, cacheable)
+
+
+def _check_feature_cache(config: Mapping, is_image: bool) -> None:
+    """A feature cache needs inputs and frozen groups that compute the same thing every epoch."""
+    if feature_cache.check_mode(config.get("feature_cache", "off")) == "off":
+        return
+    augment = config["data"].get("augment", "random_resized_crop")
+    if is_image and augment != "none":
+        raise feature_cache.FeatureCacheError(
+            f"config.feature_cache={config['feature_cache']!r} needs the same input for an "
+            f"example every epoch, but data.augment={augment!r} draws a new crop each time. "
+            "Set data.augment='none' (or feature_cache='off')."
+        )
+    if config["model"].get("frozen_batchnorm", "frozen") != "frozen":
+        raise feature_cache.FeatureCacheError(
+            "config.feature_cache needs frozen groups that compute the same features every "
+            f"epoch, but model.frozen_batchnorm={config['model']['frozen_batchnorm']!r} updates "
+            "their BatchNorm statistics. Set model.frozen_batchnorm='frozen' or feature_cache='off'."
+        )
 
 
 def _is_image_dataset(name: str) -> bool:
@@ -99,15 +125,26 @@ def _image_data(config, bundle: ModelBundle, data_dir):
             f"Dataset {data_cfg['name']!r} holds images but model {config['model']['name']!r} "
             "has no image preprocessing; use model.name='image_classifier'."
         )
-    train = images.make_image_train_batches(
-        image_sources.load_image_source(data_cfg["name"], "train", data_dir),
-        bundle.preprocessing,
+    train_source = image_sources.load_image_source(data_cfg["name"], "train", data_dir)
+    common = dict(
         batch_size=int(config["batch_size"]),
         seed=int(config["seed"]),
         num_examples=int(data_cfg.get("train_examples", 0)) or None,
-        augment=data_cfg.get("augment", "random_resized_crop"),
-        crop_scale=tuple(data_cfg.get("crop_scale", (0.35, 1.0))),
     )
+    augment = data_cfg.get("augment", "random_resized_crop")
+    train = images.make_image_train_batches(
+        train_source,
+        bundle.preprocessing,
+        augment=augment,
+        crop_scale=tuple(data_cfg.get("crop_scale", (0.35, 1.0))),
+        **common,
+    )
+    cacheable = None
+    if augment == "none":
+        recipe = f"{data_cfg['name']} train {data_dir}"
+        cacheable = images.image_cacheable_examples(
+            train_source, bundle.preprocessing, recipe=recipe, **common
+        )
     eval_batch_size = int(data_cfg.get("eval_batch_size", config["batch_size"]))
     eval_examples = int(data_cfg.get("eval_examples", 0)) or None
     evals = {
@@ -120,7 +157,7 @@ def _image_data(config, bundle: ModelBundle, data_dir):
         )
         for split in data_cfg.get("eval_splits", ("validation", "test"))
     }
-    return train, evals
+    return train, evals, cacheable
 
 
 class _FirstN:
@@ -142,14 +179,16 @@ def _text_data(config, bundle: ModelBundle, data_dir):
     data_cfg = config["data"]
     common = dict(max_length=int(data_cfg["max_length"]), buckets=tuple(data_cfg["buckets"]))
     train_source = sources.load_text_source(data_cfg["name"], "train", data_dir)
-    train = text.make_train_batches(
+    cacheable = text.cacheable_examples(
         train_source,
         bundle.tokenizer,
         batch_size=int(config["batch_size"]),
         seed=int(config["seed"]),
         num_examples=int(data_cfg.get("train_examples", 0)) or None,
+        recipe=f"{data_cfg['name']} train {data_dir} tokenizer {bundle.checkpoint_dir}",
         **common,
     )
+    train = cacheable.index_batches.map(cacheable.make_batch)  # = text.make_train_batches
     eval_batch_size = int(data_cfg.get("eval_batch_size", config["batch_size"]))
     evals = {
         split: text.make_eval_batches(
@@ -160,4 +199,4 @@ def _text_data(config, bundle: ModelBundle, data_dir):
         )
         for split in data_cfg.get("eval_splits", ("validation", "test"))
     }
-    return train, evals
+    return train, evals, cacheable

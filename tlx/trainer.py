@@ -25,7 +25,7 @@ from tlx.data.iterate import iterate_batches
 from tlx.experiment import Experiment
 from tlx.metrics import MetricWriter, add_sums, summarize
 from tlx.steps import make_eval_step, make_train_step
-from tlx.transfer import audit
+from tlx.transfer import audit, feature_cache
 from tlx.transfer.groups import assign_groups, flatten
 from tlx.transfer.optim import carry_over, learning_rate_schedule, make_optimizer
 from tlx.weights.merge import merge_pretrained
@@ -112,30 +112,63 @@ def train(exp: Experiment, workdir: str | Path, *, log=print, progress: bool = T
     clip_norm = cfg["optim"].get("clip_norm", None)
     compiled: dict[int, object] = {}
 
+    cache_mode = feature_cache.check_mode(cfg.get("feature_cache", "off"))
+    cache = None  # the FeatureCache of the current stage's frozen prefix, if any
+
     def start_stage(index: int):
+        """Compile the stage's step; returns the batches it trains on (cached features or not)."""
+        nonlocal cache
         stage = exp.plan.stages[index]
         trainable = [p for p, g in group_of.items() if g in stage.trainable]
         forward = exp.model.forward
         if exp.model.forward_for_stage is not None:  # e.g. BatchNorm policy of frozen groups
             forward = exp.model.forward_for_stage(stage.trainable)
-        compiled[index] = jax.jit(make_train_step(forward, trainable, tx, clip_norm))
         rows = audit.audit_stage(stage, group_of, flat, opt_state)
         log(audit.format_audit(rows, index, stage.start_step))
         if is_lead:
             audit.save_audit(workdir, rows, index, stage.start_step)
+        train_batches = exp.train_batches
+        prefix = feature_cache.frozen_prefix(stage, exp.group_names) if cache_mode != "off" else ()
+        if cache is not None and cache.prefix != prefix:
+            log(f"Dropping the feature cache of groups {list(cache.prefix)}.")
+            cache.drop()
+            cache = None
+        if prefix and cache is None:
+            cache = feature_cache.build(
+                stage_forward=forward,
+                params=params,
+                model_state=model_state,
+                group_of=group_of,
+                prefix=prefix,
+                examples=exp.cacheable,
+                mode=cache_mode,
+                workdir=workdir,
+                chunk=int(cfg["data"].get("eval_batch_size", cfg["batch_size"])),
+                log=log,
+                progress=progress,
+            )
+        if cache is not None:
+            forward = cache.forward(forward)
+            train_batches = cache.train_batches(exp.cacheable.index_batches)
+        compiled[index] = jax.jit(make_train_step(forward, trainable, tx, clip_norm))
+        return train_batches
 
     def save(step: int):
         train_state = train_state_of(opt_state, dropout_rng)
         meta = {"step": step, "stage": exp.plan.stage_index_at(max(step - 1, 0))}
         checkpoints.save(step, params, train_state, meta, model_state)
 
-    start_stage(stage_index)
+    stage_batches = start_stage(stage_index)
     bar = tqdm(total=total_steps, initial=start_step, disable=not progress, desc="train")
     window, window_start, window_examples = None, time.perf_counter(), 0
     # Time blocked waiting for the next batch: how far the input pipeline lags the step.
     window_wait = total_wait = 0.0
     workers = int(cfg["data"].get("workers", 0))
-    batches = iterate_batches(exp.train_batches, start_step, num_workers=workers)
+    # Worker processes would each copy a feature cache; a thread reads cached batches ahead.
+    read_ahead = lambda source, step: iterate_batches(
+        source, step, num_workers=0 if cache is not None else workers
+    )
+    batches = read_ahead(stage_batches, start_step)
     started = time.perf_counter()
     final_results = {}  # evaluations made at the last step, reused below
     for step in range(start_step, total_steps):
@@ -145,7 +178,11 @@ def train(exp: Experiment, workdir: str | Path, *, log=print, progress: bool = T
             tx = optimizer_for(exp.plan.stages[stage_index])
             fresh = parallel.put_replicated(jax.jit(tx.init)(flat), mesh)
             opt_state = carry_over(opt_state, fresh, old_stage, exp.plan.stages[stage_index])
-            start_stage(stage_index)
+            new_batches = start_stage(stage_index)
+            if new_batches is not stage_batches:  # cached features came or went
+                batches.close()
+                stage_batches = new_batches
+                batches = read_ahead(stage_batches, step)
 
         wait_start = time.perf_counter()
         host_batch = next(batches)

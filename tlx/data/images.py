@@ -30,7 +30,7 @@ import numpy as np
 from PIL import Image
 
 from tlx.data.preprocess import ImagePreprocessing
-from tlx.data.sampling import check_sizes, shuffle_seed
+from tlx.data.sampling import CacheableExamples, check_sizes, train_index_batches
 
 AUGMENTATIONS = ("random_resized_crop", "flip", "none")
 _RATIO = (3 / 4, 4 / 3)  # torchvision RandomResizedCrop's aspect-ratio range
@@ -293,18 +293,38 @@ def make_image_train_batches(
     `seed`: by default each seed sees its own subset, so the spread over seeds includes the choice
     of labelled examples; pass a fixed subset_seed to compare runs on one subset.
     """
-    check_sizes(source, batch_size)
-    if num_examples is not None:
-        source = Subset(source, num_examples, seed if subset_seed is None else subset_seed)
+    source = _training_source(source, batch_size, seed, num_examples, subset_seed)
     make_batch = MakeImageBatch(
         source, preprocessing, augment=augment, seed=seed, crop_scale=crop_scale
     )
-    return (
-        grain.MapDataset.range(len(source))
-        .shuffle(seed=shuffle_seed(seed))
-        .repeat()
-        .batch(batch_size)
-        .map_with_index(make_batch)
+    return train_index_batches(len(source), batch_size, seed).map_with_index(make_batch)
+
+
+def _training_source(source, batch_size: int, seed: int, num_examples, subset_seed):
+    check_sizes(source, batch_size)
+    if num_examples is not None:
+        source = Subset(source, num_examples, seed if subset_seed is None else subset_seed)
+    return source
+
+
+def image_cacheable_examples(
+    source,
+    preprocessing: ImagePreprocessing,
+    *,
+    batch_size: int,
+    seed: int,
+    num_examples: int | None = None,
+    subset_seed: int | None = None,
+    recipe: str = "",
+) -> CacheableExamples:
+    """The examples of `make_image_train_batches(..., augment="none")` as fixed inputs."""
+    source = _training_source(source, batch_size, seed, num_examples, subset_seed)
+    make_batch = MakeImageBatch(source, preprocessing, augment="none")
+    return CacheableExamples(
+        num_examples=len(source),
+        index_batches=train_index_batches(len(source), batch_size, seed),
+        make_batch=lambda indices: make_batch(0, indices),
+        recipe=f"{recipe} {preprocessing} subset={num_examples},{subset_seed},{seed}",
     )
 
 

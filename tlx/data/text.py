@@ -18,7 +18,7 @@ import grain
 import numpy as np
 import tokenizers
 
-from tlx.data.sampling import check_sizes, shuffle_seed
+from tlx.data.sampling import CacheableExamples, check_sizes, train_index_batches
 
 
 def bucket_lengths(buckets: Sequence[int], max_length: int) -> tuple[int, ...]:
@@ -139,17 +139,43 @@ def make_train_batches(
     fits the batch's longest example (truncated to max_length). `num_examples` trains on a fixed
     random subset drawn with `subset_seed`, not `seed`, so runs that differ in seed share it.
     """
+    examples = cacheable_examples(
+        source,
+        tokenizer,
+        batch_size=batch_size,
+        seed=seed,
+        max_length=max_length,
+        buckets=buckets,
+        num_examples=num_examples,
+        subset_seed=subset_seed,
+    )
+    return examples.index_batches.map(examples.make_batch)
+
+
+def cacheable_examples(
+    source,
+    tokenizer,
+    *,
+    batch_size: int,
+    seed: int,
+    max_length: int = 128,
+    buckets: Sequence[int] = (32, 64, 128),
+    num_examples: int | None = None,
+    subset_seed: int = 0,
+    recipe: str = "",
+) -> CacheableExamples:
+    """The examples of `make_train_batches` (same arguments) as fixed inputs: tokenisation is
+    deterministic, so text training batches are always cacheable."""
     check_sizes(source, batch_size)
     if num_examples is not None:
         source = Subset(source, num_examples, subset_seed)
     lengths = bucket_lengths(buckets, max_length)
-    make_batch = MakeBatch(source, BatchTokenizer(tokenizer, max_length), lengths)
-    return (
-        grain.MapDataset.range(len(source))
-        .shuffle(seed=shuffle_seed(seed))
-        .repeat()
-        .batch(batch_size)
-        .map(make_batch)
+    return CacheableExamples(
+        num_examples=len(source),
+        index_batches=train_index_batches(len(source), batch_size, seed),
+        make_batch=MakeBatch(source, BatchTokenizer(tokenizer, max_length), lengths),
+        recipe=f"{recipe} max_length={max_length} subset={num_examples},{subset_seed}",
+        pad_lengths=lengths,
     )
 
 
