@@ -37,7 +37,9 @@ def base_config() -> ml_collections.ConfigDict:
     config.model.kwargs = ml_collections.ConfigDict()
     config.model.image_size = 0  # 0: the checkpoint's own crop size
     config.model.batchnorm = "frozen"
-    config.model.frozen_batchnorm = "frozen"  # BN in groups a stage freezes: "frozen" | "train"
+    # BN in groups a stage freezes: "frozen" | "affine" (scale, bias train) | "train" (statistics)
+    config.model.frozen_batchnorm = "frozen"
+    config.model.frozen_batchnorm_lr_multiplier = 1.0  # "affine": rate of frozen groups' BN
 
     config.data = ml_collections.ConfigDict()
     config.data.name = "tf_flowers"

@@ -33,7 +33,9 @@ def base_config() -> ml_collections.ConfigDict:
     config.model.kwargs = ml_collections.ConfigDict({"dropout": 0.2})
     config.model.image_size = 64  # crop fed to the network (resize keeps torchvision's 256/224)
     config.model.batchnorm = "frozen"  # running statistics fixed while fine-tuning
-    config.model.frozen_batchnorm = "frozen"  # BN in groups a stage freezes: "frozen" | "train"
+    # BN in groups a stage freezes: "frozen" | "affine" (scale, bias train) | "train" (statistics)
+    config.model.frozen_batchnorm = "frozen"
+    config.model.frozen_batchnorm_lr_multiplier = 1.0  # "affine": rate of frozen groups' BN
 
     config.data = ml_collections.ConfigDict()
     config.data.name = "fashion_mnist"

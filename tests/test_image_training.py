@@ -176,4 +176,4 @@ def test_frozen_groups_follow_their_own_batchnorm_policy():
     assert not any(k.startswith("features_0/") for k in changed["frozen"])
     assert "features_0/bn/mean" in changed["train"]
     with pytest.raises(ValueError, match="frozen_batchnorm"):
-        build_model({**cfg, "frozen_batchnorm": "affine"}, num_classes=5)
+        build_model({**cfg, "frozen_batchnorm": "adabn"}, num_classes=5)

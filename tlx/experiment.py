@@ -105,8 +105,9 @@ def _check_feature_cache(config: Mapping, is_image: bool) -> None:
     if config["model"].get("frozen_batchnorm", "frozen") != "frozen":
         raise feature_cache.FeatureCacheError(
             "config.feature_cache needs frozen groups that compute the same features every "
-            f"epoch, but model.frozen_batchnorm={config['model']['frozen_batchnorm']!r} updates "
-            "their BatchNorm statistics. Set model.frozen_batchnorm='frozen' or feature_cache='off'."
+            f"epoch, but model.frozen_batchnorm={config['model']['frozen_batchnorm']!r} changes "
+            "their BatchNorm layers during training. Set model.frozen_batchnorm='frozen' or "
+            "feature_cache='off'."
         )
 
 

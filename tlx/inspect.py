@@ -25,13 +25,17 @@ def describe(experiment) -> str:
     """The groups, stages and per-stage freeze audits of an experiment, as text."""
     import jax
 
+    from tlx.trainer import optimizer_labels
     from tlx.transfer import audit
     from tlx.transfer.groups import assign_groups, flatten
     from tlx.transfer.optim import learning_rate_schedule, make_optimizer
 
     cfg = experiment.config
-    shapes = flatten(jax.eval_shape(experiment.model.init, jax.random.key(0))["params"])
+    variables = jax.eval_shape(experiment.model.init, jax.random.key(0))
+    shapes = flatten(variables["params"])
+    model_state = {k: v for k, v in variables.items() if k != "params"}
     group_of = assign_groups(list(shapes), experiment.model.groups)
+    plan, labels = optimizer_labels(experiment, group_of, shapes, model_state)
     total_steps = int(cfg["total_steps"])
     schedule = learning_rate_schedule(cfg["optim"], total_steps)
 
@@ -39,11 +43,11 @@ def describe(experiment) -> str:
     for name, regex in experiment.model.groups:
         count = sum(int(shapes[p].size) for p, g in group_of.items() if g == name)
         lines.append(f"  {name:<16}{count:>12,}  {regex}")
-    lines.append(f"Plan {experiment.plan.name}: {len(experiment.plan.stages)} stage(s)")
-    for index, stage in enumerate(experiment.plan.stages):
-        tx = make_optimizer(stage, group_of, cfg["optim"], schedule)
+    lines.append(f"Plan {plan.name}: {len(plan.stages)} stage(s)")
+    for index, stage in enumerate(plan.stages):
+        tx = make_optimizer(stage, labels, cfg["optim"], schedule)
         opt_state = jax.eval_shape(tx.init, shapes)
-        rows = audit.audit_stage(stage, group_of, shapes, opt_state)
+        rows = audit.audit_stage(stage, labels, shapes, opt_state)
         lines.append(audit.format_audit(rows, index, stage.start_step))
     return "\n".join(lines)
 

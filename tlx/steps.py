@@ -36,18 +36,25 @@ def _weights(batch) -> jax.Array:
     return jnp.ones(batch["label"].shape, jnp.float32)
 
 
-def make_train_step(
+def make_split_train_step(
     forward: ForwardFn,
     trainable_paths: Sequence[str],
     tx: optax.GradientTransformation,
     clip_norm: float | None = None,
 ):
+    """The trainer's step over flat dicts, returning only what changes.
+
+    step(trainable, frozen, state, opt_state, batch, rng) -> (trainable, state_updates,
+    opt_state, metrics), where `trainable` and `frozen` split the flat '/'-path parameters,
+    `state` is the flat model state ('batch_stats/...' paths) and `state_updates` holds only the
+    state entries the forward changed. A compiled step that hands back every frozen parameter
+    copies it on each call: 1.2 ms for MobileNetV2's 268 arrays, more than a cached feature
+    extraction step's whole compute.
+    """
     trainable_paths = tuple(sorted(trainable_paths))
 
-    def train_step(params, model_state, opt_state, batch, rng):
-        flat = flatten(params)
-        trainable = {k: flat[k] for k in trainable_paths}
-        frozen = {k: v for k, v in flat.items() if k not in trainable}
+    def train_step(trainable, frozen, state, opt_state, batch, rng):
+        model_state = unflatten(state)
 
         def loss_fn(trainable_params):
             full = unflatten({**frozen, **trainable_params})
@@ -64,11 +71,37 @@ def make_train_step(
             grads = jax.tree_util.tree_map(lambda g: g * scale, grads)
         # The optimizer spans every group; frozen groups use set_to_zero and never read their
         # entry, so their parameters stand in for the gradients that were not computed.
-        updates, opt_state = tx.update({**frozen, **grads}, opt_state, flat)
+        updates, opt_state = tx.update({**frozen, **grads}, opt_state, {**frozen, **trainable})
         new_trainable = optax.apply_updates(trainable, {k: updates[k] for k in trainable_paths})
-        new_params = unflatten({**frozen, **new_trainable})
+        # Unchanged state comes back as the very tracer that went in: leave it out.
+        state_updates = {k: v for k, v in flatten(new_model_state).items() if v is not state.get(k)}
         metrics = {**sums, "loss": loss, "grad_norm": grad_norm}
-        return new_params, new_model_state, opt_state, metrics
+        return new_trainable, state_updates, opt_state, metrics
+
+    return train_step
+
+
+def make_train_step(
+    forward: ForwardFn,
+    trainable_paths: Sequence[str],
+    tx: optax.GradientTransformation,
+    clip_norm: float | None = None,
+):
+    """step(params, model_state, opt_state, batch, rng) -> (params, model_state, opt_state,
+    metrics) over nested trees: the split step wrapped for callers that hold whole trees."""
+    trainable_paths = tuple(sorted(trainable_paths))
+    split_step = make_split_train_step(forward, trainable_paths, tx, clip_norm)
+
+    def train_step(params, model_state, opt_state, batch, rng):
+        flat = flatten(params)
+        trainable = {k: flat[k] for k in trainable_paths}
+        frozen = {k: v for k, v in flat.items() if k not in trainable}
+        state = flatten(model_state)
+        new_trainable, state_updates, opt_state, metrics = split_step(
+            trainable, frozen, state, opt_state, batch, rng
+        )
+        new_state = unflatten({**state, **state_updates})
+        return unflatten({**frozen, **new_trainable}), new_state, opt_state, metrics
 
     return train_step
 

@@ -24,9 +24,10 @@ from tlx.checkpoint import Checkpoints
 from tlx.data.iterate import iterate_batches
 from tlx.experiment import Experiment
 from tlx.metrics import MetricWriter, add_sums, summarize
-from tlx.steps import make_eval_step, make_train_step
+from tlx.steps import make_eval_step, make_split_train_step
 from tlx.transfer import audit, feature_cache
-from tlx.transfer.groups import assign_groups, flatten
+from tlx.transfer.batchnorm import batchnorm_param_paths, check_policy, with_affine_labels
+from tlx.transfer.groups import assign_groups, flatten, unflatten
 from tlx.transfer.optim import carry_over, learning_rate_schedule, make_optimizer
 from tlx.weights.merge import merge_pretrained
 
@@ -54,6 +55,17 @@ def initial_params(exp: Experiment, rng, log=print):
         model_state = other.restore_model_state(model_state)
         log(f"Initialised all parameters from the run in {init_from} (its latest checkpoint).")
     return jax.tree_util.tree_map(np.asarray, params), model_state
+
+
+def optimizer_labels(exp: Experiment, group_of, flat_params, model_state):
+    """The plan and path -> optimizer label map the run steps with: the model's groups, plus a
+    `<group>/bn` label per group when frozen BatchNorm layers train their affine parameters."""
+    model_cfg = exp.config["model"]
+    if check_policy(model_cfg.get("frozen_batchnorm", "frozen")) != "affine":
+        return exp.plan, group_of
+    bn_paths = batchnorm_param_paths(flat_params, model_state)
+    multiplier = float(model_cfg.get("frozen_batchnorm_lr_multiplier", 1.0))
+    return with_affine_labels(exp.plan, group_of, bn_paths, multiplier)
 
 
 def train_state_of(opt_state, dropout_rng) -> dict:
@@ -85,6 +97,7 @@ def train(exp: Experiment, workdir: str | Path, *, log=print, progress: bool = T
     params, model_state = initial_params(exp, init_rng, log)
     flat = flatten(params)
     group_of = assign_groups(list(flat), exp.model.groups)
+    plan, group_of = optimizer_labels(exp, group_of, flat, model_state)
     schedule = learning_rate_schedule(cfg["optim"], total_steps)
     optimizer_for = lambda stage: make_optimizer(stage, group_of, cfg["optim"], schedule)
 
@@ -93,8 +106,8 @@ def train(exp: Experiment, workdir: str | Path, *, log=print, progress: bool = T
     start_step = checkpoints.latest_step() or 0
     # The saved optimizer state belongs to the stage of the last step taken (start_step - 1);
     # if start_step opens a new stage, the loop below moves to it exactly as an unbroken run does.
-    stage_index = exp.plan.stage_index_at(max(start_step - 1, 0))
-    tx = optimizer_for(exp.plan.stages[stage_index])
+    stage_index = plan.stage_index_at(max(start_step - 1, 0))
+    tx = optimizer_for(plan.stages[stage_index])
     opt_state = jax.jit(tx.init)(flat)
     if start_step:
         like = train_state_of(opt_state, dropout_rng)
@@ -106,6 +119,10 @@ def train(exp: Experiment, workdir: str | Path, *, log=print, progress: bool = T
         log(f"Resumed from {workdir / 'checkpoints'} at step {start_step} (stage {meta['stage']}).")
 
     params, model_state, opt_state = parallel.put_replicated((params, model_state, opt_state), mesh)
+    # Steps take and give flat dicts: the stage's trainable parameters, its frozen ones (fixed for
+    # the stage, never handed back) and the model state ('batch_stats/...' paths).
+    trainable, frozen, state = {}, flatten(params), flatten(model_state)
+    full_params = lambda: unflatten({**frozen, **trainable})
     writer = MetricWriter(workdir, enabled=is_lead)
     writer.truncate_after(start_step)
     eval_step = jax.jit(make_eval_step(exp.model.forward))
@@ -117,9 +134,12 @@ def train(exp: Experiment, workdir: str | Path, *, log=print, progress: bool = T
 
     def start_stage(index: int):
         """Compile the stage's step; returns the batches it trains on (cached features or not)."""
-        nonlocal cache
-        stage = exp.plan.stages[index]
-        trainable = [p for p, g in group_of.items() if g in stage.trainable]
+        nonlocal cache, trainable, frozen
+        stage = plan.stages[index]
+        trainable_paths = {p for p, g in group_of.items() if g in stage.trainable}
+        merged = {**frozen, **trainable}
+        trainable = {p: v for p, v in merged.items() if p in trainable_paths}
+        frozen = {p: v for p, v in merged.items() if p not in trainable_paths}
         forward = exp.model.forward
         if exp.model.forward_for_stage is not None:  # e.g. BatchNorm policy of frozen groups
             forward = exp.model.forward_for_stage(stage.trainable)
@@ -136,8 +156,8 @@ def train(exp: Experiment, workdir: str | Path, *, log=print, progress: bool = T
         if prefix and cache is None:
             cache = feature_cache.build(
                 stage_forward=forward,
-                params=params,
-                model_state=model_state,
+                params=full_params(),
+                model_state=unflatten(state),
                 group_of=group_of,
                 prefix=prefix,
                 examples=exp.cacheable,
@@ -150,13 +170,13 @@ def train(exp: Experiment, workdir: str | Path, *, log=print, progress: bool = T
         if cache is not None:
             forward = cache.forward(forward)
             train_batches = cache.train_batches(exp.cacheable.index_batches)
-        compiled[index] = jax.jit(make_train_step(forward, trainable, tx, clip_norm))
+        compiled[index] = jax.jit(make_split_train_step(forward, trainable_paths, tx, clip_norm))
         return train_batches
 
     def save(step: int):
         train_state = train_state_of(opt_state, dropout_rng)
-        meta = {"step": step, "stage": exp.plan.stage_index_at(max(step - 1, 0))}
-        checkpoints.save(step, params, train_state, meta, model_state)
+        meta = {"step": step, "stage": plan.stage_index_at(max(step - 1, 0))}
+        checkpoints.save(step, full_params(), train_state, meta, unflatten(state))
 
     stage_batches = start_stage(stage_index)
     bar = tqdm(total=total_steps, initial=start_step, disable=not progress, desc="train")
@@ -172,12 +192,12 @@ def train(exp: Experiment, workdir: str | Path, *, log=print, progress: bool = T
     started = time.perf_counter()
     final_results = {}  # evaluations made at the last step, reused below
     for step in range(start_step, total_steps):
-        if exp.plan.stage_index_at(step) != stage_index:
-            old_stage = exp.plan.stages[stage_index]
-            stage_index = exp.plan.stage_index_at(step)
-            tx = optimizer_for(exp.plan.stages[stage_index])
+        if plan.stage_index_at(step) != stage_index:
+            old_stage = plan.stages[stage_index]
+            stage_index = plan.stage_index_at(step)
+            tx = optimizer_for(plan.stages[stage_index])
             fresh = parallel.put_replicated(jax.jit(tx.init)(flat), mesh)
-            opt_state = carry_over(opt_state, fresh, old_stage, exp.plan.stages[stage_index])
+            opt_state = carry_over(opt_state, fresh, old_stage, plan.stages[stage_index])
             new_batches = start_stage(stage_index)
             if new_batches is not stage_batches:  # cached features came or went
                 batches.close()
@@ -190,9 +210,11 @@ def train(exp: Experiment, workdir: str | Path, *, log=print, progress: bool = T
         window_wait += waited
         total_wait += waited
         batch = parallel.put_batch(host_batch, mesh)
-        params, model_state, opt_state, metrics = compiled[stage_index](
-            params, model_state, opt_state, batch, jax.random.fold_in(dropout_rng, step)
+        trainable, state_updates, opt_state, metrics = compiled[stage_index](
+            trainable, frozen, state, opt_state, batch, jax.random.fold_in(dropout_rng, step)
         )
+        if state_updates:  # e.g. BatchNorm statistics in "train" mode
+            state = {**state, **state_updates}
         loss = float(metrics["loss"])
         if not math.isfinite(loss):
             bar.close()
@@ -208,7 +230,7 @@ def train(exp: Experiment, workdir: str | Path, *, log=print, progress: bool = T
         )
         window_examples += int(cfg["batch_size"])
         bar.update(1)
-        bar.set_postfix(loss=f"{loss:.4f}", stage=stage_index)
+        bar.set_postfix(loss=f"{loss:.4f}", stage=stage_index, refresh=False)  # tqdm paces redraws
         done = step + 1
 
         if done % int(cfg.get("log_every", 50)) == 0 or done == total_steps:
@@ -218,7 +240,7 @@ def train(exp: Experiment, workdir: str | Path, *, log=print, progress: bool = T
             values["examples_per_sec"] = window_examples / max(elapsed, 1e-9)
             values["input_wait_fraction"] = window_wait / max(elapsed, 1e-9)
             values["grad_norm"] = float(metrics["grad_norm"])
-            stage = exp.plan.stages[stage_index]
+            stage = plan.stages[stage_index]
             for group, mult in stage.multipliers.items():
                 values[f"lr/{group}"] = 0.0 if mult is None else float(schedule(step)) * mult
             writer.write(done, "train", values)
@@ -226,7 +248,9 @@ def train(exp: Experiment, workdir: str | Path, *, log=print, progress: bool = T
             window_wait = 0.0
         if done % int(cfg["eval_every"]) == 0 or done == total_steps:
             split = cfg["data"].get("eval_split", "validation")
-            result = evaluate(eval_step, params, model_state, exp.eval_batches[split], mesh)
+            result = evaluate(
+                eval_step, full_params(), unflatten(state), exp.eval_batches[split], mesh
+            )
             writer.write(done, split, result)
             if done == total_steps:
                 final_results[split] = result
@@ -242,7 +266,8 @@ def train(exp: Experiment, workdir: str | Path, *, log=print, progress: bool = T
     train_seconds = time.perf_counter() - started
 
     results = {
-        split: final_results.get(split) or evaluate(eval_step, params, model_state, batches, mesh)
+        split: final_results.get(split)
+        or evaluate(eval_step, full_params(), unflatten(state), batches, mesh)
         for split, batches in exp.eval_batches.items()
     }
     for split, result in results.items():
@@ -250,7 +275,7 @@ def train(exp: Experiment, workdir: str | Path, *, log=print, progress: bool = T
     writer.close()
     checkpoints.close()
     summary = {
-        "plan": exp.plan.name,
+        "plan": plan.name,
         "model": exp.model.description,
         "steps": total_steps,
         "resumed_from_step": start_step,

@@ -90,7 +90,7 @@ def test_every_epoch_is_a_new_permutation(tokenizer):
 
 
 def test_neighbouring_seeds_do_not_share_epochs(tokenizer):
-    # grain reshuffles epoch e with seed + e; tlx hashes the seed so seed 1 is not seed 0 shifted.
+    # Epoch e of seed s is permuted by the generator seeded (s, e): no seed is another one shifted.
     source = numbered_source(40)
     seed0 = epoch_orders(text.make_train_batches(source, tokenizer, batch_size=8, seed=0), 3, 5)
     seed1 = epoch_orders(text.make_train_batches(source, tokenizer, batch_size=8, seed=1), 3, 5)
@@ -161,4 +161,6 @@ def test_rotten_tomatoes_batches(tokenizer, tmp_path_factory):
     assert sum(weights) == len(test_split) == 1236
     train = sources.load_text_source("rotten_tomatoes", "train", data_dir)
     ds = text.make_train_batches(train, tokenizer, batch_size=32, seed=0)
-    assert {ds[s]["input_ids"].shape[1] for s in range(20)} <= {32, 64}  # snippets are short
+    lengths = [ds[s]["input_ids"].shape[1] for s in range(20)]
+    assert set(lengths) <= {32, 64, 128}
+    assert lengths.count(128) <= 2, lengths  # snippets are short: a long one is rare

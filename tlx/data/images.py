@@ -1,13 +1,13 @@
 """Image-classification batches with grain: the same contracts as `text.py`, for pixels.
 
 Training batches are a random-access, infinite `grain.MapDataset`: `ds[step]` is the global batch
-of step `step`, a pure function of (seed, step): the example order comes from grain's per-epoch
-reshuffle, and each example's augmentation from `np.random.default_rng((seed, step, position))`,
+of step `step`, a pure function of (seed, step): the example order from `sampling.EpochIndexBatches`
+(one permutation per epoch), and each example's augmentation from `np.random.default_rng((seed, step, position))`,
 so a killed run resumes by reading ds[s], and any worker computes any batch. Evaluation batches
 resize the shorter side and centre-crop, in source order, padded to full batches with weight-0
 rows.
 
-The grain pipeline shuffles and batches example *indices*; one map reads, crops, resizes and
+The pipeline draws each step's example *indices* (`sampling.EpochIndexBatches`); one map reads, crops, resizes and
 normalises a whole batch (a per-example map costs grain ~40-100 us of bookkeeping an example).
 Everything here is numpy and PIL: grain's worker processes import JAX only because grain itself
 does (when installed), and never initialise a JAX backend, so they open no GPU.

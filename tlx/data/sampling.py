@@ -4,6 +4,7 @@ step -> example-indices schedule, and what the feature cache needs to rebuild ba
 from __future__ import annotations
 
 import dataclasses
+import sys
 from collections.abc import Callable, Sequence
 
 import grain
@@ -17,21 +18,52 @@ def check_sizes(source, batch_size: int) -> None:
         )
 
 
-def shuffle_seed(seed: int) -> int:
-    """grain reshuffles epoch e with seed + e, so seeds s and s + 1 would share all but one epoch
-    order, offset by one epoch. Hashing the seed first makes different seeds unrelated."""
-    return int(np.random.SeedSequence(seed).generate_state(1, np.uint32)[0])
-
-
 def train_index_batches(num_examples: int, batch_size: int, seed: int) -> grain.MapDataset:
-    """ds[step] -> the example indices of step's batch: a fresh permutation every epoch,
-    deterministic in (seed, step); a batch may span two epochs."""
-    return (
-        grain.MapDataset.range(num_examples)
-        .shuffle(seed=shuffle_seed(seed))
-        .repeat()
-        .batch(batch_size)
-    )
+    """ds[step] -> the example indices of step's batch: see :class:`EpochIndexBatches`."""
+    return EpochIndexBatches(num_examples, batch_size, seed)
+
+
+class EpochIndexBatches(grain.MapDataset):
+    """ds[step] -> int64 example indices of step's batch, for ever.
+
+    Epoch e visits the examples in the order `np.random.default_rng((seed, e)).permutation(n)`;
+    step s takes positions [s * B, (s + 1) * B) of the concatenated epochs, so a batch may span
+    two epochs. Deterministic in (seed, step). One vectorised permutation per epoch instead of
+    grain's per-element shuffle, which costs ~75 us an example: 2.4 ms a batch of 32, more than
+    a step on cached features.
+    """
+
+    def __init__(self, num_examples: int, batch_size: int, seed: int):
+        super().__init__([])
+        self.num_examples, self.batch_size, self.seed = num_examples, batch_size, seed
+        self._orders: dict[int, np.ndarray] = {}  # the last epochs' permutations
+
+    def __len__(self) -> int:
+        return sys.maxsize  # infinite, like grain's repeat()
+
+    def __str__(self) -> str:
+        return (
+            f"EpochIndexBatches(n={self.num_examples}, batch={self.batch_size}, seed={self.seed})"
+        )
+
+    def _order(self, epoch: int) -> np.ndarray:
+        if epoch not in self._orders:
+            if len(self._orders) >= 4:
+                self._orders.pop(min(self._orders))
+            rng = np.random.default_rng((self.seed, epoch))
+            self._orders[epoch] = rng.permutation(self.num_examples)
+        return self._orders[epoch]
+
+    def __getitem__(self, step):
+        if isinstance(step, slice):
+            return self.slice(step)
+        positions = np.arange(step * self.batch_size, (step + 1) * self.batch_size)
+        epochs, offsets = np.divmod(positions, self.num_examples)
+        out = np.empty(self.batch_size, np.int64)
+        for epoch in np.unique(epochs):
+            rows = epochs == epoch
+            out[rows] = self._order(int(epoch))[offsets[rows]]
+        return out
 
 
 @dataclasses.dataclass(frozen=True)

@@ -5,7 +5,7 @@ training step `step`, a pure function of (seed, step), so a killed run resumes b
 Each batch is padded only to the smallest bucket length that fits its longest example, so a jitted
 step sees a handful of shapes instead of one shape per batch or max_length everywhere.
 
-The grain pipeline shuffles and batches example *indices*; one map then reads, tokenises and pads
+The pipeline draws each step's example *indices* (`sampling.EpochIndexBatches`); one map reads, tokenises and pads
 a whole batch. A per-example map costs grain ~40-100 us of bookkeeping per example on top of the
 tokenizer's ~65 us, and tokenising a batch at once lets the Rust tokenizer use every core.
 """

@@ -9,9 +9,9 @@
                       statistics, which stay fixed (the usual choice when fine-tuning on little
                       data, as in Keras' guide); "train": batch statistics in training and running
                       averages updated (needed from scratch)
-    model.frozen_batchnorm  the same choice for BatchNorm inside the groups a stage freezes
-                      ("frozen" by default; "train" re-estimates statistics on the new data, as
-                      AdaBN does, while the weights stay fixed)
+    model.frozen_batchnorm  BatchNorm inside the groups a stage freezes: "frozen" (default),
+                      "affine" (scale and bias train, statistics fixed) or "train" (statistics
+                      re-estimated on the new data, as AdaBN does); see tlx.transfer.batchnorm
 
 The checkpoint's 1000-class head is dropped when the task has another number of classes; the new
 head is initialised fresh. Preprocessing (input size, normalisation, channel order) comes from the
@@ -30,6 +30,7 @@ import jax.numpy as jnp
 
 from tlx.data.preprocess import TORCHVISION_IMAGENET, ImagePreprocessing
 from tlx.models.registry import ModelBundle, register
+from tlx.transfer.batchnorm import check_policy
 from tlx.transfer.groups import flatten
 from tlx.weights.catalog import ARCHITECTURES, get_entry, import_object
 
@@ -78,16 +79,16 @@ def make_forward(
     them, "train" uses batch statistics and updates the running ones. `trainable_groups=None`
     means every group trains. Evaluation always uses the running statistics.
     """
-    for name, mode in (("batchnorm", batchnorm), ("frozen_batchnorm", frozen_batchnorm)):
-        if mode not in BATCHNORM_MODES:
-            raise ValueError(f"model.{name} must be one of {BATCHNORM_MODES}, got {mode!r}.")
+    if batchnorm not in BATCHNORM_MODES:
+        raise ValueError(f"model.batchnorm must be one of {BATCHNORM_MODES}, got {batchnorm!r}.")
+    check_policy(frozen_batchnorm)  # "affine" normalises like "frozen"; its optimizer differs
     compiled = [(name, re.compile(regex)) for name, regex in groups]
 
     @functools.cache
     def use_running_average(module_path: str) -> bool:
         group = next((n for n, rx in compiled if rx.search(module_path + "/scale")), None)
         trains = trainable_groups is None or group in trainable_groups
-        return (batchnorm if trains else frozen_batchnorm) == "frozen"
+        return (batchnorm if trains else frozen_batchnorm) != "train"
 
     intercept = _batchnorm_interceptor(use_running_average)
 

@@ -1,0 +1,150 @@
+"""experiments.bench on a tiny configuration: reports, statistics, errors kept per cell."""
+
+import importlib.util
+import json
+
+import pytest
+
+from experiments import bench
+
+TINY = bench.BenchConfig(
+    models=("mobilenet_v2",),
+    plans=("feature_extraction",),
+    batch_sizes={"mobilenet_v2": (2,)},
+    precisions=("float32",),
+    steps=3,
+    warmup=2,
+    image_size=32,
+    seq_len=16,
+    torch=False,
+)
+TIMING_KEYS = {
+    "step_median_s",
+    "step_p10_s",
+    "step_p90_s",
+    "examples_per_s",
+    "input_wait_fraction",
+    "peak_bytes",
+}
+
+
+def check_timing(result: dict) -> None:
+    assert set(result) >= TIMING_KEYS
+    assert 0 < result["step_p10_s"] <= result["step_median_s"] <= result["step_p90_s"]
+    assert result["examples_per_s"] == pytest.approx(2 / result["step_median_s"])
+    assert 0 <= result["input_wait_fraction"] < 1
+    assert result["peak_bytes"] > 0
+
+
+def check_files(out) -> dict:
+    report = json.loads((out / "bench.json").read_text())
+    assert report["status"] == "done"
+    table = (out / "bench.md").read_text()
+    assert "| mobilenet_v2 | feature_extraction | 2 | float32 |" in table
+    if importlib.util.find_spec("matplotlib"):
+        assert (out / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    else:
+        assert "plot_error" in report
+    return report
+
+
+def test_tlx_only_cell_reports_times_flops_and_mfu(tmp_path):
+    bench.run_bench(TINY, tmp_path)
+    report = check_files(tmp_path)
+    (row,) = report["rows"]
+    assert row["status"] == "ok" and row["torch"] is None and "tlx_vs_torch" not in row
+    tlx = row["tlx"]
+    check_timing(tlx)
+    assert tlx["compile_s"] > 0 and tlx["tokens_per_s"] is None
+    assert tlx["flops"] > 1e6  # a MobileNetV2 step at 32px is some 10^8 FLOPs
+    assert row["peak_flops"] == bench.CPU_PEAK["float32"]
+    assert 0 < tlx["mfu"] <= 1
+    assert tlx["mfu"] == pytest.approx(tlx["flops"] / tlx["step_median_s"] / row["peak_flops"])
+
+
+def test_torch_ratio_and_a_failing_cell_that_does_not_stop_the_run(tmp_path):
+    pytest.importorskip("torchvision")
+    cfg = bench.with_overrides(TINY, torch=True, plans=("no_such_plan", "feature_extraction"))
+    bench.run_bench(cfg, tmp_path)
+    report = check_files(tmp_path)
+    failed, ok = report["rows"]  # the failing plan is ordered first: the run went on after it
+    assert failed["plan"] == "no_such_plan" and failed["status"] == "error"
+    assert "no_such_plan" in failed["error"] and failed["tlx"] is None
+    assert "ValueError" in failed["torch_error"]
+    assert ok["status"] == "ok"
+    check_timing(ok["tlx"])
+    check_timing(ok["torch"])
+    assert ok["tlx_vs_torch"] == pytest.approx(
+        ok["torch"]["step_median_s"] / ok["tlx"]["step_median_s"]
+    )
+    assert "no_such_plan" in (tmp_path / "bench.md").read_text()
+
+
+def test_gpu_profile_runs_the_important_cells_first():
+    cells = bench.cell_order(bench.PROFILES["gpu"])
+    assert len(cells) == 4 * 3 * 2 * 2
+    first = [(c.model, c.plan, c.batch, c.precision) for c in cells[:5]]
+    assert first == [
+        ("resnet50", "finetune", 64, "float32"),
+        ("resnet50", "finetune", 64, "bfloat16"),
+        ("resnet50", "feature_extraction", 64, "float32"),
+        ("resnet50", "feature_extraction", 64, "bfloat16"),
+        ("bert_base", "finetune", 32, "float32"),
+    ]
+    moderate = {"resnet50": 64, "bert_base": 32, "vgg16": 64, "mobilenet_v2": 64}
+    first_16 = cells[:16]
+    assert all(c.batch == moderate[c.model] and c.plan != "freeze_half" for c in first_16)
+    assert all(c.batch != moderate[c.model] for c in cells[24:])
+
+
+def test_overrides_replace_profile_fields():
+    cfg = bench.with_overrides(
+        bench.PROFILES["gpu"], models=["vgg16", "bert_mini"], batch_sizes=["8"], steps=4
+    )
+    assert cfg.models == ("vgg16", "bert_mini") and cfg.steps == 4
+    assert cfg.batch_sizes == {"vgg16": (8,), "bert_mini": (8,)}
+    assert cfg.plans == bench.PROFILES["gpu"].plans
+    kept = bench.with_overrides(bench.PROFILES["gpu"], models=["bert_mini"])
+    assert kept.batch_sizes == {"bert_mini": (64, 256)}  # no sizes of its own: the first model's
+
+
+class FakeStage:
+    def __init__(self, analysis):
+        self.analysis = analysis
+
+    def cost_analysis(self):
+        return self.analysis
+
+
+def test_flops_from_a_dict_a_list_or_the_lowered_program():
+    assert bench.step_flops(FakeStage({"flops": 5.0}), FakeStage(None)) == (5.0, "compiled")
+    assert bench.step_flops(FakeStage([{"flops": 7.0}]), FakeStage(None)) == (7.0, "compiled")
+    missing = FakeStage([{"bytes accessed": 1.0}])
+    assert bench.step_flops(missing, FakeStage({"flops": 3.0})) == (3.0, "lowered")
+    assert bench.step_flops(missing, FakeStage([])) == (None, None)
+
+
+class FakeDevice:
+    def __init__(self, platform, kind):
+        self.platform, self.device_kind = platform, kind
+
+
+@pytest.mark.parametrize(
+    "kind,precision,tf32,expected",
+    [
+        ("NVIDIA H100 80GB HBM3", "bfloat16", True, 989e12),
+        ("NVIDIA H100 80GB HBM3", "float32", True, 494.7e12),
+        ("NVIDIA H200", "float32", False, 67e12),
+        ("NVIDIA A100-SXM4-80GB", "float32", False, 19.5e12),
+        ("TPU v5 lite", "float32", True, 197e12),
+        ("TPU v4", "bfloat16", True, 275e12),
+        ("Some GPU", "bfloat16", True, None),
+    ],
+)
+def test_peak_table(kind, precision, tf32, expected):
+    assert bench.peak_flops(FakeDevice("gpu", kind), precision, tf32, {})[0] == expected
+
+
+def test_cpu_peak_comes_from_the_given_table():
+    peak, name = bench.peak_flops(FakeDevice("cpu", "cpu"), "bfloat16", True, {"bfloat16": 3.0})
+    assert (peak, name) == (3.0, "cpu bfloat16")

@@ -1,0 +1,58 @@
+"""BatchNorm in the groups a stage freezes: ``config.model.frozen_batchnorm``.
+
+    "frozen"  statistics and affine (scale, bias) fixed: the default, and what Keras recommends
+              when fine-tuning on little data
+    "affine"  scale and bias train, statistics fixed (the cheap adaptation of "Training BatchNorm
+              and Only BatchNorm", Frankle et al. 2021, and of TinyTL-style bias tuning)
+    "train"   statistics re-estimated on the new data (AdaBN, Li et al. 2016); weights fixed
+
+"frozen" and "affine" normalise with the running statistics (the forward of
+:func:`tlx.models.vision.make_forward`); "train" uses batch statistics. For "affine" the optimizer
+needs the BatchNorm parameters of a group apart from the rest of it, so :func:`with_affine_labels`
+gives each group that holds BatchNorm layers a second label ``<group>/bn``: it trains with its
+group when the group trains, and at ``model.frozen_batchnorm_lr_multiplier`` while the group is
+frozen. The labels are the same in every stage, so optimizer state carries over across stage
+boundaries exactly as for groups, and the freeze audit shows the ``/bn`` rows.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+
+from tlx.transfer.groups import flatten
+from tlx.transfer.plans import FROZEN, Plan, Stage
+
+POLICIES = ("frozen", "affine", "train")
+
+
+def check_policy(policy: str) -> str:
+    if policy not in POLICIES:
+        raise ValueError(f"model.frozen_batchnorm must be one of {POLICIES}, got {policy!r}.")
+    return policy
+
+
+def batchnorm_param_paths(flat_params: Mapping, model_state: Mapping) -> set[str]:
+    """Parameters of BatchNorm layers: those of the modules that keep running statistics."""
+    modules = {path.rsplit("/", 1)[0] for path in flatten(model_state.get("batch_stats", {}))}
+    return {p for p in flat_params if p.rsplit("/", 1)[0] in modules}
+
+
+def with_affine_labels(
+    plan: Plan, group_of: Mapping[str, str], bn_paths: set[str], multiplier: float = 1.0
+) -> tuple[Plan, dict[str, str]]:
+    """The plan and path -> label map of the "affine" policy (see the module docstring)."""
+    if not multiplier > 0:
+        raise ValueError(f"model.frozen_batchnorm_lr_multiplier={multiplier} must be > 0.")
+    labels = {p: (f"{g}/bn" if p in bn_paths else g) for p, g in group_of.items()}
+    with_bn = {g for p, g in group_of.items() if p in bn_paths}
+
+    def expand(stage: Stage) -> Stage:
+        multipliers = {}
+        for group, m in stage.multipliers.items():
+            multipliers[group] = m
+            if group in with_bn:
+                multipliers[f"{group}/bn"] = multiplier if m is FROZEN else m
+        return Stage(stage.start_step, multipliers)
+
+    return dataclasses.replace(plan, stages=tuple(expand(s) for s in plan.stages)), labels
