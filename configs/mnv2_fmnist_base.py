@@ -24,6 +24,8 @@ def base_config() -> ml_collections.ConfigDict:
     # Frozen bottom groups' outputs computed once per example: "off" | "memory" | "disk"
     # (tlx.transfer.feature_cache; images need data.augment = "none").
     config.feature_cache = "off"
+    # XLA flags for this model, set by tlx.train before JAX starts (your XLA_FLAGS win).
+    config.xla_flags = ""
 
     config.model = ml_collections.ConfigDict()
     config.model.name = "image_classifier"

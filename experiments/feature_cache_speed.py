@@ -28,6 +28,9 @@ from experiments.machine import machine
 _FAMILIES = flags.DEFINE_list("families", ["mnv2_fmnist", "minilm_rt"], "Config families.")
 _EPOCHS = flags.DEFINE_integer("epochs", 4, "Epochs per run (the first is not compared).")
 _EVAL_EXAMPLES = flags.DEFINE_integer("eval_examples", 500, "Examples per evaluation split.")
+_TRAIN_EXAMPLES = flags.DEFINE_integer(
+    "train_examples", 0, "Training examples (a fixed subset); 0 keeps each config's own."
+)
 _OUT = flags.DEFINE_string("out", "runs/feature_cache", "Output folder.")
 
 
@@ -40,6 +43,8 @@ def run(family: str, mode: str, epochs: int, workdir: Path) -> dict:
     if "augment" in config.data:
         config.data.augment = "none"
     config.data.eval_examples = _EVAL_EXAMPLES.value
+    if _TRAIN_EXAMPLES.value:
+        config.data.train_examples = _TRAIN_EXAMPLES.value
     exp = build_experiment(config)
     steps_per_epoch = math.ceil(exp.cacheable.num_examples / int(config.batch_size))
     config.total_steps = epochs * steps_per_epoch

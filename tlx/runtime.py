@@ -8,10 +8,20 @@ import os
 DEFAULT_XLA_FLAGS: dict[str, str] = {}
 
 
-def configure(num_cpu_devices: int | None = None) -> None:
-    """Merge tlx's default XLA flags into XLA_FLAGS and quiet TensorFlow-style logging."""
+def configure(num_cpu_devices: int | None = None, experiment_flags: str = "") -> None:
+    """Merge tlx's default XLA flags into XLA_FLAGS and quiet TensorFlow-style logging.
+
+    Precedence, highest first: the user's own XLA_FLAGS, then the experiment's `xla_flags`
+    (a config field: flags measured faster for that model, e.g. VGG's convolutions on CPU), then
+    tlx's defaults. XLA reads its flags once per process, when JAX starts its backend, so this
+    runs before anything touches a device.
+    """
     flags = os.environ.get("XLA_FLAGS", "").split()
     present = {f.split("=")[0] for f in flags}
+    for flag in experiment_flags.split():
+        if flag.split("=")[0] not in present:
+            flags.append(flag)
+            present.add(flag.split("=")[0])
     defaults = dict(DEFAULT_XLA_FLAGS)
     if num_cpu_devices:
         defaults["--xla_force_host_platform_device_count"] = str(num_cpu_devices)

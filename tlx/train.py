@@ -29,7 +29,7 @@ def main(argv):
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     if not flags.FLAGS["verbosity"].present:  # tfds and orbax log every step at INFO
         logging.set_verbosity(logging.WARNING)
-    runtime.configure(_CPU_DEVICES.value or None)
+    runtime.configure(_CPU_DEVICES.value or None, _CONFIG.value.get("xla_flags", ""))
     # Imported after configure(): XLA reads its flags once, when JAX initialises.
     from tlx.experiment import build_experiment
     from tlx.report import print_result_table

@@ -81,6 +81,7 @@ def evaluate(eval_step, params, model_state, batches, mesh) -> dict:
 
 
 def train(exp: Experiment, workdir: str | Path, *, log=print, progress: bool = True) -> dict:
+    called = time.perf_counter()
     cfg = exp.config
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -131,6 +132,7 @@ def train(exp: Experiment, workdir: str | Path, *, log=print, progress: bool = T
 
     cache_mode = feature_cache.check_mode(cfg.get("feature_cache", "off"))
     cache = None  # the FeatureCache of the current stage's frozen prefix, if any
+    cached_eval_steps: dict = {}  # FeatureCache -> its jitted evaluation step
 
     def start_stage(index: int):
         """Compile the stage's step; returns the batches it trains on (cached features or not)."""
@@ -172,6 +174,15 @@ def train(exp: Experiment, workdir: str | Path, *, log=print, progress: bool = T
             train_batches = cache.train_batches(exp.cacheable.index_batches)
         compiled[index] = jax.jit(make_split_train_step(forward, trainable_paths, tx, clip_norm))
         return train_batches
+
+    def evaluate_split(split: str) -> dict:
+        if cache is not None:  # the frozen bottom's features, computed once per stage
+            batches = cache.eval_batches(split, exp.eval_batches[split])
+            step = cached_eval_steps.setdefault(
+                cache, jax.jit(make_eval_step(cache.forward(exp.model.forward)))
+            )
+            return evaluate(step, full_params(), unflatten(state), batches, mesh)
+        return evaluate(eval_step, full_params(), unflatten(state), exp.eval_batches[split], mesh)
 
     def save(step: int):
         train_state = train_state_of(opt_state, dropout_rng)
@@ -248,10 +259,10 @@ def train(exp: Experiment, workdir: str | Path, *, log=print, progress: bool = T
             window_wait = 0.0
         if done % int(cfg["eval_every"]) == 0 or done == total_steps:
             split = cfg["data"].get("eval_split", "validation")
-            result = evaluate(
-                eval_step, full_params(), unflatten(state), exp.eval_batches[split], mesh
-            )
-            writer.write(done, split, result)
+            result = evaluate_split(split)
+            # Wall time since train() began (set-up, caches, evaluations included): for
+            # time-to-accuracy curves.
+            writer.write(done, split, {**result, "elapsed_seconds": time.perf_counter() - called})
             if done == total_steps:
                 final_results[split] = result
             bar.write(
@@ -266,9 +277,7 @@ def train(exp: Experiment, workdir: str | Path, *, log=print, progress: bool = T
     train_seconds = time.perf_counter() - started
 
     results = {
-        split: final_results.get(split)
-        or evaluate(eval_step, full_params(), unflatten(state), batches, mesh)
-        for split, batches in exp.eval_batches.items()
+        split: final_results.get(split) or evaluate_split(split) for split in exp.eval_batches
     }
     for split, result in results.items():
         writer.write(total_steps, f"final_{split}", result)

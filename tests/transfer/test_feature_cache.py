@@ -52,9 +52,12 @@ def test_progressive_text_run_with_cache_equals_uncached(
         config = tiny_config(dropout_free_bert_dir, rt_data_dir, feature_cache=mode)
         config.data.buckets = (16, 32, 64)  # per-token caches re-pad batches to these lengths
         logs = []
-        train(build_experiment(config), tmp_path / mode, log=logs.append, **quiet)
-        runs[mode] = (params_of(tmp_path / mode), logs)
+        summary = train(build_experiment(config), tmp_path / mode, log=logs.append, **quiet)
+        runs[mode] = (params_of(tmp_path / mode), logs, summary["results"])
     assert_same_params(runs["off"][0], runs["memory"][0])
+    for split, result in runs["off"][2].items():  # evaluations also run on cached features
+        assert runs["memory"][2][split]["examples"] == result["examples"]
+        np.testing.assert_allclose(runs["memory"][2][split]["loss"], result["loss"], rtol=1e-4)
     logs = "\n".join(runs["memory"][1])
     cuts = [
         line.split("cut at module ")[1].split(",")[0]

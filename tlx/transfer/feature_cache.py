@@ -213,11 +213,32 @@ def top_forward(forward: ForwardFn, cut: str, spec: Mapping[str, tuple]) -> Forw
 
 
 class FeatureCache:
-    """The cache of one frozen prefix, built by :func:`build` and dropped at its stage's end."""
+    """The cache of one frozen prefix, built by :func:`build` and dropped at its stage's end.
+
+    Evaluation splits are cached too, on first use (in memory): their batches are fixed, so
+    each is computed once per stage and every later evaluation runs only the upper groups.
+    """
 
     def __init__(self, prefix, cut: str, key: str, store: FeatureStore, spec, directory=None):
         self.prefix, self.cut, self.key = tuple(prefix), cut, key
         self.store, self.spec, self.directory = store, spec, directory
+        self._bottom = None  # (jitted bottom, params, model_state): set by build()
+        self._eval: dict[str, list[dict]] = {}
+
+    def eval_batches(self, split: str, batches) -> list[dict]:
+        """The split's evaluation batches as cached features (computed on the first call)."""
+        if split not in self._eval:
+            bottom, params, model_state = self._bottom
+            cached = []
+            for batch in batches:
+                inputs = {k: v for k, v in batch.items() if k not in _NOT_INPUTS}
+                features = bottom(params, model_state, inputs)
+                entry = {"features": features, "label": batch["label"], "weight": batch["weight"]}
+                if self.store.per_token:
+                    entry["attention_mask"] = batch["attention_mask"]
+                cached.append(entry)
+            self._eval[split] = cached
+        return self._eval[split]
 
     def train_batches(self, index_batches: grain.MapDataset) -> grain.MapDataset:
         """ds[step]: the cached features of step's examples (the same examples as uncached)."""
@@ -227,7 +248,7 @@ class FeatureCache:
         return top_forward(stage_forward, self.cut, self.spec)
 
     def drop(self) -> None:
-        self.store = None
+        self.store, self._bottom, self._eval = None, None, {}
         if self.directory is not None:
             shutil.rmtree(self.directory, ignore_errors=True)
 
@@ -356,6 +377,7 @@ def build(
             features = np.load(directory / "features.npy", mmap_mode="r")
     store = FeatureStore(features, labels, lengths, examples.pad_lengths)
     cache = FeatureCache(prefix, cut, key, store, spec, directory)
+    cache._bottom = (jax.jit(bottom_fn(stage_forward, cut)), params, model_state)
     check_against_full_model(cache, stage_forward, params, model_state, sample)
     log(cache.describe())
     return cache
