@@ -10,10 +10,11 @@ def machine() -> str:
     """CPU model (from /proc/cpuinfo where there is one), CPU count, and the accelerators."""
     cpu = platform.processor() or platform.machine()
     try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+        with open("/proc/cpuinfo") as info:
+            names = [
+                line.split(":", 1)[1].strip() for line in info if line.startswith("model name")
+            ]
+        cpu = names[0] if names else cpu
     except OSError:
         pass
     text = f"{cpu}, {os.cpu_count()} CPUs ({platform.system()})"

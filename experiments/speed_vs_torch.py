@@ -61,41 +61,74 @@ def trainable_groups(groups: list[str], plan: str) -> list[str]:
     raise ValueError(f"unknown plan {plan!r}")
 
 
-def time_tlx(model_name: str, size: int, plan: str, batch: int, steps: int, warmup: int):
+def image_bundle(model_name: str, size: int | None = None, **module_kwargs):
+    """tlx's from-scratch bundle for one of MODELS, 10 classes; `module_kwargs` (e.g. a compute
+    `dtype`) go to the model's constructor."""
+    from tlx.models.registry import build_model
+
+    arch, kwargs, _ = MODELS[model_name]
+    cfg = {"name": "image_classifier", "arch": arch, "checkpoint": ""}
+    cfg["kwargs"] = {**kwargs, **module_kwargs}
+    if size:
+        cfg["image_size"] = size
+    return build_model(cfg, num_classes=10)
+
+
+def tlx_train_setup(bundle, plan: str, learning_rate: float = 1e-4):
+    """(jitted step, carry) for the stage of `plan` on any bundle, as the trainer runs it:
+    gradient only w.r.t. the trainable groups, Adam on them, frozen groups set to zero, and only
+    trainable parameters and changed state handed back. `step(*carry, batch, rng)`; then
+    `carry = next_carry(carry, output)`."""
     import jax
-    import numpy as np
     import optax
 
-    from tlx.models.registry import build_model
-    from tlx.steps import make_train_step
+    from tlx.steps import make_split_train_step
     from tlx.transfer.groups import assign_groups, flatten
     from tlx.transfer.optim import make_optimizer
     from tlx.transfer.plans import Stage
 
-    arch, kwargs, _ = MODELS[model_name]
-    cfg = {"name": "image_classifier", "arch": arch, "checkpoint": "", "kwargs": kwargs}
-    bundle = build_model({**cfg, "image_size": size}, num_classes=10)
     variables = jax.jit(bundle.init)(jax.random.key(0))
     params = variables["params"]
     state = {k: v for k, v in variables.items() if k != "params"}
     group_of = assign_groups(list(flatten(params)), bundle.groups)
     train = trainable_groups(bundle.group_names, plan)
     stage = Stage(0, {g: (1.0 if g in train else None) for g in bundle.group_names})
-    tx = make_optimizer(stage, group_of, {"learning_rate": 1e-4}, optax.constant_schedule(1e-4))
-    opt_state = tx.init(flatten(params))
-    trainable = [p for p, g in group_of.items() if g in train]
-    step = jax.jit(make_train_step(bundle.forward, trainable, tx))
+    schedule = optax.constant_schedule(learning_rate)
+    tx = make_optimizer(stage, group_of, {"learning_rate": learning_rate}, schedule)
+    flat = flatten(params)
+    opt_state = tx.init(flat)
+    trainable = {p for p, g in group_of.items() if g in train}
+    step = jax.jit(make_split_train_step(bundle.forward, trainable, tx))
+    carry = [
+        {p: v for p, v in flat.items() if p in trainable},
+        {p: v for p, v in flat.items() if p not in trainable},
+        flatten(state),
+        opt_state,
+    ]
+    return step, carry
+
+
+def next_carry(carry: list, output) -> list:
+    """The split step's output folded into its carry: (trainable, frozen, state, opt_state)."""
+    trainable, state_updates, opt_state, _ = output
+    return [trainable, carry[1], {**carry[2], **state_updates}, opt_state]
+
+
+def time_tlx(model_name: str, size: int, plan: str, batch: int, steps: int, warmup: int):
+    import jax
+    import numpy as np
+
+    step, carry = tlx_train_setup(image_bundle(model_name, size), plan)
     rng = np.random.default_rng(0)
     batch_data = {
         "image": rng.standard_normal((batch, size, size, 3), np.float32),
         "label": rng.integers(0, 10, batch).astype(np.int32),
     }
-    carry = [params, state, opt_state]
 
     def run():
-        out = step(carry[0], carry[1], carry[2], batch_data, jax.random.key(1))
+        out = step(*carry, batch_data, jax.random.key(1))
         jax.block_until_ready(out)
-        carry[:3] = out[:3]
+        carry[:] = next_carry(carry, out)
 
     return _median(run, steps, warmup)
 
@@ -128,24 +161,36 @@ def torch_groups(model_name: str, bundle, names: list[str]) -> dict[str, str]:
     return out
 
 
-def time_torch(model_name: str, size: int, plan: str, batch: int, steps: int, warmup: int):
+def freeze_like_tlx(model, group_of: dict[str, str], train):
+    """The torch side of a plan: `requires_grad=False` on the frozen groups' parameters (named in
+    `group_of`), BatchNorm statistics frozen as tlx's batchnorm="frozen", Adam over the rest."""
     import torch
-    import torchvision
 
-    from tlx.models.registry import build_model
-
-    arch, kwargs, tv_name = MODELS[model_name]
-    bundle = build_model({"name": "image_classifier", "arch": arch, "kwargs": kwargs}, 10)
-    train = set(trainable_groups(bundle.group_names, plan))
-    model = getattr(torchvision.models, tv_name)(weights=None, num_classes=10)
-    group_of = torch_groups(model_name, bundle, [n for n, _ in model.named_parameters()])
     for name, p in model.named_parameters():  # the same groups frozen as in tlx
         p.requires_grad_(group_of[name] in train)
     model.train()
     for m in model.modules():  # statistics frozen, as tlx's batchnorm="frozen"
         if isinstance(m, torch.nn.BatchNorm2d):
             m.eval()
-    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-4)
+    return torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-4)
+
+
+def torchvision_model(model_name: str, plan: str):
+    """(torchvision model with 10 classes, its Adam) frozen as tlx freezes `plan`."""
+    import torchvision
+
+    _, _, tv_name = MODELS[model_name]
+    bundle = image_bundle(model_name)
+    train = set(trainable_groups(bundle.group_names, plan))
+    model = getattr(torchvision.models, tv_name)(weights=None, num_classes=10)
+    group_of = torch_groups(model_name, bundle, [n for n, _ in model.named_parameters()])
+    return model, freeze_like_tlx(model, group_of, train)
+
+
+def time_torch(model_name: str, size: int, plan: str, batch: int, steps: int, warmup: int):
+    import torch
+
+    model, opt = torchvision_model(model_name, plan)
     x = torch.randn(batch, 3, size, size)
     y = torch.randint(0, 10, (batch,))
 

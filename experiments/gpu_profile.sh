@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# The GPU benchmark, as one script to run from the repository root on a machine with one
+# H100/H200 (python3 with jax[cuda], torch, torchvision, transformers, matplotlib):
+#
+#     bash experiments/gpu_profile.sh [extra experiments.bench flags]
+#
+# Writes $OUT/bench_gpu/bench.{json,md,png} (rewritten after every cell) and $OUT/bench_gpu.log;
+# OUT defaults to runs/bench_gpu. The benchmark stops starting cells after its time budget
+# (about 6.5 minutes of cells, so about 7.5 in all); `timeout` ends it under 9 minutes whatever
+# happens. Extra flags go after --profile=gpu --torch and so override them.
+set -uo pipefail
+
+OUT="${OUT:-runs/bench_gpu}"
+PYTHON="${PYTHON:-python3}"
+mkdir -p "$OUT"
+LOG="$OUT/bench_gpu.log"
+
+# jax and torch share the GPU in one process: jax preallocates half, torch allocates from the rest
+# (a fraction of .9 for jax would leave torch too little for the larger batches).
+export XLA_PYTHON_CLIENT_MEM_FRACTION="${XLA_PYTHON_CLIENT_MEM_FRACTION:-.5}"
+export PYTHONUNBUFFERED=1
+export TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-2}"
+export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1  # random-init models only; never the network
+
+{
+  echo "== $(date -u '+%F %T UTC') on $(hostname); OUT=$OUT"
+  nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm,power.limit \
+    --format=csv 2>&1 || echo "nvidia-smi not available"
+  nvidia-smi -L 2>&1 || true
+  timeout 90 "$PYTHON" -c 'import jax; print("jax", jax.__version__, jax.devices())' 2>&1
+  echo "== experiments.bench --profile=gpu --torch $*"
+} 2>&1 | tee "$LOG"
+
+timeout --kill-after=15 510 "$PYTHON" -m experiments.bench --profile=gpu --torch \
+  --out="$OUT/bench_gpu" "$@" 2>&1 | tee -a "$LOG"
+status=${PIPESTATUS[0]}
+echo "== exit status $status (124: stopped by timeout; the reports hold the cells done)" \
+  | tee -a "$LOG"
+exit "$status"
