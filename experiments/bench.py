@@ -451,16 +451,22 @@ def first_cost(analysis) -> dict:
 
 
 def step_flops(compiled, lowered) -> tuple[float | None, str | None]:
-    """FLOPs of one step from XLA's cost analysis: the compiled program's, or, where that lacks
-    them (a backend whose library calls it cannot count), the lowered program's."""
+    """FLOPs of one step from XLA's cost analysis: the larger of the compiled and the lowered
+    program's counts. On GPU the compiled program hands convolutions and matmuls to cuDNN and
+    cuBLAS custom calls that the analysis cannot count (ResNet-50: 11.6 GFLOP compiled against
+    ~790 lowered), so there the lowered count is the right one."""
+    counts = {}
     for source, stage in (("compiled", compiled), ("lowered", lowered)):
         try:
             flops = first_cost(stage.cost_analysis()).get("flops")
         except Exception:  # some backends do not implement it
             flops = None
         if flops and flops > 0:
-            return float(flops), source
-    return None, None
+            counts[source] = float(flops)
+    if not counts:
+        return None, None
+    source = max(counts, key=counts.get)
+    return counts[source], source
 
 
 def xla_step_bytes(compiled) -> int | None:
