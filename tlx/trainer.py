@@ -129,6 +129,7 @@ def train(exp: Experiment, workdir: str | Path, *, log=print, progress: bool = T
     eval_step = jax.jit(make_eval_step(exp.model.forward))
     clip_norm = cfg["optim"].get("clip_norm", None)
     compiled: dict[int, object] = {}
+    step_inputs: dict[int, tuple] = {}  # stage -> (frozen params, state keys) its step reads
 
     cache_mode = feature_cache.check_mode(cfg.get("feature_cache", "off"))
     cache = None  # the FeatureCache of the current stage's frozen prefix, if any
@@ -172,7 +173,20 @@ def train(exp: Experiment, workdir: str | Path, *, log=print, progress: bool = T
         if cache is not None:
             forward = cache.forward(forward)
             train_batches = cache.train_batches(exp.cacheable.index_batches)
-        compiled[index] = jax.jit(make_split_train_step(forward, trainable_paths, tx, clip_norm))
+        step_fn = make_split_train_step(forward, trainable_paths, tx, clip_norm)
+        read_frozen, read_state = frozen, None  # what the step is passed (None: all the state)
+        if cache is not None:
+            unread_params, unread_state = cache.unread_inputs(group_of, frozen, state)
+            step_fn = feature_cache.skip_unread_inputs(
+                step_fn, frozen, state, unread_params, unread_state
+            )
+            read_frozen = {k: v for k, v in frozen.items() if k not in unread_params}
+            read_state = tuple(k for k in state if k not in unread_state)
+        step_inputs[index] = (read_frozen, read_state)
+        # The step's dropout key is fold_in(run key, step), folded inside the compiled step.
+        compiled[index] = jax.jit(
+            lambda *args, fn=step_fn: fn(*args[:-2], jax.random.fold_in(args[-2], args[-1]))
+        )
         return train_batches
 
     def evaluate_split(split: str) -> dict:
@@ -197,7 +211,10 @@ def train(exp: Experiment, workdir: str | Path, *, log=print, progress: bool = T
     workers = int(cfg["data"].get("workers", 0))
     # Worker processes would each copy a feature cache; a thread reads cached batches ahead.
     read_ahead = lambda source, step: iterate_batches(
-        source, step, num_workers=0 if cache is not None else workers
+        source,
+        step,
+        num_workers=0 if cache is not None else workers,
+        to_device=lambda b: parallel.put_batch(b, mesh),
     )
     batches = read_ahead(stage_batches, start_step)
     started = time.perf_counter()
@@ -216,14 +233,22 @@ def train(exp: Experiment, workdir: str | Path, *, log=print, progress: bool = T
                 batches = read_ahead(stage_batches, step)
 
         wait_start = time.perf_counter()
-        host_batch = next(batches)
+        batch = next(batches)  # already on the device(s)
         waited = time.perf_counter() - wait_start
         window_wait += waited
         total_wait += waited
-        batch = parallel.put_batch(host_batch, mesh)
+        read_frozen, read_state = step_inputs[stage_index]
+        step_state = state if read_state is None else {k: state[k] for k in read_state}
         trainable, state_updates, opt_state, metrics = compiled[stage_index](
-            trainable, frozen, state, opt_state, batch, jax.random.fold_in(dropout_rng, step)
+            trainable,
+            read_frozen,
+            step_state,
+            opt_state,
+            batch,
+            dropout_rng,
+            step,
         )
+        metrics = jax.device_get(metrics)  # one wait for the step, then host scalars
         if state_updates:  # e.g. BatchNorm statistics in "train" mode
             state = {**state, **state_updates}
         loss = float(metrics["loss"])

@@ -240,6 +240,30 @@ def test_random_access_equals_sequential_iteration():
         assert_batches_equal(batch, ds[step])
 
 
+def test_batches_reach_the_device_from_the_reading_thread():
+    import threading
+
+    import jax
+
+    source = images.ArrayImageSource(np.stack([photo(seed=i) for i in range(5)]), list(range(5)))
+    ds = images.make_image_train_batches(
+        source, TORCHVISION_IMAGENET.scaled_to(24), batch_size=2, seed=1
+    )
+    threads = set()
+
+    def put(batch):
+        threads.add(threading.get_ident())
+        return jax.device_put(batch)
+
+    iterator = iterate_batches(ds, 2, to_device=put)
+    for step in range(2, 6):
+        batch = next(iterator)
+        assert isinstance(batch["image"], jax.Array)
+        assert_batches_equal({k: np.asarray(v) for k, v in batch.items()}, ds[step])
+    iterator.close()
+    assert threads and threading.get_ident() not in threads
+
+
 class ProbeSource:
     """Fails the comparison if a grain worker has a JAX backend (a GPU context) initialised."""
 
