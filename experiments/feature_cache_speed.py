@@ -31,6 +31,7 @@ _EVAL_EXAMPLES = flags.DEFINE_integer("eval_examples", 500, "Examples per evalua
 _TRAIN_EXAMPLES = flags.DEFINE_integer(
     "train_examples", 0, "Training examples (a fixed subset); 0 keeps each config's own."
 )
+_IMAGE_SIZE = flags.DEFINE_integer("image_size", 0, "Image models' input size; 0 keeps the config's.")
 _OUT = flags.DEFINE_string("out", "runs/feature_cache", "Output folder.")
 
 
@@ -43,6 +44,8 @@ def run(family: str, mode: str, epochs: int, workdir: Path) -> dict:
     if "augment" in config.data:
         config.data.augment = "none"
     config.data.eval_examples = _EVAL_EXAMPLES.value
+    if _IMAGE_SIZE.value and "image_size" in config.model:
+        config.model.image_size = _IMAGE_SIZE.value
     if _TRAIN_EXAMPLES.value:
         config.data.train_examples = _TRAIN_EXAMPLES.value
     exp = build_experiment(config)
