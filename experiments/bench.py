@@ -125,6 +125,7 @@ def bert_bundle(model: str, dtype):
     from a checkpoint."""
     from tlx.models.bert import BertConfig, BertForSequenceClassification, bert_param_groups
     from tlx.models.registry import ModelBundle
+    from tlx.models.text import bert_forward_and_init
 
     layers, hidden, heads, intermediate = BERT_SIZES[model]
     config = BertConfig(
@@ -135,22 +136,7 @@ def bert_bundle(model: str, dtype):
         intermediate_size=intermediate,
     )
     module = BertForSequenceClassification(config, num_labels=2, dtype=dtype)
-
-    def forward(params, model_state, batch, rng, train):
-        logits = module.apply(
-            {"params": params},
-            batch["input_ids"],
-            batch["attention_mask"],
-            batch["token_type_ids"],
-            deterministic=not train,
-            rngs={"dropout": rng} if train else None,
-        )
-        return logits, model_state
-
-    def init(rng):
-        ids = np.zeros((1, 8), np.int32)
-        return module.init(rng, ids, np.ones_like(ids), ids)
-
+    forward, init = bert_forward_and_init(module)
     return ModelBundle(module, bert_param_groups(layers), forward, init)
 
 

@@ -31,7 +31,9 @@ _EVAL_EXAMPLES = flags.DEFINE_integer("eval_examples", 500, "Examples per evalua
 _TRAIN_EXAMPLES = flags.DEFINE_integer(
     "train_examples", 0, "Training examples (a fixed subset); 0 keeps each config's own."
 )
-_IMAGE_SIZE = flags.DEFINE_integer("image_size", 0, "Image models' input size; 0 keeps the config's.")
+_IMAGE_SIZE = flags.DEFINE_integer(
+    "image_size", 0, "Image models' input size; 0 keeps the config's."
+)
 _OUT = flags.DEFINE_string("out", "runs/feature_cache", "Output folder.")
 
 

@@ -12,6 +12,28 @@ from tlx.weights.hf_bert import load_hf_bert, load_tokenizer
 from tlx.weights.resolve import resolve_checkpoint
 
 
+def bert_forward_and_init(module: BertForSequenceClassification):
+    """The uniform forward(params, model_state, batch, rng, train) and init(rng) of a BERT
+    classifier over tokenised batches (input_ids, attention_mask, token_type_ids)."""
+
+    def forward(params, model_state, batch, rng, train):
+        logits = module.apply(
+            {"params": params},
+            batch["input_ids"],
+            batch["attention_mask"],
+            batch["token_type_ids"],
+            deterministic=not train,
+            rngs={"dropout": rng} if train else None,
+        )
+        return logits, model_state
+
+    def init(rng):
+        ids = np.zeros((1, 8), np.int32)
+        return module.init(rng, ids, np.ones_like(ids), ids)
+
+    return forward, init
+
+
 @register("bert_classifier")
 def build_bert_classifier(cfg: Mapping, num_classes: int) -> ModelBundle:
     folder = resolve_checkpoint(cfg["checkpoint"])
@@ -30,21 +52,7 @@ def build_bert_classifier(cfg: Mapping, num_classes: int) -> ModelBundle:
     if head and head.get("classifier/bias", np.zeros(0)).shape != (num_classes,):
         pretrained = {k: v for k, v in pretrained.items() if k not in head}
 
-    def forward(params, model_state, batch, rng, train):
-        logits = module.apply(
-            {"params": params},
-            batch["input_ids"],
-            batch["attention_mask"],
-            batch["token_type_ids"],
-            deterministic=not train,
-            rngs={"dropout": rng} if train else None,
-        )
-        return logits, model_state
-
-    def init(rng):
-        ids = np.zeros((1, 8), np.int32)
-        return module.init(rng, ids, np.ones_like(ids), ids)
-
+    forward, init = bert_forward_and_init(module)
     return ModelBundle(
         module=module,
         groups=bert_param_groups(config.num_hidden_layers, has_pooler=pooling == "pooler"),
