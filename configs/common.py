@@ -32,5 +32,7 @@ def optim_section(**overrides) -> ml_collections.ConfigDict:
     optim.b2 = 0.999
     optim.eps = 1e-8
     optim.clip_norm = 1.0
+    # Each group's own linear warm-up over this many steps from when it starts training (0: off).
+    optim.unfreeze_warmup_steps = 0
     optim.update(overrides)
     return optim

@@ -119,3 +119,32 @@ def test_slanted_triangular_and_one_cycle_schedules():
     assert float(one(0)) < 0.001 and float(one(1000)) < 1e-5
     with pytest.raises(ValueError, match="slanted_triangular"):
         learning_rate_schedule({"learning_rate": 0.01, "decay": "triangle"}, 10)
+
+
+def test_unfreeze_warmup_ramps_each_group_from_its_own_start():
+    """With optim.unfreeze_warmup_steps=4, a group's n-th update after it starts training is
+    scaled by n/4 (its count restarts when it unfreezes), the others' ramps carry on."""
+    params, group_of, forward, batches = setup()
+    names = [g for g, _ in GROUPS]
+    first, second = plans.progressive(names, every=3).stages[:2]  # head, then + layer_1
+    cfg = {**OPTIM, "weight_decay": 0.0, "unfreeze_warmup_steps": 4, "b1": 0.0, "b2": 0.0}
+
+    def updates(stage, opt_state, flat):
+        tx = make_optimizer(stage, group_of, cfg, lambda s: 1.0)
+        opt_state = tx.init(flat) if opt_state is None else opt_state
+        grads = {k: jnp.ones_like(v) for k, v in flat.items()}
+        upd, opt_state = tx.update(grads, opt_state, flat)
+        return upd, opt_state, tx
+
+    flat = flatten(params)
+    sizes = []
+    state = None
+    for _ in range(2):  # head: updates 1/4 and 2/4 (b1=b2=0: Adam's step is sign-like, 1.0)
+        upd, state, tx = updates(first, state, flat)
+        sizes.append(float(jnp.abs(upd["Dense_2/kernel"]).mean()))
+    np.testing.assert_allclose(sizes, [0.25, 0.5], rtol=1e-3)
+    fresh = make_optimizer(second, group_of, cfg, lambda s: 1.0).init(flat)
+    state = carry_over(state, fresh, first, second)
+    upd, state, _ = updates(second, state, flat)
+    np.testing.assert_allclose(float(jnp.abs(upd["Dense_2/kernel"]).mean()), 0.75, rtol=1e-3)
+    np.testing.assert_allclose(float(jnp.abs(upd["Dense_1/kernel"]).mean()), 0.25, rtol=1e-3)

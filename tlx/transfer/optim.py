@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 
@@ -68,16 +69,32 @@ def _decay_mask(params):
     return jax.tree_util.tree_map(lambda p: np.ndim(p) > 1, params)
 
 
+def unfreeze_warmup(steps: int) -> optax.Schedule:
+    """A group's own factor, counted from the step it starts training: (n + 1) / steps for its
+    first `steps` updates, then 1. Its count lives in the group's optimizer state, so it restarts
+    when the group unfreezes (fresh state) and carries on across stages where the group trains."""
+    return lambda count: jnp.minimum((count + 1) / steps, 1.0)
+
+
 def group_transform(multiplier: float | None, cfg: Mapping) -> optax.GradientTransformation:
+    """optim.unfreeze_warmup_steps > 0 gives every group its own linear warm-up after it starts
+    training, on top of the run's schedule (newly unfrozen layers then do not take full-size steps
+    with fresh Adam moments while the layers above have settled)."""
     if multiplier is FROZEN:
         return optax.set_to_zero()
-    return optax.chain(
+    parts = [
         optax.scale_by_adam(
             b1=cfg.get("b1", 0.9), b2=cfg.get("b2", 0.999), eps=cfg.get("eps", 1e-8)
         ),
         optax.add_decayed_weights(cfg.get("weight_decay", 0.0), mask=_decay_mask),
         optax.scale(-float(multiplier)),
-    )
+    ]
+    warmup = int(cfg.get("unfreeze_warmup_steps", 0) or 0)
+    if warmup < 0:
+        raise ValueError(f"optim.unfreeze_warmup_steps={warmup} must be >= 0.")
+    if warmup:
+        parts.append(optax.scale_by_schedule(unfreeze_warmup(warmup)))
+    return optax.chain(*parts)
 
 
 def make_optimizer(
