@@ -133,11 +133,11 @@ def train(exp: Experiment, workdir: str | Path, *, log=print, progress: bool = T
 
     cache_mode = feature_cache.check_mode(cfg.get("feature_cache", "off"))
     cache = None  # the FeatureCache of the current stage's frozen prefix, if any
-    cached_eval_steps: dict = {}  # FeatureCache -> its jitted evaluation step
+    cached_eval_step = None  # the current cache's jitted evaluation step
 
     def start_stage(index: int):
         """Compile the stage's step; returns the batches it trains on (cached features or not)."""
-        nonlocal cache, trainable, frozen
+        nonlocal cache, cached_eval_step, trainable, frozen
         stage = plan.stages[index]
         trainable_paths = {p for p, g in group_of.items() if g in stage.trainable}
         merged = {**frozen, **trainable}
@@ -170,6 +170,7 @@ def train(exp: Experiment, workdir: str | Path, *, log=print, progress: bool = T
                 log=log,
                 progress=progress,
             )
+            cached_eval_step = jax.jit(make_eval_step(cache.forward(exp.model.forward)))
         if cache is not None:
             forward = cache.forward(forward)
             train_batches = cache.train_batches(exp.cacheable.index_batches)
@@ -192,10 +193,7 @@ def train(exp: Experiment, workdir: str | Path, *, log=print, progress: bool = T
     def evaluate_split(split: str) -> dict:
         if cache is not None:  # the frozen bottom's features, computed once per stage
             batches = cache.eval_batches(split, exp.eval_batches[split])
-            step = cached_eval_steps.setdefault(
-                cache, jax.jit(make_eval_step(cache.forward(exp.model.forward)))
-            )
-            return evaluate(step, full_params(), unflatten(state), batches, mesh)
+            return evaluate(cached_eval_step, full_params(), unflatten(state), batches, mesh)
         return evaluate(eval_step, full_params(), unflatten(state), exp.eval_batches[split], mesh)
 
     def save(step: int):
