@@ -5,19 +5,41 @@ from __future__ import annotations
 import os
 import platform
 
+# Vector/matrix extensions that decide CPU matmul speed, best first. Without avx512_bf16 or AMX
+# neither XLA nor PyTorch has a native bfloat16 matmul on the CPU.
+_ISA_FLAGS = ("amx_bf16", "avx512_bf16", "avx512f", "avx2")
 
-def machine() -> str:
-    """CPU model (from /proc/cpuinfo where there is one), CPU count, and the accelerators."""
-    cpu = platform.processor() or platform.machine()
+
+def cpu_info() -> tuple[str, set[str]]:
+    """(model name, flags) from /proc/cpuinfo, or (platform.processor(), empty) without one."""
+    cpu, flags = platform.processor() or platform.machine(), set()
     try:
         with open("/proc/cpuinfo") as info:
-            names = [
-                line.split(":", 1)[1].strip() for line in info if line.startswith("model name")
-            ]
-        cpu = names[0] if names else cpu
+            for line in info:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name" and cpu in ("", platform.machine()):
+                    cpu = value.strip()
+                elif key.strip() == "flags" and not flags:
+                    flags = set(value.split())
     except OSError:
         pass
-    text = f"{cpu}, {os.cpu_count()} CPUs ({platform.system()})"
+    return cpu, flags
+
+
+def cpu_isa(flags: set[str]) -> str:
+    """E.g. 'AVX2' or 'AVX-512, AVX512-BF16': the extensions present, best first."""
+    names = {"amx_bf16": "AMX-BF16", "avx512_bf16": "AVX512-BF16", "avx512f": "AVX-512"}
+    found = [names.get(flag, flag.upper()) for flag in _ISA_FLAGS if flag in flags]
+    return ", ".join(found) or "no AVX2"
+
+
+def machine() -> str:
+    """CPU model and vector extensions, CPU count, and the accelerators."""
+    cpu, flags = cpu_info()
+    text = f"{cpu}"
+    if flags:
+        text += f" ({cpu_isa(flags)})"
+    text += f", {os.cpu_count()} CPUs ({platform.system()})"
     try:
         import jax
 

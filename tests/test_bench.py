@@ -148,3 +148,32 @@ def test_peak_table(kind, precision, tf32, expected):
 def test_cpu_peak_comes_from_the_given_table():
     peak, name = bench.peak_flops(FakeDevice("cpu", "cpu"), "bfloat16", True, {"bfloat16": 3.0})
     assert (peak, name) == (3.0, "cpu bfloat16")
+
+
+def test_a_first_step_slower_than_slow_step_s_leaves_one_timed_step():
+    calls = []
+
+    def run_step(batch):
+        calls.append(batch)
+        if len(calls) == 1:
+            import time
+
+            time.sleep(0.05)
+
+    batches = iter(range(100))
+    slow = bench.time_steps(run_step, batches, steps=5, warmup=3, slow_step_s=0.01)
+    assert slow["steps"] == 1 and slow["warmup"] == 1 and len(calls) == 2
+    assert slow["first_step_s"] >= 0.05
+    calls.clear()
+    fast = bench.time_steps(run_step, iter(range(100)), steps=5, warmup=3, slow_step_s=10.0)
+    assert fast["steps"] == 5 and len(calls) == 8
+
+
+def test_torch_cnn_runs_channels_last_and_the_note_names_a_one_step_figure(tmp_path):
+    pytest.importorskip("torchvision")
+    cfg = bench.with_overrides(TINY, torch=True, steps=2, warmup=1, slow_step_s=0.0)
+    bench.run_bench(cfg, tmp_path)
+    (row,) = json.loads((tmp_path / "bench.json").read_text())["rows"]
+    assert row["torch"]["channels_last"] is True
+    assert row["torch"]["steps"] == 1 and row["tlx"]["steps"] == 1
+    assert "torch: 1 timed step" in (tmp_path / "bench.md").read_text()

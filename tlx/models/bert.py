@@ -16,6 +16,8 @@ import re
 import flax.linen as nn
 import jax.numpy as jnp
 
+from tlx.models.dropout import Dropout
+
 # HF's "gelu" is the exact erf form; "gelu_new" / "gelu_pytorch_tanh" are the tanh approximation.
 _ACTIVATIONS = {
     "gelu": lambda x: nn.gelu(x, approximate=False),
@@ -96,7 +98,7 @@ class BertEmbeddings(nn.Module):
             + embed(cfg.type_vocab_size, "token_type_embeddings")(token_type_ids)
         )
         x = nn.LayerNorm(epsilon=cfg.layer_norm_eps, dtype=self.dtype, name="LayerNorm")(x)
-        return nn.Dropout(cfg.hidden_dropout_prob)(x, deterministic=deterministic)
+        return Dropout(cfg.hidden_dropout_prob)(x, deterministic=deterministic)
 
 
 class BertSelfAttention(nn.Module):
@@ -120,7 +122,7 @@ class BertSelfAttention(nn.Module):
         # Softmax in float32 so a bfloat16 model keeps stable attention weights.
         probs = nn.softmax(scores.astype(jnp.float32), axis=-1).astype(self.dtype)
         if cfg.attention_probs_dropout_prob > 0 and not deterministic:
-            probs = nn.Dropout(cfg.attention_probs_dropout_prob)(probs, deterministic=False)
+            probs = Dropout(cfg.attention_probs_dropout_prob)(probs, deterministic=False)
         context = jnp.einsum("bhqk,bkhd->bqhd", probs, v)
         return context.reshape(*context.shape[:2], cfg.hidden_size)
 
@@ -135,7 +137,7 @@ class BertDenseResidual(nn.Module):
     def __call__(self, x, residual, *, deterministic):
         cfg = self.config
         x = nn.Dense(cfg.hidden_size, dtype=self.dtype, name="dense")(x)
-        x = nn.Dropout(cfg.hidden_dropout_prob)(x, deterministic=deterministic)
+        x = Dropout(cfg.hidden_dropout_prob)(x, deterministic=deterministic)
         ln = nn.LayerNorm(epsilon=cfg.layer_norm_eps, dtype=self.dtype, name="LayerNorm")
         return ln(x + residual)
 
@@ -277,7 +279,7 @@ class BertForSequenceClassification(nn.Module):
         rate = self.classifier_dropout
         if rate is None:
             rate = self.config.hidden_dropout_prob
-        pooled = nn.Dropout(rate)(pooled, deterministic=deterministic)
+        pooled = Dropout(rate)(pooled, deterministic=deterministic)
         return nn.Dense(self.num_labels, dtype=self.dtype, name="classifier")(pooled)
 
 

@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from tlx.models.dropout import Dropout
 from tlx.models.pooling import check_pooling, global_pool
 
 # Block boundaries sown into "intermediates", in forward order. Each is the output of the
@@ -186,7 +187,7 @@ class InceptionAux(nn.Module):
         x = BasicConv2d(128, 1, dtype=self.dtype, name="conv")(x, train=train)
         x = x.reshape(x.shape[0], -1)
         x = nn.relu(nn.Dense(1024, dtype=self.dtype, name="fc1")(x))
-        x = nn.Dropout(self.dropout)(x, deterministic=not train)
+        x = Dropout(self.dropout)(x, deterministic=not train)
         return nn.Dense(self.num_classes, dtype=self.dtype, name="fc2")(x)
 
 
@@ -244,7 +245,7 @@ class GoogLeNet(nn.Module):
         if self.num_classes is None:
             return global_pool(x, self.pooling)
         x = jnp.mean(x, axis=(1, 2))
-        x = nn.Dropout(self.dropout)(x, deterministic=not train)
+        x = Dropout(self.dropout)(x, deterministic=not train)
         logits = nn.Dense(self.num_classes, dtype=self.dtype, name="fc")(x)
         if self.aux_logits and train:
             return logits, aux["aux2"], aux["aux1"]

@@ -21,6 +21,7 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
+from tlx.models.dropout import Dropout
 from tlx.models.pooling import check_pooling, global_pool
 
 # Block boundaries sown into the "intermediates" collection, in forward order: the output of
@@ -321,7 +322,7 @@ class InceptionV3(nn.Module):
         if self.num_classes is None:
             return global_pool(x, self.pooling)
         x = jnp.mean(x, axis=(1, 2))
-        x = nn.Dropout(self.dropout)(x, deterministic=not train)
+        x = Dropout(self.dropout)(x, deterministic=not train)
         x = nn.Dense(self.num_classes, dtype=self.dtype, name="fc")(x)
         if train and self.aux_logits:
             return x, aux

@@ -15,6 +15,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from tlx.models.dropout import Dropout
 from tlx.models.pooling import global_pool
 
 # (expand ratio t, output channels c, repeats n, first stride s), torchvision's table.
@@ -204,7 +205,7 @@ class MobileNetV2(nn.Module):
         if self.num_classes is None:
             return global_pool(x, self.pooling)
         x = jnp.mean(x, axis=(1, 2))
-        x = nn.Dropout(self.dropout)(x, deterministic=not train)
+        x = Dropout(self.dropout)(x, deterministic=not train)
         return nn.Dense(self.num_classes, dtype=self.dtype, name="classifier")(x)
 
 

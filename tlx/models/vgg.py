@@ -24,6 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from tlx.models.dropout import Dropout
 from tlx.models.pooling import global_pool
 
 # 3x3 convs per block (64, 128, 256, 512, 512 channels), each block ends with a 2x2 max pool.
@@ -107,7 +108,7 @@ class VGG(nn.Module):
         for name in ("fc6", "fc7"):
             x = nn.relu(nn.Dense(FC_WIDTH, dtype=self.dtype, name=name)(x))
             self.sow("intermediates", f"{name}_relu", x)
-            x = nn.Dropout(self.dropout)(x, deterministic=not train)
+            x = Dropout(self.dropout)(x, deterministic=not train)
         return nn.Dense(self.num_classes, dtype=self.dtype, name="head")(x)
 
 
