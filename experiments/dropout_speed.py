@@ -46,8 +46,7 @@ def main(argv):
                 {}, x, deterministic=False, rngs={"dropout": key}
             )
         )
-        key = jax.random.key(0)
-        rows[name] = best_of(lambda apply=apply: apply(key, x).block_until_ready())
+        rows[name] = best_of(lambda apply=apply: apply(jax.random.key(0), x).block_until_ready())
     torch.set_num_threads(os.cpu_count() or 1)
     layer, tx = torch.nn.Dropout(rate).train(), torch.ones(shape)
     rows["PyTorch nn.Dropout"] = best_of(lambda: layer(tx))
