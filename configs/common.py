@@ -34,5 +34,10 @@ def optim_section(**overrides) -> ml_collections.ConfigDict:
     optim.clip_norm = 1.0
     # Each group's own linear warm-up over this many steps from when it starts training (0: off).
     optim.unfreeze_warmup_steps = 0
+    # Per-group schedules: {group or fnmatch pattern: {field: value}} overriding learning_rate,
+    # warmup_steps, decay, final_fraction, pct_start, cut_frac or ratio for the groups it matches,
+    # and `clock`: "run" (the whole run's steps, the default) or "group" (from the group's first
+    # trained step to the end). E.g. {"head": {"decay": "constant"}}.
+    optim.group_schedules = ml_collections.ConfigDict()
     optim.update(overrides)
     return optim

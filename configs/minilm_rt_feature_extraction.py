@@ -4,7 +4,7 @@
 
 The frozen encoder costs forward work only (no backward, no optimizer state), so the head gets a
 higher learning rate.
-Result (2-core AVX-512 CPU, 2026-11-26, `python -m experiments.compare_plans`): test accuracy
+Result (2-core AMD EPYC CPU, 2026-11-26, `python -m experiments.compare_plans`): test accuracy
 0.7581, validation 0.7422, wall time 5.8 min including start-up and compilation (training 303 s).
 """
 

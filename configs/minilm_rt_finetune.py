@@ -2,7 +2,7 @@
 
     python -m tlx.train --config=configs/minilm_rt_finetune.py --workdir=runs/minilm_rt_finetune
 
-Result (2-core AVX-512 CPU, 2026-11-26, `python -m experiments.compare_plans`): test accuracy 0.8455,
+Result (2-core AMD EPYC CPU, 2026-11-26, `python -m experiments.compare_plans`): test accuracy 0.8455,
 validation 0.8118, wall time 13.9 min including start-up and compilation (its first minutes shared the
 machine with a package installation, so about a minute of that is contention).
 """

@@ -3,7 +3,7 @@
     python -m tlx.train --config=configs/minilm_rt_freeze_to.py --workdir=runs/minilm_rt_freeze_to
 
 With k=3 the head and the top two transformer layers train; embeddings and layers 0-3 stay frozen.
-Result (2-core AVX-512 CPU, 2026-11-26, `python -m experiments.compare_plans`): test accuracy 0.8091,
+Result (2-core AMD EPYC CPU, 2026-11-26, `python -m experiments.compare_plans`): test accuracy 0.8091,
 validation 0.7835, wall time 7.4 min including start-up and compilation (training 412 s).
 """
 

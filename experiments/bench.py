@@ -99,7 +99,7 @@ PEAKS: list[tuple[str, dict[str, float]]] = [
     ("TPU v5p", {"bfloat16": 459e12}),
     ("TPU v5", {"bfloat16": 459e12}),  # v5p's device_kind
 ]
-# This project's 2-core AVX-512 AMD EPYC, measured by --measure_cpu_peak (best of 5 timed
+# This project's 2-core AMD EPYC (AVX2), measured by --measure_cpu_peak (best of 5 timed
 # 2048x2048 matmuls after a warm-up; jax 0.10.2, torch 2.14) on an otherwise idle machine,
 # 2026-11-26, the best of two runs: float32 150 GFLOP/s (the other run: 120), bfloat16 112 (108;
 # jax's: torch's CPU bfloat16 matmul runs at 0.3). With other processes running it measured 57

@@ -118,6 +118,39 @@ def test_killed_run_resumes_to_identical_parameters(tiny_bert_dir, rt_data_dir, 
         np.testing.assert_array_equal(a[k], b[k], err_msg=k)
 
 
+def test_per_group_schedules_log_their_rates_and_resume_to_identical_parameters(
+    tiny_bert_dir, rt_data_dir, tmp_path
+):
+    config = tiny_config(tiny_bert_dir, rt_data_dir)
+    config.optim.group_schedules = {
+        "head": {"decay": "constant", "warmup_steps": 0},
+        "layer_*": {"decay": "linear", "clock": "group", "warmup_steps": 0},
+    }
+    train(build_experiment(config), tmp_path / "straight", log=lambda *_: None, progress=False)
+    records = [
+        json.loads(x) for x in (tmp_path / "straight/metrics.jsonl").read_text().splitlines()
+    ]
+    lr = {r["step"]: r for r in records if r["split"] == "train"}
+    head = [lr[s]["lr/head"] for s in (2, 4, 6, 8)]
+    assert head == pytest.approx([head[0]] * 4)  # constant, while the run's schedule decays
+    # layer_1 unfreezes at step index 2 with 6 steps left: its own linear decay, logged after
+    # the window's last step (index 3: own count 1 -> 1 - 1/6; index 7: count 5 -> 1/6)
+    peak = config.optim.learning_rate * build_experiment(config, with_data=False).plan.stages[
+        -1
+    ].multipliers["layer_1"]
+    assert lr[4]["lr/layer_1"] == pytest.approx(peak * (1 - 1 / 6), rel=1e-5)
+    assert lr[8]["lr/layer_1"] == pytest.approx(peak * (1 / 6), rel=1e-5)
+
+    exp_killed = build_experiment(config)
+    exp_killed.train_batches = kill_at(exp_killed.train_batches, at=5)
+    with pytest.raises(Killed):
+        train(exp_killed, tmp_path / "resumed", log=lambda *_: None, progress=False)
+    train(build_experiment(config), tmp_path / "resumed", log=lambda *_: None, progress=False)
+    a, b = params_of(tmp_path / "straight"), params_of(tmp_path / "resumed")
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+
+
 def test_init_from_another_run_is_not_a_resume(tiny_bert_dir, rt_data_dir, tmp_path):
     config = tiny_config(tiny_bert_dir, rt_data_dir, total_steps=4)
     config.plan.every = 1

@@ -19,6 +19,7 @@ from tlx.data.sampling import CacheableExamples
 from tlx.models.registry import ModelBundle, build_model
 from tlx.transfer import feature_cache
 from tlx.transfer.groups import assign_groups, flatten
+from tlx.transfer.optim import check_schedules
 from tlx.transfer.plans import Plan, build_plan
 
 
@@ -80,6 +81,8 @@ def build_experiment(config: Mapping, *, with_data: bool = True) -> Experiment:
     shapes = jax.eval_shape(bundle.init, jax.random.key(0))
     assign_groups(list(flatten(shapes["params"])), bundle.groups)
     plan = build_plan(bundle.group_names, config["plan"], int(config["total_steps"]))
+    labels = [*bundle.group_names, *(f"{g}/bn" for g in bundle.group_names)]  # with affine BN
+    check_schedules(config["optim"], labels, int(config["total_steps"]))
 
     _check_feature_cache(config, is_image)
 

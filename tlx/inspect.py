@@ -28,7 +28,7 @@ def describe(experiment) -> str:
     from tlx.trainer import optimizer_labels
     from tlx.transfer import audit
     from tlx.transfer.groups import assign_groups, flatten
-    from tlx.transfer.optim import learning_rate_schedule, make_optimizer
+    from tlx.transfer.optim import StageOptimizers
 
     cfg = experiment.config
     variables = jax.eval_shape(experiment.model.init, jax.random.key(0))
@@ -37,7 +37,7 @@ def describe(experiment) -> str:
     group_of = assign_groups(list(shapes), experiment.model.groups)
     plan, labels = optimizer_labels(experiment, group_of, shapes, model_state)
     total_steps = int(cfg["total_steps"])
-    schedule = learning_rate_schedule(cfg["optim"], total_steps)
+    optimizer_for = StageOptimizers(plan, labels, cfg["optim"], total_steps)
 
     lines = [f"Model: {experiment.model.description}", "Parameter groups (input -> output):"]
     for name, regex in experiment.model.groups:
@@ -45,7 +45,7 @@ def describe(experiment) -> str:
         lines.append(f"  {name:<16}{count:>12,}  {regex}")
     lines.append(f"Plan {plan.name}: {len(plan.stages)} stage(s)")
     for index, stage in enumerate(plan.stages):
-        tx = make_optimizer(stage, labels, cfg["optim"], schedule)
+        tx = optimizer_for(index)
         opt_state = jax.eval_shape(tx.init, shapes)
         rows = audit.audit_stage(stage, labels, shapes, opt_state)
         lines.append(audit.format_audit(rows, index, stage.start_step))

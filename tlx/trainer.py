@@ -28,7 +28,7 @@ from tlx.steps import make_eval_step, make_split_train_step
 from tlx.transfer import audit, feature_cache
 from tlx.transfer.batchnorm import batchnorm_param_paths, check_policy, with_affine_labels
 from tlx.transfer.groups import assign_groups, flatten, unflatten
-from tlx.transfer.optim import carry_over, learning_rate_schedule, make_optimizer
+from tlx.transfer.optim import StageOptimizers, carry_over
 from tlx.weights.merge import merge_pretrained
 
 
@@ -99,8 +99,7 @@ def train(exp: Experiment, workdir: str | Path, *, log=print, progress: bool = T
     flat = flatten(params)
     group_of = assign_groups(list(flat), exp.model.groups)
     plan, group_of = optimizer_labels(exp, group_of, flat, model_state)
-    schedule = learning_rate_schedule(cfg["optim"], total_steps)
-    optimizer_for = lambda stage: make_optimizer(stage, group_of, cfg["optim"], schedule)
+    optimizer_for = StageOptimizers(plan, group_of, cfg["optim"], total_steps)
 
     # Resume: the latest checkpoint in this workdir fixes step, stage, optimizer state and RNG.
     checkpoints = Checkpoints(workdir / "checkpoints", int(cfg.get("keep_checkpoints", 2)))
@@ -108,7 +107,7 @@ def train(exp: Experiment, workdir: str | Path, *, log=print, progress: bool = T
     # The saved optimizer state belongs to the stage of the last step taken (start_step - 1);
     # if start_step opens a new stage, the loop below moves to it exactly as an unbroken run does.
     stage_index = plan.stage_index_at(max(start_step - 1, 0))
-    tx = optimizer_for(plan.stages[stage_index])
+    tx = optimizer_for(stage_index)
     opt_state = jax.jit(tx.init)(flat)
     if start_step:
         like = train_state_of(opt_state, dropout_rng)
@@ -221,7 +220,7 @@ def train(exp: Experiment, workdir: str | Path, *, log=print, progress: bool = T
         if plan.stage_index_at(step) != stage_index:
             old_stage = plan.stages[stage_index]
             stage_index = plan.stage_index_at(step)
-            tx = optimizer_for(plan.stages[stage_index])
+            tx = optimizer_for(stage_index)
             fresh = parallel.put_replicated(jax.jit(tx.init)(flat), mesh)
             opt_state = carry_over(opt_state, fresh, old_stage, plan.stages[stage_index])
             new_batches = start_stage(stage_index)
@@ -274,9 +273,8 @@ def train(exp: Experiment, workdir: str | Path, *, log=print, progress: bool = T
             values["examples_per_sec"] = window_examples / max(elapsed, 1e-9)
             values["input_wait_fraction"] = window_wait / max(elapsed, 1e-9)
             values["grad_norm"] = float(metrics["grad_norm"])
-            stage = plan.stages[stage_index]
-            for group, mult in stage.multipliers.items():
-                values[f"lr/{group}"] = 0.0 if mult is None else float(schedule(step)) * mult
+            for group, rate in optimizer_for.learning_rates(stage_index, step).items():
+                values[f"lr/{group}"] = rate
             writer.write(done, "train", values)
             window, window_start, window_examples = None, time.perf_counter(), 0
             window_wait = 0.0

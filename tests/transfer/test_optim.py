@@ -148,3 +148,72 @@ def test_unfreeze_warmup_ramps_each_group_from_its_own_start():
     upd, state, _ = updates(second, state, flat)
     np.testing.assert_allclose(float(jnp.abs(upd["Dense_2/kernel"]).mean()), 0.75, rtol=1e-3)
     np.testing.assert_allclose(float(jnp.abs(upd["Dense_1/kernel"]).mean()), 0.25, rtol=1e-3)
+
+
+def test_per_group_schedules_on_run_and_group_clocks_across_stage_boundaries():
+    """head: constant; layer_1: the run's linear decay (no override); layer_0: its own linear
+    decay over the steps left after it unfreezes (clock "group"). Every update's size (b1=b2=0:
+    Adam's step is sign-like, 1.0 before scaling) equals what learning_rates() logs."""
+    from tlx.transfer.optim import StageOptimizers
+
+    params, group_of, _, _ = setup()
+    names = [g for g, _ in GROUPS]
+    plan = plans.progressive(names, every=3)  # head; + layer_1 at 3; + layer_0 at 6
+    cfg = {
+        **OPTIM,
+        "weight_decay": 0.0,
+        "b1": 0.0,
+        "b2": 0.0,
+        "decay": "linear",
+        "group_schedules": {
+            "head": {"decay": "constant"},
+            "layer_0*": {"decay": "linear", "clock": "group", "learning_rate": 0.02},
+        },
+    }
+    optimizers = StageOptimizers(plan, group_of, cfg, total_steps=9)
+    flat = flatten(params)
+    grads = {k: jnp.ones_like(v) for k, v in flat.items()}
+    kernel = {"head": "Dense_2/kernel", "layer_1": "Dense_1/kernel", "layer_0": "Dense_0/kernel"}
+    index, tx = 0, optimizers(0)
+    state = tx.init(flat)
+    seen = {group: [] for group in kernel}
+    for step in range(9):
+        if plan.stage_index_at(step) != index:
+            old, index = plan.stages[index], plan.stage_index_at(step)
+            tx = optimizers(index)
+            state = carry_over(state, tx.init(flat), old, plan.stages[index])
+        upd, state = tx.update(grads, state, flat)
+        logged = optimizers.learning_rates(index, step)
+        for group, path in kernel.items():
+            size = float(jnp.abs(upd[path]).mean())
+            np.testing.assert_allclose(size, logged[group], rtol=1e-4, atol=1e-9)
+            seen[group].append(size)
+    multiplier = {g: plan.stages[-1].multipliers[g] for g in kernel}
+    np.testing.assert_allclose(np.array(seen["head"]) / multiplier["head"], 1e-2, rtol=1e-4)
+    run_clock = [1e-2 * (1 - t / 9) for t in range(3, 9)]  # the run's decay from step 3
+    np.testing.assert_allclose(
+        np.array(seen["layer_1"][3:]) / multiplier["layer_1"], run_clock, rtol=1e-4
+    )
+    own_clock = [0.02 * (1 - n / 3) for n in range(3)]  # 3 steps left when it unfreezes at 6
+    np.testing.assert_allclose(
+        np.array(seen["layer_0"][6:]) / multiplier["layer_0"], own_clock, rtol=1e-4
+    )
+    assert seen["layer_0"][:6] == [0.0] * 6
+
+
+@pytest.mark.parametrize(
+    "group_schedules, message",
+    [
+        ({"encoder_*": {"decay": "constant"}}, "matches no parameter group"),
+        ({"head": {"lr": 0.1}}, r"unknown fields \['lr'\]"),
+        ({"head": {"clock": "stage"}}, "expected 'run' or 'group'"),
+        ({"head": {"decay": "triangle"}}, "slanted_triangular"),
+    ],
+)
+def test_bad_group_schedules_fail_before_anything_is_built(group_schedules, message):
+    from tlx.transfer.optim import StageOptimizers
+
+    _, group_of, _, _ = setup()
+    plan = plans.finetune([g for g, _ in GROUPS])
+    with pytest.raises(ValueError, match=message):
+        StageOptimizers(plan, group_of, {**OPTIM, "group_schedules": group_schedules}, 10)

@@ -6,20 +6,38 @@ Each group gets its own label, so its optimizer state lives in its own slot:
 A shared ``scale_by_schedule`` outside the partition applies the base learning rate as a function of
 the *global* step, so a group unfrozen at step 500 starts on the schedule at step 500.
 
+Per-group schedules (``optim.group_schedules``, see :func:`group_schedules`) move the schedule
+inside the partition: each trainable group then scales by its own schedule, read off the count in
+its own optimizer state plus the step at which it started training, so that the run clock is still
+the global step.
+
 Moving to the next stage (:func:`carry_over`) keeps the state of every group that trains in both
 stages and starts newly trainable groups fresh.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import fnmatch
+from collections.abc import Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
-from tlx.transfer.plans import FROZEN, Stage
+from tlx.transfer.plans import FROZEN, Plan, Stage
+
+# optim fields a group schedule may override (the shape of the schedule, and its peak).
+SCHEDULE_FIELDS = (
+    "learning_rate",
+    "warmup_steps",
+    "decay",
+    "final_fraction",
+    "pct_start",
+    "cut_frac",
+    "ratio",
+)
+CLOCKS = ("run", "group")
 
 
 def learning_rate_schedule(cfg: Mapping, total_steps: int) -> optax.Schedule:
@@ -76,10 +94,13 @@ def unfreeze_warmup(steps: int) -> optax.Schedule:
     return lambda count: jnp.minimum((count + 1) / steps, 1.0)
 
 
-def group_transform(multiplier: float | None, cfg: Mapping) -> optax.GradientTransformation:
+def group_transform(
+    multiplier: float | None, cfg: Mapping, own_schedule: optax.Schedule | None = None
+) -> optax.GradientTransformation:
     """optim.unfreeze_warmup_steps > 0 gives every group its own linear warm-up after it starts
     training, on top of the run's schedule (newly unfrozen layers then do not take full-size steps
-    with fresh Adam moments while the layers above have settled)."""
+    with fresh Adam moments while the layers above have settled). `own_schedule`, a function of
+    the group's own update count, is its learning rate when the run has per-group schedules."""
     if multiplier is FROZEN:
         return optax.set_to_zero()
     parts = [
@@ -94,6 +115,8 @@ def group_transform(multiplier: float | None, cfg: Mapping) -> optax.GradientTra
         raise ValueError(f"optim.unfreeze_warmup_steps={warmup} must be >= 0.")
     if warmup:
         parts.append(optax.scale_by_schedule(unfreeze_warmup(warmup)))
+    if own_schedule is not None:
+        parts.append(optax.scale_by_schedule(own_schedule))
     return optax.chain(*parts)
 
 
@@ -102,15 +125,133 @@ def make_optimizer(
     group_of: Mapping[str, str],
     cfg: Mapping,
     schedule: optax.Schedule,
+    own_schedules: Mapping[str, optax.Schedule] | None = None,
 ) -> optax.GradientTransformation:
-    """Optimizer over the flat ``{path: param}`` dict for one stage."""
+    """Optimizer over the flat ``{path: param}`` dict for one stage. With `own_schedules` (group ->
+    schedule of the group's own update count, from :class:`StageOptimizers`) each group scales by
+    its own and `schedule` is not used."""
+    own = own_schedules or {}
     transforms = {
-        group: group_transform(multiplier, cfg) for group, multiplier in stage.multipliers.items()
+        group: group_transform(multiplier, cfg, own.get(group))
+        for group, multiplier in stage.multipliers.items()
     }
     return optax.chain(
         optax.multi_transform(transforms, dict(group_of)),
-        optax.scale_by_schedule(schedule),
+        optax.identity() if own_schedules else optax.scale_by_schedule(schedule),
     )
+
+
+def group_schedule_overrides(cfg: Mapping, labels: Sequence[str]) -> dict[str, dict]:
+    """optim.group_schedules resolved to {label: overrides} for the labels it names.
+
+    Keys are group names or fnmatch patterns ("layer_1*"); the first key (in the order given)
+    that matches a label, or its group (an affine BatchNorm label "layer_3/bn" follows "layer_3"
+    unless a key names it), wins. Values override fields of the optim section (SCHEDULE_FIELDS)
+    and may set `clock`: "run" (default; the schedule runs over the whole run's steps, as the
+    shared one does) or "group" (it starts at the group's first trained step and spans the steps
+    left, like a fresh one-cycle after each unfreeze). Fails on keys that match no label and on
+    unknown fields, before anything is built."""
+    given = {str(k): dict(v) for k, v in dict(cfg.get("group_schedules") or {}).items()}
+    for key, fields in given.items():
+        unknown = sorted(set(fields) - set(SCHEDULE_FIELDS) - {"clock"})
+        if unknown:
+            raise ValueError(
+                f"optim.group_schedules[{key!r}] has unknown fields {unknown}; it may set "
+                f"{', '.join(SCHEDULE_FIELDS)} and clock ('run' or 'group')."
+            )
+        if fields.get("clock", "run") not in CLOCKS:
+            raise ValueError(
+                f"optim.group_schedules[{key!r}].clock={fields['clock']!r}; "
+                "expected 'run' or 'group'."
+            )
+        if not any(_matches(key, label) for label in labels):
+            raise ValueError(
+                f"optim.group_schedules key {key!r} matches no parameter group; the groups are "
+                f"{list(labels)}. Use a group name or an fnmatch pattern such as 'layer_*'."
+            )
+    resolved = {}
+    for label in labels:
+        for candidates in ([label], [label.split("/")[0]]):
+            key = next((k for k in given if any(_matches(k, c) for c in candidates)), None)
+            if key is not None:
+                resolved[label] = given[key]
+                break
+    return resolved
+
+
+def check_schedules(cfg: Mapping, labels: Sequence[str], total_steps: int) -> dict[str, dict]:
+    """Builds every schedule the optim section names (so a bad decay or group schedule fails
+    here, before any compute) and returns the per-label overrides."""
+    learning_rate_schedule(cfg, total_steps)
+    overrides = group_schedule_overrides(cfg, labels)
+    for fields in overrides.values():
+        learning_rate_schedule({**cfg, **fields}, total_steps)
+    return overrides
+
+
+def _matches(pattern: str, label: str) -> bool:
+    return fnmatch.fnmatchcase(label, pattern) or fnmatch.fnmatchcase(label.split("/")[0], pattern)
+
+
+def training_start_step(plan: Plan, stage_index: int, label: str) -> int:
+    """The step at which `label` began the stretch of trainable stages that reaches
+    `stage_index` (its optimizer state, and with it its own count, started fresh there)."""
+    start = plan.stages[stage_index].start_step
+    for stage in reversed(plan.stages[:stage_index]):
+        if stage.multipliers.get(label) is FROZEN:
+            break
+        start = stage.start_step
+    return start
+
+
+class StageOptimizers:
+    """stage index -> that stage's optimizer, with the run's schedule and any per-group ones, and
+    the learning rate each group takes at a step (for the logs).
+
+    A group's own schedule is evaluated at (the step it started training + its own count) with
+    clock "run", and at its own count over the steps left from its start with clock "group"."""
+
+    def __init__(self, plan: Plan, group_of: Mapping[str, str], cfg: Mapping, total_steps: int):
+        self.plan, self.group_of, self.cfg = plan, dict(group_of), dict(cfg)
+        self.total_steps = total_steps
+        self.schedule = learning_rate_schedule(cfg, total_steps)
+        self.overrides = check_schedules(cfg, list(plan.stages[0].multipliers), total_steps)
+        self.warmup = int(cfg.get("unfreeze_warmup_steps", 0) or 0)
+
+    def own_schedule(self, label: str, start: int) -> optax.Schedule:
+        """`label`'s schedule as a function of its own update count, given its start step."""
+        fields = self.overrides.get(label, {})
+        if fields.get("clock", "run") == "group":
+            return learning_rate_schedule({**self.cfg, **fields}, max(self.total_steps - start, 1))
+        shape = learning_rate_schedule({**self.cfg, **fields}, self.total_steps)
+        return lambda count: shape(count + start)
+
+    def __call__(self, index: int) -> optax.GradientTransformation:
+        stage = self.plan.stages[index]
+        if not self.overrides:
+            return make_optimizer(stage, self.group_of, self.cfg, self.schedule)
+        own = {
+            label: self.own_schedule(label, training_start_step(self.plan, index, label))
+            for label in stage.trainable
+        }
+        return make_optimizer(stage, self.group_of, self.cfg, self.schedule, own)
+
+    def learning_rates(self, index: int, step: int) -> dict[str, float]:
+        """{label: learning rate of its update at global `step`} in stage `index` (0 if frozen)."""
+        rates = {}
+        for label, multiplier in self.plan.stages[index].multipliers.items():
+            if multiplier is FROZEN:
+                rates[label] = 0.0
+                continue
+            start = training_start_step(self.plan, index, label)
+            if self.overrides:
+                rate = self.own_schedule(label, start)(step - start)
+            else:
+                rate = self.schedule(step)
+            if self.warmup:
+                rate = rate * unfreeze_warmup(self.warmup)(step - start)
+            rates[label] = float(rate) * float(multiplier)
+        return rates
 
 
 def group_states(opt_state) -> dict:
@@ -125,7 +266,7 @@ def carry_over(old_state, new_state, old_stage: Stage, new_stage: Stage):
         if old_stage.multipliers.get(group) is not FROZEN:
             new_slots[group] = old_slots[group]
     partition = new_state[0]._replace(inner_states=new_slots)
-    return (partition, old_state[1])  # the global schedule count carries over
+    return (partition, old_state[1])  # the global schedule count (if any) carries over
 
 
 def state_bytes(state) -> int:
