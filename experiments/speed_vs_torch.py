@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import re
 import statistics
 import time
@@ -204,9 +203,9 @@ def time_torch(model_name: str, size: int, plan: str, batch: int, steps: int, wa
 
 
 def machine() -> str:
-    return (
-        f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs ({platform.system()})"
-    )
+    from experiments.machine import machine as machine_line
+
+    return machine_line()
 
 
 def main(argv):

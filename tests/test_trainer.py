@@ -135,9 +135,10 @@ def test_per_group_schedules_log_their_rates_and_resume_to_identical_parameters(
     assert head == pytest.approx([head[0]] * 4)  # constant, while the run's schedule decays
     # layer_1 unfreezes at step index 2 with 6 steps left: its own linear decay, logged after
     # the window's last step (index 3: own count 1 -> 1 - 1/6; index 7: count 5 -> 1/6)
-    peak = config.optim.learning_rate * build_experiment(config, with_data=False).plan.stages[
-        -1
-    ].multipliers["layer_1"]
+    peak = (
+        config.optim.learning_rate
+        * build_experiment(config, with_data=False).plan.stages[-1].multipliers["layer_1"]
+    )
     assert lr[4]["lr/layer_1"] == pytest.approx(peak * (1 - 1 / 6), rel=1e-5)
     assert lr[8]["lr/layer_1"] == pytest.approx(peak * (1 / 6), rel=1e-5)
 

@@ -214,6 +214,31 @@ def train(exp: Experiment, workdir: str | Path, *, log=print, progress: bool = T
         to_device=lambda b: parallel.put_batch(b, mesh),
     )
     batches = read_ahead(stage_batches, start_step)
+    pending = None  # (step, stage, metrics) of the last step taken, not yet read back
+    last_metrics = {}
+
+    def record(step: int, stage: int, metrics) -> None:
+        """One step's metrics to the host: stop on a non-finite loss, else add to the window."""
+        nonlocal window, window_examples, last_metrics
+        metrics = jax.device_get(metrics)  # one wait for the step, then host scalars
+        loss = float(metrics["loss"])
+        if not math.isfinite(loss):
+            bar.close()
+            batches.close()
+            last = checkpoints.latest_step()
+            raise NonFiniteLossError(
+                f"Loss became {loss} at step {step} (stage {stage}); stopping. The last good "
+                f"checkpoint is step {last} in {checkpoints.directory}. Lower optim.learning_rate "
+                "or set optim.clip_norm, then rerun (it resumes from that checkpoint)."
+            )
+        window = add_sums(
+            window, {k: metrics[k] for k in ("loss_sum", "correct_sum", "weight_sum")}
+        )
+        window_examples += int(cfg["batch_size"])
+        last_metrics = metrics
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss:.4f}", stage=stage, refresh=False)  # tqdm paces redraws
+
     started = time.perf_counter()
     final_results = {}  # evaluations made at the last step, reused below
     for step in range(start_step, total_steps):
@@ -236,7 +261,7 @@ def train(exp: Experiment, workdir: str | Path, *, log=print, progress: bool = T
         total_wait += waited
         read_frozen, read_state = step_inputs[stage_index]
         step_state = state if read_state is None else {k: state[k] for k in read_state}
-        trainable, state_updates, opt_state, metrics = compiled[stage_index](
+        trainable, state_updates, opt_state, step_metrics = compiled[stage_index](
             trainable,
             read_frozen,
             step_state,
@@ -245,40 +270,34 @@ def train(exp: Experiment, workdir: str | Path, *, log=print, progress: bool = T
             dropout_rng,
             step,
         )
-        metrics = jax.device_get(metrics)  # one wait for the step, then host scalars
         if state_updates:  # e.g. BatchNorm statistics in "train" mode
             state = {**state, **state_updates}
-        loss = float(metrics["loss"])
-        if not math.isfinite(loss):
-            bar.close()
-            batches.close()
-            last = checkpoints.latest_step()
-            raise NonFiniteLossError(
-                f"Loss became {loss} at step {step} (stage {stage_index}); stopping. The last good "
-                f"checkpoint is step {last} in {checkpoints.directory}. Lower optim.learning_rate "
-                "or set optim.clip_norm, then rerun (it resumes from that checkpoint)."
-            )
-        window = add_sums(
-            window, {k: metrics[k] for k in ("loss_sum", "correct_sum", "weight_sum")}
-        )
-        window_examples += int(cfg["batch_size"])
-        bar.update(1)
-        bar.set_postfix(loss=f"{loss:.4f}", stage=stage_index, refresh=False)  # tqdm paces redraws
+        # The step runs asynchronously: read the previous step's metrics while it does, so the
+        # host's work overlaps the device's (it matters for steps of a millisecond, e.g. cached).
+        if pending is not None:
+            record(*pending)
+        pending = (step, stage_index, step_metrics)
         done = step + 1
+        at_log = done % int(cfg.get("log_every", 50)) == 0 or done == total_steps
+        at_eval = done % int(cfg["eval_every"]) == 0 or done == total_steps
+        at_save = done % int(cfg["checkpoint_every"]) == 0 or done == total_steps
+        if at_log or at_eval or at_save:  # nothing is logged or saved past an unchecked loss
+            record(*pending)
+            pending = None
 
-        if done % int(cfg.get("log_every", 50)) == 0 or done == total_steps:
+        if at_log:
             elapsed = time.perf_counter() - window_start
             values = summarize(window)
             values.pop("examples")
             values["examples_per_sec"] = window_examples / max(elapsed, 1e-9)
             values["input_wait_fraction"] = window_wait / max(elapsed, 1e-9)
-            values["grad_norm"] = float(metrics["grad_norm"])
+            values["grad_norm"] = float(last_metrics["grad_norm"])
             for group, rate in optimizer_for.learning_rates(stage_index, step).items():
                 values[f"lr/{group}"] = rate
             writer.write(done, "train", values)
             window, window_start, window_examples = None, time.perf_counter(), 0
             window_wait = 0.0
-        if done % int(cfg["eval_every"]) == 0 or done == total_steps:
+        if at_eval:
             split = cfg["data"].get("eval_split", "validation")
             result = evaluate_split(split)
             # Wall time since train() began (set-up, caches, evaluations included): for
@@ -290,7 +309,7 @@ def train(exp: Experiment, workdir: str | Path, *, log=print, progress: bool = T
                 f"step {done}: {split} accuracy {result['accuracy']:.4f} loss {result['loss']:.4f}"
             )
             window_start = time.perf_counter()  # keep eval time out of examples/s
-        if done % int(cfg["checkpoint_every"]) == 0 or done == total_steps:
+        if at_save:
             save(done)
             window_start = time.perf_counter()
     bar.close()
