@@ -21,6 +21,9 @@ def base_config() -> ml_collections.ConfigDict:
     # Frozen bottom groups' outputs computed once per example: "off" | "memory" | "disk"
     # (tlx.transfer.feature_cache; images need data.augment = "none").
     config.feature_cache = "off"
+    # Train steps per compiled call (a lax.scan, cut at every log / eval / save / stage step): for
+    # cached steps of a millisecond or two, where the host's per-step work would dominate.
+    config.steps_per_call = 1
     # XLA flags for this model, set by tlx.train before JAX starts (your XLA_FLAGS win).
     config.xla_flags = ""
 

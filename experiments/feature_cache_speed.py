@@ -34,6 +34,9 @@ _TRAIN_EXAMPLES = flags.DEFINE_integer(
 _IMAGE_SIZE = flags.DEFINE_integer(
     "image_size", 0, "Image models' input size; 0 keeps the config's."
 )
+_STEPS_PER_CALL = flags.DEFINE_integer(
+    "steps_per_call", None, "config.steps_per_call for both runs (default: the config's)."
+)
 _OUT = flags.DEFINE_string("out", "runs/feature_cache", "Output folder.")
 
 
@@ -50,6 +53,8 @@ def run(family: str, mode: str, epochs: int, workdir: Path) -> dict:
         config.model.image_size = _IMAGE_SIZE.value
     if _TRAIN_EXAMPLES.value:
         config.data.train_examples = _TRAIN_EXAMPLES.value
+    if _STEPS_PER_CALL.value:
+        config.steps_per_call = _STEPS_PER_CALL.value
     exp = build_experiment(config)
     steps_per_epoch = math.ceil(exp.cacheable.num_examples / int(config.batch_size))
     config.total_steps = epochs * steps_per_epoch

@@ -152,6 +152,29 @@ def test_per_group_schedules_log_their_rates_and_resume_to_identical_parameters(
         np.testing.assert_array_equal(a[k], b[k], err_msg=k)
 
 
+def test_several_steps_per_call_train_as_one_step_per_call(tiny_bert_dir, rt_data_dir, tmp_path):
+    """steps_per_call=4 scans up to 4 steps per call, cut at stage starts (3, 6, 9) and at the
+    log / eval / save steps: the same parameters and logged losses as one step per call."""
+    runs = {}
+    for per_call in (1, 4):
+        config = tiny_config(tiny_bert_dir, rt_data_dir, steps_per_call=per_call)
+        config.total_steps = 10
+        config.plan.every = 3  # stages at 0, 3, 6, 9; with saves at 8: chunks 3, 3, 2, 1, 1
+        config.log_every = config.eval_every = 10
+        config.checkpoint_every = 8
+        workdir = tmp_path / f"per_call_{per_call}"
+        train(build_experiment(config), workdir, log=lambda *_: None, progress=False)
+        records = [json.loads(x) for x in (workdir / "metrics.jsonl").read_text().splitlines()]
+        runs[per_call] = (params_of(workdir), [r for r in records if r["split"] == "train"])
+    (one, one_log), (four, four_log) = runs[1], runs[4]
+    for k in one:
+        np.testing.assert_allclose(one[k], four[k], rtol=1e-5, atol=1e-6, err_msg=k)
+    assert [r["step"] for r in four_log] == [r["step"] for r in one_log] == [10]
+    assert four_log[0]["loss"] == pytest.approx(one_log[0]["loss"], rel=1e-5)
+    with pytest.raises(ValueError, match="steps_per_call=0 must be a positive integer"):
+        build_experiment(tiny_config(tiny_bert_dir, rt_data_dir, steps_per_call=0))
+
+
 def test_init_from_another_run_is_not_a_resume(tiny_bert_dir, rt_data_dir, tmp_path):
     config = tiny_config(tiny_bert_dir, rt_data_dir, total_steps=4)
     config.plan.every = 1

@@ -59,8 +59,8 @@ def check_config(config: Mapping) -> None:
         raise ValueError(
             f"Config lacks required keys {missing}; every experiment sets {REQUIRED_KEYS}."
         )
-    for key in ("batch_size", "total_steps", "eval_every", "checkpoint_every"):
-        if int(config[key]) < 1:
+    for key in ("batch_size", "total_steps", "eval_every", "checkpoint_every", "steps_per_call"):
+        if key in config and int(config[key]) < 1:
             raise ValueError(f"config.{key}={config[key]} must be a positive integer.")
 
 

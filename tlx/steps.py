@@ -106,6 +106,36 @@ def make_train_step(
     return train_step
 
 
+def make_multi_step(keyed_step: Callable) -> Callable:
+    """Several train steps in one call: `lax.scan` of `keyed_step(trainable, frozen, state,
+    opt_state, batch, rng, step)` (a split step that folds `step` into `rng` itself) over a tuple
+    of batches, for steps so short that the host's per-step work would dominate (cached features).
+    Returns (trainable, state, opt_state, metrics stacked over the steps); the steps are the same
+    computation with the same dropout keys as calling `keyed_step` once per batch."""
+
+    def multi(trainable, frozen, state, opt_state, batches, rng, first_step):
+        stacked = jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *batches)
+        offsets = jnp.arange(len(batches), dtype=jnp.int32)
+
+        def body(carry, inputs):
+            trainable, state, opt_state = carry
+            batch, offset = inputs
+            trainable, updates, opt_state, metrics = keyed_step(
+                trainable, frozen, state, opt_state, batch, rng, first_step + offset
+            )
+            # The carry keeps its keys: updates of state the step was not given are not kept
+            # (a cached step reads no BatchNorm statistics and changes none).
+            state = {k: updates.get(k, v) for k, v in state.items()}
+            return (trainable, state, opt_state), metrics
+
+        (trainable, state, opt_state), metrics = jax.lax.scan(
+            body, (trainable, state, opt_state), (stacked, offsets)
+        )
+        return trainable, state, opt_state, metrics
+
+    return multi
+
+
 def make_eval_step(forward: ForwardFn):
     def eval_step(params, model_state, batch):
         logits, _ = forward(params, model_state, batch, None, False)

@@ -24,7 +24,7 @@ from tlx.checkpoint import Checkpoints
 from tlx.data.iterate import iterate_batches
 from tlx.experiment import Experiment
 from tlx.metrics import MetricWriter, add_sums, summarize
-from tlx.steps import make_eval_step, make_split_train_step
+from tlx.steps import make_eval_step, make_multi_step, make_split_train_step
 from tlx.transfer import audit, feature_cache
 from tlx.transfer.batchnorm import batchnorm_param_paths, check_policy, with_affine_labels
 from tlx.transfer.groups import assign_groups, flatten, unflatten
@@ -128,6 +128,7 @@ def train(exp: Experiment, workdir: str | Path, *, log=print, progress: bool = T
     eval_step = jax.jit(make_eval_step(exp.model.forward))
     clip_norm = cfg["optim"].get("clip_norm", None)
     compiled: dict[int, object] = {}
+    compiled_multi: dict[int, object] = {}  # stage -> several steps per call (steps_per_call)
     step_inputs: dict[int, tuple] = {}  # stage -> (frozen params, state keys) its step reads
 
     cache_mode = feature_cache.check_mode(cfg.get("feature_cache", "off"))
@@ -184,9 +185,9 @@ def train(exp: Experiment, workdir: str | Path, *, log=print, progress: bool = T
             read_state = tuple(k for k in state if k not in unread_state)
         step_inputs[index] = (read_frozen, read_state)
         # The step's dropout key is fold_in(run key, step), folded inside the compiled step.
-        compiled[index] = jax.jit(
-            lambda *args, fn=step_fn: fn(*args[:-2], jax.random.fold_in(args[-2], args[-1]))
-        )
+        keyed = lambda *args, fn=step_fn: fn(*args[:-2], jax.random.fold_in(args[-2], args[-1]))
+        compiled[index] = jax.jit(keyed)
+        compiled_multi[index] = jax.jit(make_multi_step(keyed))  # traced once per chunk length
         return train_batches
 
     def evaluate_split(split: str) -> dict:
@@ -217,10 +218,16 @@ def train(exp: Experiment, workdir: str | Path, *, log=print, progress: bool = T
     pending = None  # (step, stage, metrics) of the last step taken, not yet read back
     last_metrics = {}
 
-    def record(step: int, stage: int, metrics) -> None:
-        """One step's metrics to the host: stop on a non-finite loss, else add to the window."""
+    def record(first_step: int, stage: int, chunk_metrics, count: int) -> None:
+        """Metrics of `count` steps to the host (stacked when count > 1), one step at a time."""
+        chunk_metrics = jax.device_get(chunk_metrics)  # one wait for the steps, then host values
+        for i in range(count):
+            one = chunk_metrics if count == 1 else {k: v[i] for k, v in chunk_metrics.items()}
+            record_step(first_step + i, stage, one)
+
+    def record_step(step: int, stage: int, metrics) -> None:
+        """One step's metrics: stop on a non-finite loss, else add to the window."""
         nonlocal window, window_examples, last_metrics
-        metrics = jax.device_get(metrics)  # one wait for the step, then host scalars
         loss = float(metrics["loss"])
         if not math.isfinite(loss):
             bar.close()
@@ -241,7 +248,16 @@ def train(exp: Experiment, workdir: str | Path, *, log=print, progress: bool = T
 
     started = time.perf_counter()
     final_results = {}  # evaluations made at the last step, reused below
-    for step in range(start_step, total_steps):
+    steps_per_call = int(cfg.get("steps_per_call", 1))  # checked by check_config
+    every = [int(cfg.get("log_every", 50)), int(cfg["eval_every"]), int(cfg["checkpoint_every"])]
+
+    def chunk_end(step: int) -> int:
+        """The first step after `step` where something happens (log, eval, save, new stage)."""
+        ends = [total_steps, *((step // n + 1) * n for n in every)]
+        return min(ends + [b for b in plan.boundaries if b > step])
+
+    step = start_step
+    while step < total_steps:
         if plan.stage_index_at(step) != stage_index:
             old_stage = plan.stages[stage_index]
             stage_index = plan.stage_index_at(step)
@@ -254,19 +270,23 @@ def train(exp: Experiment, workdir: str | Path, *, log=print, progress: bool = T
                 stage_batches = new_batches
                 batches = read_ahead(stage_batches, step)
 
+        count = min(steps_per_call, chunk_end(step) - step)
         wait_start = time.perf_counter()
-        batch = next(batches)  # already on the device(s)
+        chunk = [next(batches) for _ in range(count)]  # already on the device(s)
         waited = time.perf_counter() - wait_start
         window_wait += waited
         total_wait += waited
         read_frozen, read_state = step_inputs[stage_index]
         step_state = state if read_state is None else {k: state[k] for k in read_state}
-        trainable, state_updates, opt_state, step_metrics = compiled[stage_index](
+        # One step per call, or (steps_per_call > 1) a scan over `count` steps that ends at the
+        # next log / eval / save / stage step, so everything happens where it would with 1.
+        step_call = compiled[stage_index] if count == 1 else compiled_multi[stage_index]
+        trainable, state_updates, opt_state, step_metrics = step_call(
             trainable,
             read_frozen,
             step_state,
             opt_state,
-            batch,
+            chunk[0] if count == 1 else tuple(chunk),
             dropout_rng,
             step,
         )
@@ -276,8 +296,8 @@ def train(exp: Experiment, workdir: str | Path, *, log=print, progress: bool = T
         # host's work overlaps the device's (it matters for steps of a millisecond, e.g. cached).
         if pending is not None:
             record(*pending)
-        pending = (step, stage_index, step_metrics)
-        done = step + 1
+        pending = (step, stage_index, step_metrics, count)
+        done = step + count
         at_log = done % int(cfg.get("log_every", 50)) == 0 or done == total_steps
         at_eval = done % int(cfg["eval_every"]) == 0 or done == total_steps
         at_save = done % int(cfg["checkpoint_every"]) == 0 or done == total_steps
@@ -292,7 +312,7 @@ def train(exp: Experiment, workdir: str | Path, *, log=print, progress: bool = T
             values["examples_per_sec"] = window_examples / max(elapsed, 1e-9)
             values["input_wait_fraction"] = window_wait / max(elapsed, 1e-9)
             values["grad_norm"] = float(last_metrics["grad_norm"])
-            for group, rate in optimizer_for.learning_rates(stage_index, step).items():
+            for group, rate in optimizer_for.learning_rates(stage_index, done - 1).items():
                 values[f"lr/{group}"] = rate
             writer.write(done, "train", values)
             window, window_start, window_examples = None, time.perf_counter(), 0
@@ -312,6 +332,7 @@ def train(exp: Experiment, workdir: str | Path, *, log=print, progress: bool = T
         if at_save:
             save(done)
             window_start = time.perf_counter()
+        step = done
     bar.close()
     batches.close()  # stops prefetching (and worker processes)
     train_seconds = time.perf_counter() - started
