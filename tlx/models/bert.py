@@ -101,6 +101,15 @@ class BertEmbeddings(nn.Module):
         return Dropout(cfg.hidden_dropout_prob)(x, deterministic=deterministic)
 
 
+def token_dense(x, features: int, dtype, name: str):
+    """``nn.Dense`` on the tokens of ``x`` [..., in] flattened to [tokens, in] (the same parameters,
+    named `name` in the calling module). XLA's CPU backward of a dense layer on a 3-D input
+    contracts the weight gradient over two axes and ran 1.5x slower than the 2-D matrix product
+    (768 -> 3072 at 8x128 tokens: 189 ms against 123 ms for forward and backward)."""
+    y = nn.Dense(features, dtype=dtype, name=name)(x.reshape(-1, x.shape[-1]))
+    return y.reshape(*x.shape[:-1], features)
+
+
 class BertSelfAttention(nn.Module):
     config: BertConfig
     dtype: jnp.dtype = jnp.float32
@@ -111,11 +120,11 @@ class BertSelfAttention(nn.Module):
         heads = cfg.num_attention_heads
         head_dim = cfg.hidden_size // heads
         split = lambda t: t.reshape(*t.shape[:-1], heads, head_dim)  # [B, L, heads, head_dim]
-        dense = lambda name: nn.Dense(cfg.hidden_size, dtype=self.dtype, name=name)
+        dense = lambda name: token_dense(x, cfg.hidden_size, self.dtype, name)
         # Scaling q (B*L*H values) is cheaper than scaling the scores (B*heads*L*L).
-        q = split(dense("query")(x)) * jnp.asarray(head_dim**-0.5, self.dtype)
-        k = split(dense("key")(x))
-        v = split(dense("value")(x))
+        q = split(dense("query")) * jnp.asarray(head_dim**-0.5, self.dtype)
+        k = split(dense("key"))
+        v = split(dense("value"))
         scores = jnp.einsum("bqhd,bkhd->bhqk", q, k)
         if mask_bias is not None:
             scores = scores + mask_bias
@@ -136,7 +145,7 @@ class BertDenseResidual(nn.Module):
     @nn.compact
     def __call__(self, x, residual, *, deterministic):
         cfg = self.config
-        x = nn.Dense(cfg.hidden_size, dtype=self.dtype, name="dense")(x)
+        x = token_dense(x, cfg.hidden_size, self.dtype, "dense")
         x = Dropout(cfg.hidden_dropout_prob)(x, deterministic=deterministic)
         ln = nn.LayerNorm(epsilon=cfg.layer_norm_eps, dtype=self.dtype, name="LayerNorm")
         return ln(x + residual)
@@ -162,7 +171,7 @@ class BertIntermediate(nn.Module):
 
     @nn.compact
     def __call__(self, x):
-        x = nn.Dense(self.config.intermediate_size, dtype=self.dtype, name="dense")(x)
+        x = token_dense(x, self.config.intermediate_size, self.dtype, "dense")
         return _ACTIVATIONS[self.config.hidden_act](x)
 
 
