@@ -171,8 +171,8 @@ def group_schedule_overrides(cfg: Mapping, labels: Sequence[str]) -> dict[str, d
             )
     resolved = {}
     for label in labels:
-        for candidates in ([label], [label.split("/")[0]]):
-            key = next((k for k in given if any(_matches(k, c) for c in candidates)), None)
+        for name in (label, label.split("/")[0]):  # the label itself first, then its group
+            key = next((k for k in given if fnmatch.fnmatchcase(name, k)), None)
             if key is not None:
                 resolved[label] = given[key]
                 break
