@@ -53,3 +53,27 @@ def test_gradient_flows_through_kept_elements_only():
     grad = jax.grad(lambda x: dropout(key, x, 0.25).sum())(x)
     out = dropout(key, x, 0.25)
     np.testing.assert_array_equal(np.asarray(grad) == 0, np.asarray(out) == 0)
+
+
+def test_mask_words_look_independent_across_neighbours_keys_and_bits():
+    from tlx.models.dropout import keep_mask, random_words
+
+    key = jax.random.key(7)
+    mask = np.asarray(keep_mask(key, (1 << 20,), 0.5)).astype(np.float64)
+    # Neighbouring elements (two halves of one word, and adjacent words) are uncorrelated.
+    for lag in (1, 2, 3):
+        assert abs(np.corrcoef(mask[:-lag], mask[lag:])[0, 1]) < 0.01
+    # A folded-in key (what flax's make_rng gives the next layer or step) draws another mask.
+    other = np.asarray(keep_mask(jax.random.fold_in(key, 1), (1 << 20,), 0.5)).astype(np.float64)
+    assert abs(np.corrcoef(mask, other)[0, 1]) < 0.01
+    # Every bit of the words is set half of the time: no weak bit positions.
+    words = np.asarray(random_words(key, 1 << 18))
+    bits = (words[:, None] >> np.arange(32, dtype=np.uint32)) & 1
+    assert np.all(np.abs(bits.mean(0) - 0.5) < 0.005)  # 2.6e5 draws: standard error 1e-3
+
+
+def test_refuses_a_mask_larger_than_its_counter_range():
+    from tlx.models.dropout import MAX_ELEMENTS, keep_mask
+
+    with pytest.raises(ValueError, match="exceeds the mask counter's range"):
+        jax.eval_shape(lambda k: keep_mask(k, (MAX_ELEMENTS + 2,), 0.1), jax.random.key(0))

@@ -10,18 +10,29 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import pathlib
 import re
 
 import flax.linen as nn
 import jax.numpy as jnp
+from jax import lax
 
 from tlx.models.dropout import Dropout
 
+
+def gelu_erf(x):
+    """Exact GELU as PyTorch writes it, x/2 (1 + erf(x/sqrt 2)). jax's exact ``nn.gelu`` uses
+    erfc for accuracy far in the negative tail, which XLA's CPU backend evaluates at half the
+    speed of erf (3.2 vs 1.4 ms on a 1024 x 3072 block, 2-core CPU); the two agree to float32 rounding
+    (at most 9.5e-7 apart over [-12, 12], values and gradients)."""
+    return 0.5 * x * (1.0 + lax.erf(x * jnp.asarray(1.0 / math.sqrt(2.0), x.dtype)))
+
+
 # HF's "gelu" is the exact erf form; "gelu_new" / "gelu_pytorch_tanh" are the tanh approximation.
 _ACTIVATIONS = {
-    "gelu": lambda x: nn.gelu(x, approximate=False),
-    "gelu_python": lambda x: nn.gelu(x, approximate=False),
+    "gelu": gelu_erf,
+    "gelu_python": gelu_erf,
     "gelu_new": lambda x: nn.gelu(x, approximate=True),
     "gelu_pytorch_tanh": lambda x: nn.gelu(x, approximate=True),
     "relu": nn.relu,

@@ -1,15 +1,22 @@
-"""Dropout that draws 16 random bits per element instead of 32.
+"""Dropout whose mask comes from a keyed integer hash of each element's index.
 
 flax's ``nn.Dropout`` asks ``jax.random.bernoulli`` for one float per element, which costs one
-threefry-2x32 evaluation per element. On the CPU that is most of the cost of BERT's dropout: for
-BERT-base's attention probabilities at batch 16 x 128 tokens (3.1 M elements a layer) the mask took
-63 ms a layer on the project's 2-core CPU, against 16 ms with this module and 27 ms for PyTorch's
-``nn.Dropout`` (``python -m experiments.dropout_speed``).
+threefry-2x32 evaluation (20 rounds) per element, and on the CPU jax lowers threefry as a rolled
+loop that XLA cannot fuse with its consumer. For BERT-base's attention probabilities at batch 16 x
+128 tokens (3.1 M elements a layer) that mask took 70 ms a layer on the project's 2-core CPU,
+PyTorch's ``nn.Dropout`` 42 ms and this module 3.2 ms (``python -m experiments.dropout_speed``).
 
-Here each 32-bit random word is split into two 16-bit halves and an element is kept when its half
-is at or above ``round(rate * 65536)``. The rate is thus rounded to a multiple of 1/65536 (at most
-7.6e-6 away from the one asked for) and kept elements are scaled by the exact inverse of the
-realised keep probability, so the output's expectation equals the input, as for inverted dropout.
+Here the dropout key is turned into two 32-bit seeds (one small threefry call), and word ``i`` of
+the mask is ``mix(mix(i + seed0) ^ seed1)`` with ``mix`` the "lowbias32" integer finaliser (two
+multiply-xorshift rounds, a bijection of 32-bit words with near-ideal avalanche). This is the
+counter-based design of Philox, which PyTorch and cuRAND use for dropout, in a handful of vector
+integer ops that XLA fuses into the consumer: no random-number pass over memory at all. It is meant
+for dropout masks, not for anything that needs a cryptographic-strength generator.
+
+Each 32-bit word is split into two 16-bit halves and an element is kept when its half is at or
+above ``round(rate * 65536)``. The rate is thus rounded to a multiple of 1/65536 (at most 7.6e-6
+away from the one asked for) and kept elements are scaled by the exact inverse of the realised keep
+probability, so the output's expectation equals the input, as for inverted dropout.
 """
 
 from __future__ import annotations
@@ -31,10 +38,34 @@ def drop_threshold(rate: float) -> int:
     return min(round(rate * LEVELS), LEVELS)
 
 
+MAX_ELEMENTS = 1 << 33  # two 16-bit draws per 32-bit counter value
+
+
+def mix32(x: jax.Array) -> jax.Array:
+    """The "lowbias32" finaliser (C. Wellons' hash-prospector): a bijection on uint32 words."""
+    x = x ^ (x >> 16)
+    x = x * jnp.uint32(0x7FEB352D)
+    x = x ^ (x >> 15)
+    x = x * jnp.uint32(0x846CA68B)
+    return x ^ (x >> 16)
+
+
+def random_words(key: jax.Array, count: int) -> jax.Array:
+    """`count` pseudo-random uint32 words: a keyed hash of the counter 0..count-1."""
+    seed = jax.random.bits(key, (2,), jnp.uint32)
+    counter = lax.iota(jnp.uint32, count)
+    return mix32(mix32(counter + seed[0]) ^ seed[1])
+
+
 def keep_mask(key: jax.Array, shape: tuple[int, ...], rate: float) -> jax.Array:
     """Boolean mask, True where an element is kept, from ceil(n / 2) random 32-bit words."""
     size = math.prod(shape)
-    words = jax.random.bits(key, ((size + 1) // 2,), jnp.uint32)
+    if size > MAX_ELEMENTS:
+        raise ValueError(
+            f"dropout over {size} elements exceeds the mask counter's range ({MAX_ELEMENTS}); "
+            "apply dropout to smaller slices of the array."
+        )
+    words = random_words(key, (size + 1) // 2)
     halves = lax.bitcast_convert_type(words, jnp.uint16).reshape(-1)[:size]
     return halves.reshape(shape) >= drop_threshold(rate)
 
