@@ -1,0 +1,370 @@
+"""Collect a sweep's cells into a table, mean ± std over seeds, and plots.
+
+    python -m experiments.aggregate --workdir=runs/sweep [--group_by=plan.name] [--over=seed]
+
+Reads WORKDIR/sweep.json (written by experiments.sweep; without it, every subfolder holding a
+summary.json or config.json is a cell) and each cell's summary.json, metrics.jsonl and
+config.json. Writes, in WORKDIR:
+
+- aggregate.csv: one row per cell: its overrides, status, final accuracy and loss of each
+  evaluated split, train seconds (of the run that finished it), examples/s (mean of its train
+  records) and peak memory (summary.json's peak_memory_bytes, blank where absent);
+- aggregate.md: cells grouped by --group_by (default: every swept key but --over), each metric as
+  mean ± std (sample std over the group's finished cells, n of them), then the missing cells;
+- learning_curves.png: the evaluation split's accuracy against step, one line per cell, one colour
+  per group; bars.png: mean --metric per group with std error bars.
+
+Cells without summary.json are listed as missing (not an error).
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import math
+import statistics
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from absl import app, flags
+
+SPLIT_ORDER = ("test", "validation")
+
+
+@dataclasses.dataclass
+class CellData:
+    name: str
+    overrides: dict[str, Any]
+    status: str  # finished | incomplete | missing
+    summary: dict | None
+    metrics: list[dict]
+    config: dict | None
+    expected_steps: int | None = None
+
+    def value(self, key: str) -> Any:
+        """An override, else the cell's config.json value at the dotted `key` (None if absent)."""
+        if key in self.overrides:
+            return self.overrides[key]
+        node: Any = self.config
+        for part in key.split("."):
+            if not isinstance(node, dict) or part not in node:
+                return None
+            node = node[part]
+        return node
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    records = []
+    try:
+        lines = path.read_text().splitlines()
+    except FileNotFoundError:
+        return records
+    for line in lines:
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue  # a line cut by a killed run
+    return records
+
+
+def load_cells(root: str | Path) -> tuple[dict, list[CellData]]:
+    """(sweep.json or a stand-in, the cells in its order)."""
+    root = Path(root)
+    described = _read_json(root / "sweep.json")
+    if described is None:
+        names = sorted(
+            p.name
+            for p in root.iterdir()
+            if p.is_dir() and ((p / "summary.json").exists() or (p / "config.json").exists())
+        )
+        described = {"keys": [], "cells": [{"name": n, "overrides": {}} for n in names]}
+    cells = []
+    for entry in described.get("cells", []):
+        folder = root / entry["name"]
+        summary = _read_json(folder / "summary.json")
+        expected = entry.get("total_steps")
+        if summary is None:
+            status = "missing"
+        elif expected is not None and int(summary.get("steps", -1)) != int(expected):
+            status = "incomplete"
+        else:
+            status = "finished"
+        cells.append(
+            CellData(
+                entry["name"],
+                dict(entry.get("overrides", {})),
+                status,
+                summary,
+                _read_jsonl(folder / "metrics.jsonl"),
+                _read_json(folder / "config.json"),
+                expected,
+            )
+        )
+    return described, cells
+
+
+def splits_of(cells: Sequence[CellData]) -> list[str]:
+    found = {s for c in cells if c.summary for s in c.summary.get("results", {})}
+    return [s for s in SPLIT_ORDER if s in found] + sorted(found - set(SPLIT_ORDER))
+
+
+def cell_row(cell: CellData, keys: Sequence[str], splits: Sequence[str]) -> dict[str, Any]:
+    row: dict[str, Any] = {"cell": cell.name, "status": cell.status}
+    for key in keys:
+        value = cell.value(key)
+        row[key] = "" if value is None else value
+    summary = cell.summary or {}
+    row["steps"] = summary.get("steps", "")
+    results = summary.get("results", {})
+    for split in splits:
+        for metric in ("accuracy", "loss"):
+            value = results.get(split, {}).get(metric)
+            row[f"{split}_{metric}"] = "" if value is None else float(value)
+    row["train_seconds"] = summary.get("train_seconds_this_run", "")
+    rates = [
+        float(r["examples_per_sec"])
+        for r in cell.metrics
+        if r.get("split") == "train" and r.get("examples_per_sec") is not None
+    ]
+    row["examples_per_sec"] = statistics.fmean(rates) if rates else ""
+    peak = summary.get("peak_memory_bytes")
+    row["peak_memory_bytes"] = "" if peak is None else peak
+    row["resumed_from_step"] = summary.get("resumed_from_step", "")
+    return row
+
+
+def mean_std(values: Sequence[float]) -> tuple[float, float, int]:
+    """(mean, sample std (0 for one value), n) of the finite values."""
+    values = [float(v) for v in values if v != "" and v is not None and math.isfinite(float(v))]
+    if not values:
+        return math.nan, math.nan, 0
+    std = statistics.stdev(values) if len(values) > 1 else 0.0
+    return statistics.fmean(values), std, len(values)
+
+
+def _label(key_values: Sequence[tuple[str, Any]]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in key_values) or "all"
+
+
+def group_rows(
+    rows: Sequence[dict], group_by: Sequence[str], metrics: Sequence[str]
+) -> list[dict[str, Any]]:
+    """Finished rows grouped by the `group_by` columns: {label, keys, n, metric: (mean, std, n)}."""
+    groups: dict[tuple, list[dict]] = {}
+    for row in rows:
+        if row["status"] != "finished":
+            continue
+        groups.setdefault(tuple(str(row.get(k, "")) for k in group_by), []).append(row)
+    out = []
+    for values, members in groups.items():
+        stats = {m: mean_std([r.get(m, "") for r in members]) for m in metrics}
+        out.append(
+            {
+                "label": _label(list(zip(group_by, values))),
+                "keys": dict(zip(group_by, values)),
+                "n": len(members),
+                "cells": [r["cell"] for r in members],
+                **stats,
+            }
+        )
+    return out
+
+
+def fmt(stat: tuple[float, float, int], digits: int = 4) -> str:
+    mean, std, n = stat
+    if n == 0:
+        return "-"
+    if n == 1:
+        return f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+def markdown(groups, rows, group_by, over, metrics, cells) -> str:
+    titles = {
+        "examples_per_sec": "examples/s",
+        "train_seconds": "train s",
+        "peak_memory_bytes": "peak memory (MiB)",
+    }
+    lines = [
+        f"Mean ± sample std over `{over}` (n finished cells per group).",
+        "",
+        "| "
+        + " | ".join([*group_by, "n", *(titles.get(m, m.replace("_", " ")) for m in metrics)])
+        + " |",
+        "|" + "---|" * (len(group_by) + 1 + len(metrics)),
+    ]
+    digits = {"examples_per_sec": 1, "train_seconds": 1, "peak_memory_bytes": 0}
+    scale = {"peak_memory_bytes": 2.0**-20}  # shown in MiB (the CSV keeps bytes)
+    for g in groups:
+        stats = {
+            m: (g[m][0] * scale.get(m, 1), g[m][1] * scale.get(m, 1), g[m][2]) for m in metrics
+        }
+        cols = [
+            *(str(g["keys"][k]) for k in group_by),
+            str(g["n"]),
+            *(fmt(stats[m], digits.get(m, 4)) for m in metrics),
+        ]
+        lines.append("| " + " | ".join(cols) + " |")
+    missing = [c for c in cells if c.status != "finished"]
+    if missing:
+        lines += ["", f"Not finished ({len(missing)}):", ""]
+        lines += [f"- {c.name}: {c.status}" for c in missing]
+    return "\n".join(lines) + "\n"
+
+
+def _eval_split(cell: CellData) -> str:
+    data = (cell.config or {}).get("data", {})
+    return data.get("eval_split", "validation") if isinstance(data, dict) else "validation"
+
+
+def plot_curves(cells, rows, group_by, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    by_name = {r["cell"]: r for r in rows}
+    labels = list(dict.fromkeys(_label([(k, by_name[c.name][k]) for k in group_by]) for c in cells))
+    colors = plt.get_cmap("tab10")
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    shown = set()
+    split_names = set()
+    for cell in cells:
+        split = _eval_split(cell)
+        points = sorted(
+            (r["step"], r["accuracy"])
+            for r in cell.metrics
+            if r.get("split") == split and "accuracy" in r
+        )
+        if not points:
+            continue
+        split_names.add(split)
+        label = _label([(k, by_name[cell.name][k]) for k in group_by])
+        color = colors(labels.index(label) % 10)
+        ax.plot(
+            [p[0] for p in points],
+            [p[1] for p in points],
+            marker="o",
+            markersize=3,
+            color=color,
+            alpha=0.8,
+            label=None if label in shown else label,
+        )
+        shown.add(label)
+    ax.set_xlabel("step")
+    ax.set_ylabel(f"{' / '.join(sorted(split_names)) or 'validation'} accuracy")
+    ax.set_title("Learning curves (one line per cell)")
+    if shown:
+        ax.legend(fontsize=8)
+    else:
+        ax.text(0.5, 0.5, "no evaluation records yet", ha="center", transform=ax.transAxes)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_bars(groups, metric: str, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    groups = [g for g in groups if g[metric][2] > 0]
+    fig, ax = plt.subplots(figsize=(max(4, 1.2 * len(groups) + 2), 4.5))
+    if groups:
+        x = range(len(groups))
+        means = [g[metric][0] for g in groups]
+        stds = [g[metric][1] for g in groups]
+        ax.bar(x, means, yerr=stds, capsize=5, color="tab:blue", alpha=0.8)
+        ax.set_xticks(list(x), [f"{g['label']}\n(n={g['n']})" for g in groups], fontsize=8)
+        low = min(m - s for m, s in zip(means, stds))
+        high = max(m + s for m, s in zip(means, stds))
+        if "accuracy" in metric and low > 0.2:
+            ax.set_ylim(max(0.0, low - 0.1 * (high - low + 0.05)), min(1.0, high + 0.05))
+    else:
+        ax.text(0.5, 0.5, "no finished cells", ha="center", transform=ax.transAxes)
+    ax.set_ylabel(metric.replace("_", " "))
+    ax.set_title(f"Mean {metric.replace('_', ' ')} ± std per group")
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def aggregate(
+    root: str | Path,
+    group_by: Sequence[str] | None = None,
+    over: str = "seed",
+    metric: str = "test_accuracy",
+) -> dict[str, Any]:
+    """Write aggregate.csv / .md, learning_curves.png and bars.png; return what they show."""
+    root = Path(root)
+    described, cells = load_cells(root)
+    keys = list(described.get("keys") or [])
+    if group_by is None:
+        group_by = [k for k in keys if k != over]
+    keys = list(dict.fromkeys([*keys, *group_by, *([over] if over else [])]))
+    splits = splits_of(cells)
+    rows = [cell_row(c, keys, splits) for c in cells]
+    columns = list(dict.fromkeys(k for r in rows for k in r)) or ["cell", "status"]
+    with open(root / "aggregate.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+    metrics = [
+        *(f"{s}_{m}" for s in splits for m in ("accuracy", "loss")),
+        "train_seconds",
+        "examples_per_sec",
+    ]
+    if any(r.get("peak_memory_bytes") not in ("", None) for r in rows):
+        metrics.append("peak_memory_bytes")
+    if metric not in metrics and splits:  # e.g. no test split: the first one evaluated
+        metric = f"{splits[0]}_accuracy"
+    groups = group_rows(rows, group_by, metrics)
+    md = markdown(groups, rows, group_by, over, metrics, cells)
+    (root / "aggregate.md").write_text(md)
+    plot_curves(cells, rows, group_by, root / "learning_curves.png")
+    plot_bars(groups if metric in metrics else [], metric, root / "bars.png")
+    return {"rows": rows, "groups": groups, "markdown": md, "metric": metric}
+
+
+def define_flags() -> None:
+    flags.DEFINE_string("workdir", None, "A sweep's root folder (experiments.sweep --workdir).")
+    flags.DEFINE_list(
+        "group_by", None, "Keys whose values form the groups (default: swept keys but --over)."
+    )
+    flags.DEFINE_string("over", "seed", "The key averaged over within a group.")
+    flags.DEFINE_string(
+        "metric", "test_accuracy", "bars.png's metric: <split>_accuracy or <split>_loss."
+    )
+    flags.mark_flag_as_required("workdir")
+
+
+def main(argv) -> None:
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    f = flags.FLAGS
+    if not Path(f.workdir).is_dir():
+        raise SystemExit(f"experiments.aggregate: no folder {f.workdir}")
+    result = aggregate(f.workdir, f.group_by, f.over, f.metric)
+    print(result["markdown"])
+    finished = sum(r["status"] == "finished" for r in result["rows"])
+    print(
+        f"{finished} of {len(result['rows'])} cells finished; wrote aggregate.csv, aggregate.md, "
+        f"learning_curves.png, bars.png in {f.workdir}"
+    )
+
+
+if __name__ == "__main__":
+    define_flags()
+    app.run(main)

@@ -1,0 +1,345 @@
+"""experiments.sweep (grammar, naming, key checks, skip / resume, the process pool) and
+experiments.aggregate (mean ± std over seeds, CSV / Markdown / plots); one real tiny sweep."""
+
+import csv
+import json
+import statistics
+import sys
+
+import pytest
+
+from experiments import aggregate as agg
+from experiments import sweep as sw
+from experiments import sweep_grid
+from tests.test_cli import run, tiny_overrides
+
+CONFIG = "configs/minilm_rt_progressive.py"
+
+
+# --- grammar ---------------------------------------------------------------------------------
+
+
+def values(cells):
+    return [{k: item.value for k, item in cell.items()} for cell in cells]
+
+
+def test_grammar_is_a_cartesian_product_in_order():
+    cells = values(
+        sw.grid(sw.parse_sweep("plan.name=[feature_extraction,progressive];seed=[0,1,2]"))
+    )
+    assert len(cells) == 6
+    assert cells[0] == {"plan.name": "feature_extraction", "seed": 0}
+    assert cells[1] == {"plan.name": "feature_extraction", "seed": 1}
+    assert cells[5] == {"plan.name": "progressive", "seed": 2}
+
+
+def test_grammar_types_single_values_and_zipped_groups():
+    text = "seed=3; optim.learning_rate=[1e-4, 0.5]; x=[true,False]; s=['1',\"a,b\"]; b=[(48,64),(32,)]"
+    axes = sw.parse_sweep(text)
+    assert [a.keys for a in axes] == [("seed",), ("optim.learning_rate",), ("x",), ("s",), ("b",)]
+    got = [[row[0].value for row in a.rows] for a in axes]
+    assert got == [[3], [1e-4, 0.5], [True, False], ["1", "a,b"], [(48, 64), (32,)]]
+    assert type(got[0][0]) is int and type(got[1][1]) is float
+    zipped = values(
+        sw.grid(sw.parse_sweep("(plan.name,plan.k)=[(freeze_to,2),(finetune,0)];seed=[0,1]"))
+    )
+    assert zipped == [
+        {"plan.name": "freeze_to", "plan.k": 2, "seed": 0},
+        {"plan.name": "freeze_to", "plan.k": 2, "seed": 1},
+        {"plan.name": "finetune", "plan.k": 0, "seed": 0},
+        {"plan.name": "finetune", "plan.k": 0, "seed": 1},
+    ]
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("", "empty sweep"),
+        ("seed[0,1]", "is not key=[v1,v2,...] or key=value"),
+        ("seed=[0,1", "missing ']'"),
+        ("seed=[0,1]]", "unbalanced ']'"),
+        ("seed=[]", "empty value list"),
+        ("seed=[0,,1]", "empty value"),
+        ("seed=[0];seed=[1]", "'seed' appears twice"),
+        ("plan name=[a]", "bad key 'plan name'"),
+        ("(plan.name,plan.k)=[(a,1,2)]", "take tuples of 2 values"),
+        ("s=['abc]", "unclosed quote"),
+    ],
+)
+def test_bad_sweep_strings_say_what_is_wrong(text, message):
+    with pytest.raises(sw.SweepError, match=None) as e:
+        sw.parse_sweep(text)
+    assert message in str(e.value)
+
+
+def test_cell_names_are_stable_and_filesystem_safe():
+    assert sw.cell_name({"plan.name": "progressive", "seed": 1}) == "plan.name=progressive,seed=1"
+    assert sw.cell_name({"optim.learning_rate": 1e-4, "data.buckets": (48, 64)}) == (
+        "optim.learning_rate=0.0001,data.buckets=48+64"
+    )
+    slash, underscore = sw.cell_name({"init_from": "runs/a"}), sw.cell_name({"init_from": "runs_a"})
+    assert "/" not in slash and slash != underscore and slash.startswith("init_from=runs_a-")
+    assert sw.cell_name({"init_from": "runs/a"}) == slash  # stable
+    long = sw.cell_name({"plan.lr_multipliers": "x" * 300})
+    assert len(long) <= sweep_grid.NAME_LIMIT + 9
+    assert sw.cell_name({}) == "default"
+
+
+# --- keys against the config -----------------------------------------------------------------
+
+
+def test_keys_and_types_are_checked_against_the_config(tmp_path):
+    with pytest.raises(sw.SweepError) as e:
+        sw.plan_sweep(CONFIG, "plan.nmae=[a,b]", tmp_path)
+    assert "unknown config key 'plan.nmae'" in str(e.value)
+    assert "Did you mean 'plan.name'" in str(e.value) and "'every'" in str(e.value)
+    with pytest.raises(sw.SweepError, match="expects an int"):
+        sw.plan_sweep(CONFIG, "seed=[0,x]", tmp_path)
+    with pytest.raises(sw.SweepError, match="unknown config key 'total_step'"):
+        sw.plan_sweep(CONFIG, "seed=[0]", tmp_path, ["total_step=3"])
+    with pytest.raises(sw.SweepError, match="both swept and --set"):
+        sw.plan_sweep(CONFIG, "seed=[0]", tmp_path, ["seed=3"])
+    with pytest.raises(sw.SweepError, match="is a section"):
+        sw.plan_sweep(CONFIG, "plan=[a]", tmp_path)
+    sweep = sw.plan_sweep(
+        CONFIG, "optim.learning_rate=[1,2e-5];plan.name=[finetune]", tmp_path, ["total_steps=7"]
+    )
+    assert [c.overrides for c in sweep.cells] == [
+        {"optim.learning_rate": 1.0, "plan.name": "finetune"},
+        {"optim.learning_rate": 2e-5, "plan.name": "finetune"},
+    ]
+    assert all(c.total_steps == 7 for c in sweep.cells)
+    command = sweep.command(sweep.cells[0])
+    assert command[1:4] == ["-m", "tlx.train", f"--config={CONFIG}"]
+    assert "--config.total_steps=7" in command and "--config.optim.learning_rate=1.0" in command
+    assert not tmp_path.joinpath("sweep.json").exists()  # planning writes nothing
+
+
+def test_a_sweep_declared_in_the_config_is_used(tmp_path):
+    config = tmp_path / "declared.py"
+    config.write_text(
+        "from configs.minilm_rt_base import base_config\n\n\n"
+        "def get_config():\n"
+        "    config = base_config()\n"
+        "    config.sweep = 'plan.name=[finetune,progressive];seed=[0,1]'\n"
+        "    return config\n"
+    )
+    sweep = sw.plan_sweep(str(config), None, tmp_path / "root")
+    assert [c.name for c in sweep.cells][:2] == [
+        "plan.name=finetune,seed=0",
+        "plan.name=finetune,seed=1",
+    ]
+    assert len(sweep.cells) == 4
+    with pytest.raises(sw.SweepError, match="declares no `sweep` field"):
+        sw.plan_sweep(CONFIG, None, tmp_path)
+
+
+def test_unknown_key_is_refused_before_any_run(tmp_path):
+    root = tmp_path / "sweep"
+    result = run(
+        "-m",
+        "experiments.sweep",
+        f"--config={CONFIG}",
+        f"--workdir={root}",
+        "--sweep=plan.nmae=[feature_extraction,progressive];seed=[0,1]",
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert "unknown config key 'plan.nmae'" in result.stderr
+    assert "Did you mean 'plan.name'" in result.stderr
+    assert not root.exists()  # no sweep.json, no cell folder
+
+
+# --- skip / resume and the process pool, with a fake trainer ---------------------------------
+
+FAKE_TRAIN = """
+import json, pathlib, sys
+workdir, steps, seed = pathlib.Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+print("fake training", workdir.name)
+if seed == 2:
+    print("boom: seed 2 is cursed")
+    sys.exit(3)
+acc = 0.5 + 0.1 * seed
+(workdir / "metrics.jsonl").write_text(json.dumps({"step": steps, "split": "train", "loss": 1.0, "examples_per_sec": 10.0}) + "\\n")
+summary = {"steps": steps, "train_seconds_this_run": 1.0, "results": {"test": {"accuracy": acc, "loss": 1.0}}}
+(workdir / "summary.json").write_text(json.dumps(summary))
+"""
+
+
+def fake_command(cell):
+    return [
+        sys.executable,
+        "-c",
+        FAKE_TRAIN,
+        str(cell.workdir),
+        str(cell.total_steps),
+        str(cell.overrides["seed"]),
+    ]
+
+
+def test_finished_cells_are_skipped_unfinished_rerun_failures_reported(tmp_path):
+    root = tmp_path / "sweep"
+    sweep = sw.plan_sweep(CONFIG, "seed=[0,1,2,3]", root, ["total_steps=4"])
+    sw.write_sweep_json(sweep)
+    done, partial, failing, new = sweep.cells
+    done.workdir.mkdir(parents=True)
+    (done.workdir / "summary.json").write_text(json.dumps({"steps": 4, "results": {}}))
+    partial.workdir.mkdir()
+    (partial.workdir / "summary.json").write_text(json.dumps({"steps": 2}))  # fewer steps
+    assert [c.state() for c in sweep.cells] == ["finished", "partial", "new", "new"]
+
+    import io
+
+    out = io.StringIO()
+    results = sw.execute(sweep, workers=2, command=fake_command, out=out)
+    assert [r.status for r in results] == ["skipped", "finished", "failed", "finished"]
+    assert results[2].returncode == 3 and "boom: seed 2 is cursed" in results[2].log_tail
+    assert "FAILED (exit 3)" in out.getvalue() and "boom" in out.getvalue()
+    assert "seed=0  skipped" in out.getvalue()  # the final table
+    assert json.loads((done.workdir / "summary.json").read_text()) == {"steps": 4, "results": {}}
+    assert json.loads((partial.workdir / "summary.json").read_text())["steps"] == 4
+    assert "fake training seed=1" in (partial.workdir / "train.log").read_text()
+
+    again = sw.execute(sweep, workers=1, command=fake_command, out=io.StringIO())
+    assert [r.status for r in again] == ["skipped", "skipped", "failed", "skipped"]
+    assert (failing.workdir / "train.log").read_text().count("experiments.sweep:") == 2  # appended
+
+
+def test_sweep_json_grows_with_new_cells_and_refuses_other_settings(tmp_path):
+    first = sw.plan_sweep(CONFIG, "seed=[0,1]", tmp_path, ["total_steps=4"])
+    sw.write_sweep_json(first)
+    more = sw.plan_sweep(CONFIG, "seed=[1,2]", tmp_path, ["total_steps=4"])
+    described = json.loads(sw.write_sweep_json(more).read_text())
+    assert [c["name"] for c in described["cells"]] == ["seed=0", "seed=1", "seed=2"]
+    assert described["config"] == CONFIG and described["set"] == {"total_steps": 4}
+    other = sw.plan_sweep(CONFIG, "seed=[0]", tmp_path, ["total_steps=8"])
+    with pytest.raises(sw.SweepError, match="different set"):
+        sw.write_sweep_json(other)
+
+
+# --- aggregation -----------------------------------------------------------------------------
+
+ACCURACY = {("finetune", 0): 0.80, ("finetune", 1): 0.82, ("finetune", 2): 0.84}
+ACCURACY |= {("progressive", 0): 0.70, ("progressive", 1): 0.75}  # seed 2: missing
+
+
+def fabricate(root):
+    cells = []
+    for plan in ("finetune", "progressive"):
+        for seed in (0, 1, 2):
+            name = f"plan.name={plan},seed={seed}"
+            cells.append(
+                {"name": name, "overrides": {"plan.name": plan, "seed": seed}, "total_steps": 10}
+            )
+            folder = root / name
+            folder.mkdir(parents=True)
+            (folder / "config.json").write_text(
+                json.dumps({"seed": seed, "data": {"eval_split": "validation"}})
+            )
+            if (plan, seed) not in ACCURACY:
+                continue
+            acc = ACCURACY[plan, seed]
+            records = [
+                {"step": 5, "split": "train", "loss": 1.0, "examples_per_sec": 100.0 + seed},
+                {"step": 5, "split": "validation", "loss": 0.9, "accuracy": acc - 0.1},
+                {"step": 10, "split": "train", "loss": 0.5, "examples_per_sec": 200.0 + seed},
+                {"step": 10, "split": "validation", "loss": 0.6, "accuracy": acc - 0.05},
+                {"step": 10, "split": "final_validation", "loss": 0.6, "accuracy": acc - 0.05},
+            ]
+            (folder / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+            summary = {
+                "plan": plan,
+                "steps": 10,
+                "train_seconds_this_run": 10.0 + seed,
+                "results": {
+                    "validation": {"accuracy": acc - 0.05, "loss": 0.6, "examples": 100},
+                    "test": {"accuracy": acc, "loss": 0.5, "examples": 100},
+                },
+            }
+            if plan == "finetune":
+                summary["peak_memory_bytes"] = 1000 * (seed + 1)
+            (folder / "summary.json").write_text(json.dumps(summary))
+    keys = ["plan.name", "seed"]
+    (root / "sweep.json").write_text(json.dumps({"config": CONFIG, "keys": keys, "cells": cells}))
+
+
+def test_aggregate_mean_std_over_seeds_and_files(tmp_path):
+    fabricate(tmp_path)
+    result = agg.aggregate(tmp_path, group_by=None, over="seed")
+    groups = {g["keys"]["plan.name"]: g for g in result["groups"]}
+    assert groups["finetune"]["n"] == 3 and groups["progressive"]["n"] == 2
+    mean, std, n = groups["finetune"]["test_accuracy"]
+    assert mean == pytest.approx(0.82) and std == pytest.approx(
+        statistics.stdev([0.80, 0.82, 0.84])
+    )
+    mean, std, n = groups["progressive"]["test_accuracy"]
+    assert (mean, n) == (pytest.approx(0.725), 2) and std == pytest.approx(0.0353553, rel=1e-4)
+    assert groups["finetune"]["examples_per_sec"][0] == pytest.approx(
+        151.0
+    )  # mean of train records
+
+    md = (tmp_path / "aggregate.md").read_text()
+    assert "| finetune | 3 | 0.8200 ± 0.0200 |" in md
+    assert "| progressive | 2 | 0.7250 ± 0.0354 |" in md
+    assert "plan.name=progressive,seed=2: missing" in md
+
+    rows = list(csv.DictReader((tmp_path / "aggregate.csv").open()))
+    assert len(rows) == 6
+    by_cell = {r["cell"]: r for r in rows}
+    assert by_cell["plan.name=progressive,seed=2"]["status"] == "missing"
+    assert float(by_cell["plan.name=finetune,seed=1"]["test_accuracy"]) == pytest.approx(0.82)
+    assert float(by_cell["plan.name=finetune,seed=1"]["examples_per_sec"]) == pytest.approx(151.0)
+    assert by_cell["plan.name=finetune,seed=1"]["peak_memory_bytes"] == "2000"
+    assert by_cell["plan.name=progressive,seed=1"]["peak_memory_bytes"] == ""
+    assert by_cell["plan.name=finetune,seed=2"]["train_seconds"] == "12.0"
+    for png in ("learning_curves.png", "bars.png"):
+        assert (tmp_path / png).read_bytes()[:4] == b"\x89PNG"
+
+    # one group over everything, a group_by key read from config.json
+    pooled = agg.aggregate(tmp_path, group_by=[], over="seed")
+    assert [g["n"] for g in pooled["groups"]] == [5]
+    by_split = agg.aggregate(tmp_path, group_by=["data.eval_split"], over="seed")
+    assert by_split["groups"][0]["keys"] == {"data.eval_split": "validation"}
+
+
+# --- end to end: a real 2-cell sweep of the tiny BERT, then aggregate --------------------------
+
+
+def test_sweep_then_aggregate_tiny_bert(tiny_bert_dir, rt_data_dir, tmp_path):
+    root = tmp_path / "sweep"
+    fixed = [
+        "--set=" + flag.removeprefix("--config.")
+        for flag in tiny_overrides(tiny_bert_dir, rt_data_dir, workdir=None, steps=2)
+        if flag.startswith("--config.")
+    ]
+    args = [
+        "-m",
+        "experiments.sweep",
+        "--config=configs/minilm_rt_finetune.py",
+        f"--workdir={root}",
+        "--sweep=seed=[0,1]",
+        "--workers=2",
+        *fixed,
+    ]
+    result = run(*args, timeout=240)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    for seed in (0, 1):
+        summary = json.loads((root / f"seed={seed}" / "summary.json").read_text())
+        assert summary["steps"] == 2
+        assert "experiments.sweep:" in (root / f"seed={seed}" / "train.log").read_text()
+    assert result.stdout.count("finished in") == 2
+
+    again = run(*args, timeout=60)  # everything finished: nothing reruns
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert again.stdout.count("finished already, skipped") == 2
+
+    table = run(
+        "-m", "experiments.aggregate", f"--workdir={root}", "--group_by=plan.name", timeout=60
+    )
+    assert table.returncode == 0, table.stderr[-3000:]
+    md = (root / "aggregate.md").read_text()
+    line = next(x for x in md.splitlines() if x.startswith("| finetune |"))
+    assert line.startswith("| finetune | 2 | ") and " ± " in line
+    assert "2 of 2 cells finished" in table.stdout
+    for name in ("aggregate.csv", "learning_curves.png", "bars.png"):
+        assert (root / name).exists()
