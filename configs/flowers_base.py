@@ -31,11 +31,20 @@ def base_config() -> ml_collections.ConfigDict:
     # Train steps per compiled call (a lax.scan, cut at every log / eval / save / stage step): for
     # cached steps of a millisecond or two, where the host's per-step work would dominate.
     config.steps_per_call = 1
+    # Micro-batches per step, their gradients summed: the same update in less activation memory.
+    config.grad_accum_steps = 1
+    config.parallel = "jit"  # jit (NamedSharding over all devices) | pmap
+    # jit only: split parameters and optimizer state over a 'model' mesh axis of this many devices
+    # (the batch over the rest); rules 'regex=spec; ...' (spec e.g. 'None,model' or 'replicated'),
+    # else arrays of >= 2**16 elements split along their largest divisible dimension.
+    config.sharding = ml_collections.ConfigDict({"model_axis": 1, "rules": ""})
     # XLA flags for this model, set by tlx.train before JAX starts (your XLA_FLAGS win).
     config.xla_flags = ""
 
     config.model = ml_collections.ConfigDict()
     config.model.name = "image_classifier"
+    # Activations and matmuls; parameters, optimizer state and loss stay float32.
+    config.model.compute_dtype = "float32"  # float32 | bfloat16 (mixed precision) | float16
     config.model.checkpoint = ""
     config.model.checkpoint_path = ""
     config.model.arch = ""

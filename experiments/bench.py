@@ -41,7 +41,6 @@ import json
 import os
 import platform
 import queue
-import resource
 import statistics
 import threading
 import time
@@ -53,6 +52,7 @@ import numpy as np
 from absl import app, flags
 
 from experiments import speed_vs_torch as svt
+from tlx.metrics import peak_memory_bytes, process_max_rss_bytes
 
 # Shared with speed_vs_torch (defined there, so importing both does not define them twice).
 _MODELS, _PLANS, _STEPS, _WARMUP, _OUT = (
@@ -471,10 +471,6 @@ def add_throughput(result: dict, batch: int, tokens_per_example: int | None) -> 
     return result
 
 
-def process_max_rss_bytes() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
-
-
 def first_cost(analysis) -> dict:
     """cost_analysis() is a dict in recent jax, a list with one dict per program in older ones."""
     if isinstance(analysis, (list, tuple)):
@@ -482,12 +478,29 @@ def first_cost(analysis) -> dict:
     return dict(analysis or {})
 
 
-def step_flops(compiled, lowered) -> tuple[float | None, str | None]:
-    """FLOPs of one step from XLA's cost analysis: the larger of the compiled and the lowered
-    program's counts. On GPU the compiled program hands convolutions and matmuls to cuDNN and
-    cuBLAS custom calls that the analysis cannot count (ResNet-50: 11.6 GFLOP compiled against
-    ~790 lowered), so there the lowered count is the right one."""
-    counts = {}
+def cpu_lowering_flops(step, args) -> float | None:
+    """FLOPs of `step(*args)` counted on its lowering for the CPU: the same program before any
+    backend hands work to libraries. For accelerators, whose compiled program the analysis cannot
+    see into."""
+    import jax
+
+    try:
+        abstract = jax.tree_util.tree_map(
+            lambda x: jax.ShapeDtypeStruct(np.shape(x), x.dtype), args
+        )
+        lowered = step.trace(*abstract).lower(lowering_platforms=("cpu",))
+        return first_cost(lowered.cost_analysis()).get("flops") or None
+    except Exception:
+        return None
+
+
+def step_flops(compiled, lowered, cpu_count=None) -> tuple[float | None, str | None]:
+    """FLOPs of one step from XLA's cost analysis: the largest of the compiled, the lowered and
+    (`cpu_count`, on accelerators) the CPU lowering's counts. On GPU the compiled program hands
+    convolutions and matmuls to cuDNN and cuBLAS custom calls that the analysis cannot count
+    (ResNet-50 finetune at batch 64: 11.6 GFLOP counted against ~790 real), and the GPU lowering
+    had no count at all on the H200 of 2026-11-26; the CPU lowering of the same step counts them."""
+    counts = {"cpu_lowering": float(cpu_count)} if cpu_count else {}
     for source, stage in (("compiled", compiled), ("lowered", lowered)):
         try:
             flops = first_cost(stage.cost_analysis()).get("flops")
@@ -515,14 +528,6 @@ def xla_step_bytes(compiled) -> int | None:
         + stats.temp_size_in_bytes
         - stats.alias_size_in_bytes
     )
-
-
-def jax_peak_bytes() -> int:
-    """The accelerator allocator's high-water mark where it has one, else the process's max RSS."""
-    import jax
-
-    stats = jax.local_devices()[0].memory_stats() or {}
-    return int(stats.get("peak_bytes_in_use") or process_max_rss_bytes())
 
 
 # --- peaks --------------------------------------------------------------------------------------
@@ -591,7 +596,8 @@ def tlx_result(cell: Cell, cfg: BenchConfig, peak: float | None) -> dict:
     make = lambda seed: numpy_batch(cell.model, cell.batch, cfg, seed, torch_layout=False)
     with PrefetchedBatches(make, depth=cfg.prefetch_depth) as batches:
         start = time.perf_counter()
-        lowered = step.lower(*carry, next(batches), rng)
+        first_batch = next(batches)
+        lowered = step.lower(*carry, first_batch, rng)
         compiled = lowered.compile()
         compile_s = time.perf_counter() - start
 
@@ -601,10 +607,12 @@ def tlx_result(cell: Cell, cfg: BenchConfig, peak: float | None) -> dict:
             carry[:] = svt.next_carry(carry, out)
 
         result = time_steps(run_step, batches, cfg.steps, cfg.warmup, cfg.slow_step_s)
-    flops, source = step_flops(compiled, lowered)
+    on_cpu = jax.devices()[0].platform == "cpu"
+    cpu_count = None if on_cpu else cpu_lowering_flops(step, (*carry, first_batch, rng))
+    flops, source = step_flops(compiled, lowered, cpu_count)
     result.update(compile_s=compile_s, flops=flops, flops_source=source)
     result["mfu"] = flops / result["step_median_s"] / peak if flops and peak else None
-    result["peak_bytes"] = jax_peak_bytes()
+    result["peak_bytes"] = peak_memory_bytes()
     result["xla_step_bytes"] = xla_step_bytes(compiled)
     return add_throughput(result, cell.batch, cfg.seq_len if is_text(cell.model) else None)
 

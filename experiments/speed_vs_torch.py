@@ -60,14 +60,18 @@ def trainable_groups(groups: list[str], plan: str) -> list[str]:
     raise ValueError(f"unknown plan {plan!r}")
 
 
-def image_bundle(model_name: str, size: int | None = None, **module_kwargs):
-    """tlx's from-scratch bundle for one of MODELS, 10 classes; `module_kwargs` (e.g. a compute
-    `dtype`) go to the model's constructor."""
+def image_bundle(model_name: str, size: int | None = None, dtype=None, **module_kwargs):
+    """tlx's from-scratch bundle for one of MODELS, 10 classes; `dtype` is the compute dtype
+    (`model.compute_dtype`), `module_kwargs` go to the model's constructor."""
+    import jax.numpy as jnp
+
     from tlx.models.registry import build_model
 
     arch, kwargs, _ = MODELS[model_name]
     cfg = {"name": "image_classifier", "arch": arch, "checkpoint": ""}
     cfg["kwargs"] = {**kwargs, **module_kwargs}
+    if dtype is not None:
+        cfg["compute_dtype"] = jnp.dtype(dtype).name
     if size:
         cfg["image_size"] = size
     return build_model(cfg, num_classes=10)

@@ -177,3 +177,21 @@ def test_torch_cnn_runs_channels_last_and_the_note_names_a_one_step_figure(tmp_p
     assert row["torch"]["channels_last"] is True
     assert row["torch"]["steps"] == 1 and row["tlx"]["steps"] == 1
     assert "torch: 1 timed step" in (tmp_path / "bench.md").read_text()
+
+
+def test_flops_on_the_cpu_lowering_count_what_an_accelerator_hides():
+    import jax
+    import jax.numpy as jnp
+
+    from experiments.bench import cpu_lowering_flops, step_flops
+
+    step = jax.jit(lambda a, b: jnp.tanh(a @ b))
+    a, b = jnp.ones((64, 32)), jnp.ones((32, 16))
+    counted = cpu_lowering_flops(step, (a, b))
+    assert counted >= 2 * 64 * 32 * 16  # the matmul, plus the tanh
+    assert counted < 2 * 64 * 32 * 16 + 64 * 16 * 50
+    lowered = step.lower(a, b)
+    # An accelerator's compiled count that misses its library calls loses to the CPU count.
+    flops, source = step_flops(lowered.compile(), lowered, cpu_count=1e12)
+    assert (flops, source) == (1e12, "cpu_lowering")
+    assert cpu_lowering_flops(lambda x: x, (a,)) is None  # not a jitted step: no count, no crash

@@ -62,6 +62,10 @@ def test_run_writes_everything_and_freezes_by_plan(tiny_bert_dir, rt_data_dir, t
     )
     for name in ("config.json", "metrics.jsonl", "summary.json", "audit/stage_2.json"):
         assert (tmp_path / name).exists(), name
+    # 8 steps of 8 examples over the run's seconds; memory is the process's high-water mark.
+    expected_rate = 64 / summary["train_seconds_this_run"]
+    assert summary["examples_per_sec"] == pytest.approx(expected_rate, rel=0.02)
+    assert summary["peak_memory_bytes"] > 50 * 2**20
     assert list((tmp_path / "tensorboard").iterdir())
     assert any("initialised fresh" in line.lower() or "fresh" in line.lower() for line in logs)
     records = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]

@@ -7,6 +7,11 @@ A checkpoint has up to four items so that each use reads only what it needs:
   meta          JSON: step, stage index, plan name, config hash
 Orbax writes each step into a temporary folder and renames it when complete, so a run killed while
 saving leaves the previous checkpoint as the latest.
+
+With several processes every process calls save and restore (orbax synchronises them; process 0,
+its primary host, writes the metadata and finalises the step), so the checkpoint folder must be
+one that every process reaches (a shared file system). Arrays are saved as global, replicated
+arrays and restored so, whatever the number of processes that wrote them.
 """
 
 from __future__ import annotations
@@ -41,12 +46,12 @@ class Checkpoints:
 
     def save(self, step: int, params, train_state, meta: dict, model_state=None) -> None:
         items = dict(
-            params=ocp.args.StandardSave(params),
-            train_state=ocp.args.StandardSave(train_state),
+            params=ocp.args.StandardSave(_global(params)),
+            train_state=ocp.args.StandardSave(_global(train_state)),
             meta=ocp.args.JsonSave(meta),
         )
         if model_state:
-            items["model_state"] = ocp.args.StandardSave(model_state)
+            items["model_state"] = ocp.args.StandardSave(_global(model_state))
         self.manager.save(step, args=ocp.args.Composite(**items))
         self.manager.wait_until_finished()
 
@@ -96,16 +101,40 @@ class Checkpoints:
 
 
 def _abstract(tree):
-    """Target shapes and dtypes; arrays keep their sharding, anything else lands on one device.
+    """Target shapes and dtypes; arrays keep their sharding, anything else lands on one device
+    (several processes: replicated on every device, since orbax restores only global arrays).
 
     Never the saved sharding: a run trained on 8 devices must restore on 1 (and vice versa).
     """
-    default = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    multi = jax.process_count() > 1
+    default = _replicated() if multi else jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
 
     def leaf(x):
         sharding = getattr(x, "sharding", None)
-        if not isinstance(sharding, jax.sharding.Sharding):
+        if not isinstance(sharding, jax.sharding.Sharding) or (
+            multi and sharding.is_fully_addressable  # one process's array
+        ):
             sharding = default
         return jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding)
 
     return jax.tree_util.tree_map(leaf, tree)
+
+
+def _replicated():
+    from tlx import parallel
+
+    return parallel.replicated(parallel.make_mesh())
+
+
+def _global(tree):
+    """Several processes: process-local jax arrays (e.g. the RNG key) as global replicated ones,
+    which orbax requires; numpy and global arrays as they are. One process: the tree."""
+    if jax.process_count() == 1:
+        return tree
+    from tlx import parallel
+
+    mesh = parallel.make_mesh()
+    local = lambda x: isinstance(x, jax.Array) and x.is_fully_addressable
+    return jax.tree_util.tree_map(
+        lambda x: parallel.put_replicated(x, mesh) if local(x) else x, tree
+    )

@@ -15,8 +15,9 @@ import grain
 import jax
 
 from tlx.data import sources, text
-from tlx.data.sampling import CacheableExamples
+from tlx.data.sampling import CacheableExamples, Shard
 from tlx.models.registry import ModelBundle, build_model
+from tlx.parallel_modes import check_mode
 from tlx.transfer import feature_cache
 from tlx.transfer.groups import assign_groups, flatten
 from tlx.transfer.optim import check_schedules
@@ -29,7 +30,9 @@ class Experiment:
     model: ModelBundle
     plan: Plan
     label_names: Sequence[str]
-    train_batches: grain.MapDataset  # random access: train_batches[step] is step's global batch
+    # random access: train_batches[step] is step's global batch (several processes: this
+    # process's rows of it, and likewise for eval_batches; see tlx.data.sampling.Shard)
+    train_batches: grain.MapDataset
     eval_batches: Mapping[str, Sequence[dict]]  # split -> finite list of batches with 'weight'
     # The training examples as fixed inputs, when they are (no random augmentation): what
     # config.feature_cache needs. None otherwise.
@@ -59,9 +62,17 @@ def check_config(config: Mapping) -> None:
         raise ValueError(
             f"Config lacks required keys {missing}; every experiment sets {REQUIRED_KEYS}."
         )
-    for key in ("batch_size", "total_steps", "eval_every", "checkpoint_every", "steps_per_call"):
+    positive = ("batch_size", "total_steps", "eval_every", "checkpoint_every", "steps_per_call")
+    for key in (*positive, "grad_accum_steps"):
         if key in config and int(config[key]) < 1:
             raise ValueError(f"config.{key}={config[key]} must be a positive integer.")
+    check_mode(config.get("parallel", "jit"))
+    accum = int(config.get("grad_accum_steps", 1))
+    if int(config["batch_size"]) % accum:
+        raise ValueError(
+            f"config.grad_accum_steps={accum} must divide config.batch_size="
+            f"{config['batch_size']} (and each device's share of it)."
+        )
 
 
 def build_experiment(config: Mapping, *, with_data: bool = True) -> Experiment:
@@ -85,13 +96,57 @@ def build_experiment(config: Mapping, *, with_data: bool = True) -> Experiment:
     check_schedules(config["optim"], labels, int(config["total_steps"]))
 
     _check_feature_cache(config, is_image)
+    shard = process_shard(config)
 
     train_batches, eval_batches, cacheable = None, {}, None
     if with_data and is_image:
-        train_batches, eval_batches, cacheable = _image_data(config, bundle, data_dir)
+        train_batches, eval_batches, cacheable = _image_data(config, bundle, data_dir, shard)
     elif with_data:
-        train_batches, eval_batches, cacheable = _text_data(config, bundle, data_dir)
+        train_batches, eval_batches, cacheable = _text_data(config, bundle, data_dir, shard)
     return Experiment(config, bundle, plan, names, train_batches, eval_batches, cacheable)
+
+
+def process_shard(config: Mapping) -> Shard:
+    """This process's rows of every batch (all of them for one process), with the checks a
+    multi-process run needs before anything is built."""
+    count = jax.process_count()
+    if count == 1:
+        return Shard()
+    from tlx import parallel
+
+    devices = count * jax.local_device_count()
+    data_cfg = config["data"]
+    sizes = {
+        "config.batch_size": int(config["batch_size"]),
+        "config.data.eval_batch_size": int(data_cfg.get("eval_batch_size", config["batch_size"])),
+    }
+    for what, size in sizes.items():
+        if size % devices:
+            raise ValueError(
+                f"{what}={size} must be divisible by the processes x devices per process "
+                f"({count} x {jax.local_device_count()} = {devices}) so that every device of "
+                f"every process gets the same share; use a multiple of {devices}, e.g. "
+                f"{devices * max(1, size // devices)}."
+            )
+    if config.get("parallel", "jit") != "jit":
+        raise ValueError(
+            f"config.parallel={config['parallel']!r} runs in one process, and this run has "
+            f"{count}; use config.parallel='jit' across processes."
+        )
+    sharding = config.get("sharding") or {}
+    if int(sharding.get("model_axis", 1)) != 1 or sharding.get("rules"):
+        raise ValueError(
+            "config.sharding (split parameters over a 'model' axis) is not supported with "
+            f"several processes yet (this run has {count}); leave sharding.model_axis=1 and "
+            "sharding.rules empty."
+        )
+    if config.get("feature_cache", "off") != "off":
+        raise ValueError(
+            f"config.feature_cache={config['feature_cache']!r} is not supported with several "
+            f"processes (this run has {count}); set config.feature_cache='off'."
+        )
+    index, count = parallel.process_rows(parallel.make_mesh())
+    return Shard(index, count)
 
 
 def _check_feature_cache(config: Mapping, is_image: bool) -> None:
@@ -120,7 +175,7 @@ def _is_image_dataset(name: str) -> bool:
     return name in image_sources.IMAGE_DATASETS or name.startswith("image_folder:")
 
 
-def _image_data(config, bundle: ModelBundle, data_dir):
+def _image_data(config, bundle: ModelBundle, data_dir, shard: Shard):
     from tlx.data import image_sources, images
 
     data_cfg = config["data"]
@@ -141,6 +196,7 @@ def _image_data(config, bundle: ModelBundle, data_dir):
         bundle.preprocessing,
         augment=augment,
         crop_scale=tuple(data_cfg.get("crop_scale", (0.35, 1.0))),
+        shard=shard,
         **common,
     )
     cacheable = None
@@ -158,6 +214,7 @@ def _image_data(config, bundle: ModelBundle, data_dir):
             ),
             bundle.preprocessing,
             batch_size=eval_batch_size,
+            shard=shard,
         )
         for split in data_cfg.get("eval_splits", ("validation", "test"))
     }
@@ -179,7 +236,7 @@ class _FirstN:
         return self.source[i]
 
 
-def _text_data(config, bundle: ModelBundle, data_dir):
+def _text_data(config, bundle: ModelBundle, data_dir, shard: Shard):
     data_cfg = config["data"]
     common = dict(max_length=int(data_cfg["max_length"]), buckets=tuple(data_cfg["buckets"]))
     train_source = sources.load_text_source(data_cfg["name"], "train", data_dir)
@@ -192,13 +249,15 @@ def _text_data(config, bundle: ModelBundle, data_dir):
         recipe=f"{data_cfg['name']} train {data_dir} tokenizer {bundle.checkpoint_dir}",
         **common,
     )
-    train = cacheable.index_batches.map(cacheable.make_batch)  # = text.make_train_batches
+    # = text.make_train_batches: the global batch, or with several processes this one's rows
+    train = cacheable.index_batches.map(cacheable.make_batch.for_shard(shard))
     eval_batch_size = int(data_cfg.get("eval_batch_size", config["batch_size"]))
     evals = {
         split: text.make_eval_batches(
             sources.load_text_source(data_cfg["name"], split, data_dir),
             bundle.tokenizer,
             batch_size=eval_batch_size,
+            shard=shard,
             **common,
         )
         for split in data_cfg.get("eval_splits", ("validation", "test"))

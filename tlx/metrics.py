@@ -9,6 +9,20 @@ from pathlib import Path
 import numpy as np
 
 
+def process_max_rss_bytes() -> int:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
+
+
+def peak_memory_bytes() -> int:
+    """The accelerator allocator's high-water mark where it has one, else the process's max RSS."""
+    import jax
+
+    stats = jax.local_devices()[0].memory_stats() or {}
+    return int(stats.get("peak_bytes_in_use") or process_max_rss_bytes())
+
+
 def summarize(sums: Mapping[str, float]) -> dict[str, float]:
     """Weighted sums from :func:`tlx.steps.classification_metrics` -> mean loss and accuracy."""
     weight = float(sums["weight_sum"])

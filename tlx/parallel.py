@@ -2,6 +2,8 @@
 
 Parameters and optimizer state are replicated; each batch is split along its first axis. jit then
 inserts the gradient all-reduce itself, so the train step is the same code on 1 or N devices.
+With several processes (``tlx.distributed``) the mesh spans every process's devices, and each
+process puts only its own rows of a batch (:func:`put_batch`).
 """
 
 from __future__ import annotations
@@ -36,26 +38,62 @@ def check_batch_size(batch_size: int, mesh: Mesh, what: str = "batch_size") -> N
 
 
 def put_replicated(tree, mesh: Mesh):
-    return jax.device_put(tree, replicated(mesh))
+    """Every leaf replicated on every device of the mesh.
+
+    Several processes: each leaf must hold the same value on every process (parameters and
+    optimizer state do: same seed, same checkpoint). Leaves go through host memory, because
+    jax 0.10's device_put of a process-local jax.Array onto devices of other processes builds a
+    broken array; leaves already placed so are kept.
+    """
+    sharding = replicated(mesh)
+    if jax.process_count() == 1:
+        return jax.device_put(tree, sharding)
+
+    def put(x):
+        if isinstance(x, jax.Array) and x.sharding == sharding:
+            return x
+        value = np.asarray(x)
+        return jax.make_array_from_process_local_data(sharding, value, value.shape)
+
+    return jax.tree_util.tree_map(put, tree)
 
 
-def host_slice(batch: dict) -> dict:
-    """This process's contiguous share of a global batch (all of it on one host)."""
-    n, i = jax.process_count(), jax.process_index()
-    if n == 1:
-        return batch
-    return {k: v[len(v) // n * i : len(v) // n * (i + 1)] for k, v in batch.items()}
+def process_rows(mesh: Mesh) -> tuple[int, int]:
+    """(index, count): this process holds block `index` of `count` equal contiguous blocks of
+    rows of every batch sharded over the mesh (its devices' shards, in order)."""
+    count = jax.process_count()
+    if count == 1:
+        return 0, 1
+    n = mesh.devices.size
+    indices = data_sharded(mesh).addressable_devices_indices_map((n,))
+    starts = sorted(index[0].start or 0 for index in indices.values())
+    per_process = n // count
+    index = starts[0] // per_process if per_process else 0
+    expected = list(range(index * per_process, (index + 1) * per_process))
+    if n % count or starts != expected:
+        raise ValueError(
+            f"Process {jax.process_index()} holds rows {starts} of the {n} devices' batch "
+            f"shards; a multi-process run needs each of its {count} processes to hold one "
+            "contiguous block of equal size (the same number of devices on every host)."
+        )
+    return index, count
 
 
-def put_batch(global_batch: dict, mesh: Mesh) -> dict:
-    """A global numpy batch -> arrays sharded along the batch axis over every device.
+def put_batch(batch: dict, mesh: Mesh) -> dict:
+    """A numpy batch -> arrays sharded along the batch axis over every device.
 
-    With several processes each host contributes only its own slice, so hosts never send data.
+    One process: `batch` is the global batch. Several: it is this process's rows of it (block
+    `process_rows(mesh)[0]`, as the data pipelines build it), so hosts never load or send each
+    other's examples; the global batch is `process_count` times as long.
     """
     sharding = data_sharded(mesh)
     if jax.process_count() == 1:
-        return jax.device_put(global_batch, sharding)
-    return {
-        k: jax.make_array_from_process_local_data(sharding, np.asarray(v))
-        for k, v in host_slice(global_batch).items()
-    }
+        return jax.device_put(batch, sharding)
+    count = jax.process_count()
+    out = {}
+    for k, v in batch.items():
+        v = np.asarray(v)
+        out[k] = jax.make_array_from_process_local_data(
+            sharding, v, (v.shape[0] * count, *v.shape[1:])
+        )
+    return out

@@ -5,6 +5,12 @@
 
 Rerunning with the same --workdir resumes from its latest checkpoint. Unknown or mistyped
 ``--config.*`` overrides are rejected before anything is built.
+
+Several processes (hosts) train one run when each is started with the same
+``--coordinator_address=HOST:PORT`` (process 0's) and ``--num_processes=N``, its own
+``--process_id`` in [0, N), and the same --config and --workdir (a folder all of them can reach):
+see README "Multi-host". Unset, these flags fall back to TLX_COORDINATOR_ADDRESS /
+TLX_NUM_PROCESSES / TLX_PROCESS_ID (or JAX_*); none set is a one-process run.
 """
 
 from __future__ import annotations
@@ -12,7 +18,7 @@ from __future__ import annotations
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from tlx import runtime
+from tlx import distributed, runtime
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Experiment config file.", lock_config=True
@@ -20,6 +26,29 @@ _CONFIG = config_flags.DEFINE_config_file(
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run folder: checkpoints, metrics, summary.")
 _CPU_DEVICES = flags.DEFINE_integer(
     "cpu_devices", 0, "Split the host CPU into this many JAX devices (testing data parallelism)."
+)
+_COORDINATOR = flags.DEFINE_string(
+    "coordinator_address",
+    None,
+    "Multi-process runs: host:port of process 0, the same on every process "
+    "(default: $TLX_COORDINATOR_ADDRESS, then $JAX_COORDINATOR_ADDRESS).",
+)
+_NUM_PROCESSES = flags.DEFINE_integer(
+    "num_processes",
+    None,
+    "Multi-process runs: how many processes train together "
+    "(default: $TLX_NUM_PROCESSES, then $JAX_NUM_PROCESSES; unset: one process).",
+)
+_PROCESS_ID = flags.DEFINE_integer(
+    "process_id",
+    None,
+    "Multi-process runs: this process's id in [0, num_processes) "
+    "(default: $TLX_PROCESS_ID, then $JAX_PROCESS_ID).",
+)
+_DISTRIBUTED_TIMEOUT = flags.DEFINE_integer(
+    "distributed_timeout_s",
+    300,
+    "Multi-process runs: give up when the other processes have not connected after this long.",
 )
 flags.mark_flags_as_required(["config", "workdir"])
 
@@ -30,6 +59,21 @@ def main(argv):
     if not flags.FLAGS["verbosity"].present:  # tfds and orbax log every step at INFO
         logging.set_verbosity(logging.WARNING)
     runtime.configure(_CPU_DEVICES.value or None, _CONFIG.value.get("xla_flags", ""))
+    try:  # before anything touches a device: JAX's backend then spans every process
+        distributed.initialize(
+            _COORDINATOR.value,
+            _NUM_PROCESSES.value,
+            _PROCESS_ID.value,
+            timeout_s=_DISTRIBUTED_TIMEOUT.value,
+        )
+    except ValueError as e:
+        raise SystemExit(f"tlx.train: cannot join the multi-process run.\n{e}") from e
+    except RuntimeError as e:  # JAX's own: e.g. DEADLINE_EXCEEDED, the others never connected
+        raise SystemExit(
+            f"tlx.train: the multi-process run did not assemble within "
+            f"{_DISTRIBUTED_TIMEOUT.value} s: start every process with the same --coordinator_address and --num_processes, and check that process 0's "
+            f"host and port are reachable.\n{type(e).__name__}: {e}"
+        ) from e
     # Imported after configure(): XLA reads its flags once, when JAX initialises.
     from tlx.experiment import build_experiment
     from tlx.report import print_result_table
@@ -42,7 +86,10 @@ def main(argv):
             f"tlx.train: cannot start this experiment.\n{type(e).__name__}: {e}"
         ) from e
     summary = train(experiment, _WORKDIR.value)
-    print_result_table(summary)
+    import jax
+
+    if jax.process_index() == 0:  # one table per run, not one per process
+        print_result_table(summary)
 
 
 if __name__ == "__main__":

@@ -19,12 +19,17 @@ import jax
 import numpy as np
 from tqdm.auto import tqdm
 
-from tlx import parallel
 from tlx.checkpoint import Checkpoints
 from tlx.data.iterate import iterate_batches
 from tlx.experiment import Experiment
-from tlx.metrics import MetricWriter, add_sums, summarize
-from tlx.steps import make_eval_step, make_multi_step, make_split_train_step
+from tlx.metrics import MetricWriter, add_sums, peak_memory_bytes, summarize
+from tlx.parallel_modes import make_mode
+from tlx.steps import (
+    check_accumulation,
+    make_eval_step,
+    make_multi_step,
+    make_split_train_step,
+)
 from tlx.transfer import audit, feature_cache
 from tlx.transfer.batchnorm import batchnorm_param_paths, check_policy, with_affine_labels
 from tlx.transfer.groups import assign_groups, flatten, unflatten
@@ -73,10 +78,11 @@ def train_state_of(opt_state, dropout_rng) -> dict:
     return {"opt_state": opt_state, "rng": jax.random.key_data(dropout_rng)}
 
 
-def evaluate(eval_step, params, model_state, batches, mesh) -> dict:
+def evaluate(eval_step, params, model_state, batches, mode) -> dict:
     total = None
     for batch in batches:
-        total = add_sums(total, eval_step(params, model_state, parallel.put_batch(batch, mesh)))
+        sums = eval_step(params, model_state, mode.put_batch(batch))
+        total = add_sums(total, mode.host_metrics(sums))
     return summarize(total)
 
 
@@ -87,10 +93,14 @@ def train(exp: Experiment, workdir: str | Path, *, log=print, progress: bool = T
     workdir.mkdir(parents=True, exist_ok=True)
     is_lead = jax.process_index() == 0
     total_steps = int(cfg["total_steps"])
-    mesh = parallel.make_mesh()
-    parallel.check_batch_size(int(cfg["batch_size"]), mesh)
+    mode = make_mode(cfg.get("parallel", "jit"), cfg.get("sharding"))  # jit (+ rules) or pmap
+    mode.check_batch_size(int(cfg["batch_size"]))
     for batches in exp.eval_batches.values():
-        parallel.check_batch_size(len(batches[0]["label"]), mesh, "eval batch size")
+        # several processes: each holds its 1/count of the rows (tlx.data.sampling.Shard)
+        global_rows = len(batches[0]["label"]) * jax.process_count()
+        mode.check_batch_size(global_rows, "eval batch size")
+    accum_steps = int(cfg.get("grad_accum_steps", 1))
+    check_accumulation(int(cfg["batch_size"]) // mode.num_devices, accum_steps)
     if is_lead:
         (workdir / "config.json").write_text(cfg.to_json(indent=1))
 
@@ -118,14 +128,16 @@ def train(exp: Experiment, workdir: str | Path, *, log=print, progress: bool = T
         dropout_rng = jax.random.wrap_key_data(train_state["rng"])
         log(f"Resumed from {workdir / 'checkpoints'} at step {start_step} (stage {meta['stage']}).")
 
-    params, model_state, opt_state = parallel.put_replicated((params, model_state, opt_state), mesh)
+    params, model_state, opt_state = mode.replicate((params, model_state, opt_state))
+    if hasattr(mode, "describe"):  # parameters split over a 'model' axis
+        log(mode.describe(params))
     # Steps take and give flat dicts: the stage's trainable parameters, its frozen ones (fixed for
     # the stage, never handed back) and the model state ('batch_stats/...' paths).
     trainable, frozen, state = {}, flatten(params), flatten(model_state)
     full_params = lambda: unflatten({**frozen, **trainable})
     writer = MetricWriter(workdir, enabled=is_lead)
     writer.truncate_after(start_step)
-    eval_step = jax.jit(make_eval_step(exp.model.forward))
+    eval_step = mode.compile_eval(make_eval_step(exp.model.forward, mode.axis_name))
     clip_norm = cfg["optim"].get("clip_norm", None)
     compiled: dict[int, object] = {}
     compiled_multi: dict[int, object] = {}  # stage -> several steps per call (steps_per_call)
@@ -146,7 +158,7 @@ def train(exp: Experiment, workdir: str | Path, *, log=print, progress: bool = T
         forward = exp.model.forward
         if exp.model.forward_for_stage is not None:  # e.g. BatchNorm policy of frozen groups
             forward = exp.model.forward_for_stage(stage.trainable)
-        rows = audit.audit_stage(stage, group_of, flat, opt_state)
+        rows = audit.audit_stage(stage, group_of, flat, mode.unreplicate(opt_state))
         log(audit.format_audit(rows, index, stage.start_step))
         if is_lead:
             audit.save_audit(workdir, rows, index, stage.start_step)
@@ -159,8 +171,8 @@ def train(exp: Experiment, workdir: str | Path, *, log=print, progress: bool = T
         if prefix and cache is None:
             cache = feature_cache.build(
                 stage_forward=forward,
-                params=full_params(),
-                model_state=unflatten(state),
+                params=mode.unreplicate(full_params()),
+                model_state=unflatten(mode.unreplicate(state)),
                 group_of=group_of,
                 prefix=prefix,
                 examples=exp.cacheable,
@@ -170,11 +182,20 @@ def train(exp: Experiment, workdir: str | Path, *, log=print, progress: bool = T
                 log=log,
                 progress=progress,
             )
-            cached_eval_step = jax.jit(make_eval_step(cache.forward(exp.model.forward)))
+            cached_eval_step = mode.compile_eval(
+                make_eval_step(cache.forward(exp.model.forward), mode.axis_name)
+            )
         if cache is not None:
             forward = cache.forward(forward)
             train_batches = cache.train_batches(exp.cacheable.index_batches)
-        step_fn = make_split_train_step(forward, trainable_paths, tx, clip_norm)
+        step_fn = make_split_train_step(
+            forward,
+            trainable_paths,
+            tx,
+            clip_norm,
+            accum_steps=accum_steps,
+            axis_name=mode.axis_name,
+        )
         read_frozen, read_state = frozen, None  # what the step is passed (None: all the state)
         if cache is not None:
             unread_params, unread_state = cache.unread_inputs(group_of, frozen, state)
@@ -186,23 +207,34 @@ def train(exp: Experiment, workdir: str | Path, *, log=print, progress: bool = T
         step_inputs[index] = (read_frozen, read_state)
         # The step's dropout key is fold_in(run key, step), folded inside the compiled step.
         keyed = lambda *args, fn=step_fn: fn(*args[:-2], jax.random.fold_in(args[-2], args[-1]))
-        compiled[index] = jax.jit(keyed)
-        compiled_multi[index] = jax.jit(make_multi_step(keyed))  # traced once per chunk length
+        compiled[index] = mode.compile_train(keyed)
+        # Several steps per call: traced once per chunk length.
+        compiled_multi[index] = mode.compile_train(make_multi_step(keyed))
         return train_batches
 
     def evaluate_split(split: str) -> dict:
         if cache is not None:  # the frozen bottom's features, computed once per stage
             batches = cache.eval_batches(split, exp.eval_batches[split])
-            return evaluate(cached_eval_step, full_params(), unflatten(state), batches, mesh)
-        return evaluate(eval_step, full_params(), unflatten(state), exp.eval_batches[split], mesh)
+            return evaluate(cached_eval_step, full_params(), unflatten(state), batches, mode)
+        return evaluate(eval_step, full_params(), unflatten(state), exp.eval_batches[split], mode)
 
     def save(step: int):
-        train_state = train_state_of(opt_state, dropout_rng)
+        train_state = train_state_of(mode.unreplicate(opt_state), dropout_rng)
         meta = {"step": step, "stage": plan.stage_index_at(max(step - 1, 0))}
-        checkpoints.save(step, full_params(), train_state, meta, unflatten(state))
+        # One copy of everything (pmap holds one per device): checkpoints are mode-independent.
+        checkpoints.save(
+            step,
+            mode.unreplicate(full_params()),
+            train_state,
+            meta,
+            unflatten(mode.unreplicate(state)),
+        )
 
     stage_batches = start_stage(stage_index)
-    bar = tqdm(total=total_steps, initial=start_step, disable=not progress, desc="train")
+    # One progress bar per run: the lead process draws it.
+    bar = tqdm(
+        total=total_steps, initial=start_step, disable=not (progress and is_lead), desc="train"
+    )
     window, window_start, window_examples = None, time.perf_counter(), 0
     # Time blocked waiting for the next batch: how far the input pipeline lags the step.
     window_wait = total_wait = 0.0
@@ -212,7 +244,7 @@ def train(exp: Experiment, workdir: str | Path, *, log=print, progress: bool = T
         source,
         step,
         num_workers=0 if cache is not None else workers,
-        to_device=lambda b: parallel.put_batch(b, mesh),
+        to_device=mode.put_batch,
     )
     batches = read_ahead(stage_batches, start_step)
     pending = None  # (step, stage, metrics) of the last step taken, not yet read back
@@ -220,7 +252,9 @@ def train(exp: Experiment, workdir: str | Path, *, log=print, progress: bool = T
 
     def record(first_step: int, stage: int, chunk_metrics, count: int) -> None:
         """Metrics of `count` steps to the host (stacked when count > 1), one step at a time."""
-        chunk_metrics = jax.device_get(chunk_metrics)  # one wait for the steps, then host values
+        chunk_metrics = jax.device_get(
+            mode.host_metrics(chunk_metrics)
+        )  # one wait for the steps, then host values
         for i in range(count):
             one = chunk_metrics if count == 1 else {k: v[i] for k, v in chunk_metrics.items()}
             record_step(first_step + i, stage, one)
@@ -262,7 +296,7 @@ def train(exp: Experiment, workdir: str | Path, *, log=print, progress: bool = T
             old_stage = plan.stages[stage_index]
             stage_index = plan.stage_index_at(step)
             tx = optimizer_for(stage_index)
-            fresh = parallel.put_replicated(jax.jit(tx.init)(flat), mesh)
+            fresh = mode.replicate(jax.jit(tx.init)(flat))
             opt_state = carry_over(opt_state, fresh, old_stage, plan.stages[stage_index])
             new_batches = start_stage(stage_index)
             if new_batches is not stage_batches:  # cached features came or went
@@ -351,6 +385,11 @@ def train(exp: Experiment, workdir: str | Path, *, log=print, progress: bool = T
         "resumed_from_step": start_step,
         "train_seconds_this_run": round(train_seconds, 2),
         "input_wait_fraction": round(total_wait / max(train_seconds, 1e-9), 4),
+        # Whole steps of this run (compilation included), and the memory high-water mark.
+        "examples_per_sec": round(
+            (total_steps - start_step) * int(cfg["batch_size"]) / max(train_seconds, 1e-9), 2
+        ),
+        "peak_memory_bytes": peak_memory_bytes(),
         "results": results,
     }
     if is_lead:

@@ -30,7 +30,13 @@ import numpy as np
 from PIL import Image
 
 from tlx.data.preprocess import ImagePreprocessing
-from tlx.data.sampling import CacheableExamples, check_sizes, train_index_batches
+from tlx.data.sampling import (
+    ONE_PROCESS,
+    CacheableExamples,
+    Shard,
+    check_sizes,
+    train_index_batches,
+)
 
 AUGMENTATIONS = ("random_resized_crop", "flip", "none")
 _RATIO = (3 / 4, 4 / 3)  # torchvision RandomResizedCrop's aspect-ratio range
@@ -199,6 +205,11 @@ class MakeImageBatch:
 
     `augment=None` is evaluation: resize + centre crop, and with `batch_size` set, a short final
     batch is filled with zero rows of weight 0 (zeros, not NaN, so that weight 0 cancels them).
+
+    With a `shard` of several processes, `indices` are still the global batch's and the batch is
+    the shard's rows of it (evaluation: batch_size / count rows); an example's augmentation is
+    drawn from its position in the global batch, so the processes together build the batch one
+    process builds, each decoding only its own images.
     """
 
     def __init__(
@@ -210,7 +221,10 @@ class MakeImageBatch:
         seed: int = 0,
         crop_scale: tuple[float, float] = (0.35, 1.0),
         batch_size: int | None = None,
+        shard: Shard = ONE_PROCESS,
     ):
+        if batch_size is not None:
+            shard.rows(batch_size, "eval batch size")
         if augment is not None and augment not in AUGMENTATIONS:
             raise ValueError(f"augment must be one of {AUGMENTATIONS}, got {augment!r}.")
         if not 0 < crop_scale[0] <= crop_scale[1] <= 1:
@@ -221,6 +235,7 @@ class MakeImageBatch:
         self.seed = seed
         self.crop_scale = tuple(crop_scale)
         self.batch_size = batch_size
+        self.shard = shard
         self.resample = resample(p.interpolation)
         self.normalise = Normalise(p)
 
@@ -242,13 +257,17 @@ class MakeImageBatch:
     def __call__(self, step: int, indices: np.ndarray) -> dict:
         size = self.p.image_size
         rows = len(indices) if self.batch_size is None else self.batch_size
+        first = 0  # the global batch position of indices[0]
+        if self.shard.count > 1:
+            part = self.shard.rows(rows)
+            indices, first, rows = np.asarray(indices)[part], part.start, rows // self.shard.count
         pixels = np.zeros((rows, size, size, 3), np.uint8)
         labels = np.zeros(rows, np.int32)
         train = self.augment not in (None, "none")
         channels = (2, 1, 0) if self.p.channel_order == "BGR" else (0, 1, 2)
         for position, index in enumerate(indices):
             example = self.source[int(index)]
-            rng = np.random.default_rng((self.seed, step, position)) if train else None
+            rng = np.random.default_rng((self.seed, step, first + position)) if train else None
             out = self.crop(example["image"], rng)
             # One plane at a time: numpy copies into a last axis of 3 ~7x slower than this.
             if out.ndim == 2:
@@ -279,8 +298,10 @@ def make_image_train_batches(
     subset_seed: int | None = None,
     augment: str = "random_resized_crop",
     crop_scale: tuple[float, float] = (0.35, 1.0),
+    shard: Shard = ONE_PROCESS,
 ) -> grain.MapDataset:
-    """Infinite random-access training batches: `ds[step]` is the global batch of that step.
+    """Infinite random-access training batches: `ds[step]` is the global batch of that step
+    (with a `shard` of several processes, that process's rows of it: see `MakeImageBatch`).
 
     Batches: image float32 [B, S, S, 3] (S = preprocessing.image_size), label int32 [B].
     Deterministic in (seed, step); every epoch is a new permutation, and a batch may span two
@@ -295,7 +316,7 @@ def make_image_train_batches(
     """
     source = _training_source(source, batch_size, seed, num_examples, subset_seed)
     make_batch = MakeImageBatch(
-        source, preprocessing, augment=augment, seed=seed, crop_scale=crop_scale
+        source, preprocessing, augment=augment, seed=seed, crop_scale=crop_scale, shard=shard
     )
     return train_index_batches(len(source), batch_size, seed).map_with_index(make_batch)
 
@@ -329,15 +350,15 @@ def image_cacheable_examples(
 
 
 def make_image_eval_batches(
-    source, preprocessing: ImagePreprocessing, *, batch_size: int
+    source, preprocessing: ImagePreprocessing, *, batch_size: int, shard: Shard = ONE_PROCESS
 ) -> grain.MapDataset:
     """Finite batches in source order, every example exactly once (supports len, [i], iteration).
 
     Resize of the shorter side to resize_size, centre crop of image_size. Like training batches
     plus `weight` float32 [B]: 1 for real examples, 0 for the zero rows that fill the last batch.
     A lazy sequence rather than a list: the 10,000 Fashion-MNIST test images at 224 are 6 GB of
-    float32.
+    float32. With a `shard` of several processes, each batch is that process's rows of it.
     """
     check_sizes(source, batch_size)
-    make_batch = MakeImageBatch(source, preprocessing, batch_size=batch_size)
+    make_batch = MakeImageBatch(source, preprocessing, batch_size=batch_size, shard=shard)
     return grain.MapDataset.range(len(source)).batch(batch_size).map_with_index(make_batch)

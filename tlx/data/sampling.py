@@ -18,6 +18,41 @@ def check_sizes(source, batch_size: int) -> None:
         )
 
 
+@dataclasses.dataclass(frozen=True)
+class Shard:
+    """Which rows of every global batch this process builds: block `index` of `count` equal,
+    contiguous blocks (multi-process training; see `tlx.parallel.process_rows`).
+
+    The batch makers take the *global* batch's example indices, so what depends on the whole
+    batch (a text batch's padded length) is the same on every process, but read, tokenise or
+    decode only their own rows. The default, one block, is the whole batch.
+    """
+
+    index: int = 0
+    count: int = 1
+
+    def __post_init__(self):
+        if self.count < 1 or not 0 <= self.index < self.count:
+            raise ValueError(
+                f"Shard(index={self.index}, count={self.count}): expected count >= 1 and "
+                "0 <= index < count (index: this process, count: the processes)."
+            )
+
+    def rows(self, batch_size: int, what: str = "batch_size") -> slice:
+        """This shard's rows of a global batch of `batch_size` rows."""
+        if batch_size % self.count:
+            raise ValueError(
+                f"{what}={batch_size} must be divisible by the number of processes "
+                f"({self.count}) so each builds the same number of rows; use a multiple of "
+                f"{self.count}."
+            )
+        size = batch_size // self.count
+        return slice(self.index * size, (self.index + 1) * size)
+
+
+ONE_PROCESS = Shard()  # every row of every batch: the default of the batch makers
+
+
 def train_index_batches(num_examples: int, batch_size: int, seed: int) -> grain.MapDataset:
     """ds[step] -> the example indices of step's batch: see :class:`EpochIndexBatches`."""
     return EpochIndexBatches(num_examples, batch_size, seed)

@@ -18,7 +18,13 @@ import grain
 import numpy as np
 import tokenizers
 
-from tlx.data.sampling import CacheableExamples, check_sizes, train_index_batches
+from tlx.data.sampling import (
+    ONE_PROCESS,
+    CacheableExamples,
+    Shard,
+    check_sizes,
+    train_index_batches,
+)
 
 
 def bucket_lengths(buckets: Sequence[int], max_length: int) -> tuple[int, ...]:
@@ -67,22 +73,58 @@ class MakeBatch:
     With `batch_size` set (evaluation), a short final batch is filled with dummy rows of weight 0.
     A dummy row is an empty text, i.e. [CLS] [SEP], rather than pure padding, so that no attention
     row is fully masked (which can give NaN, and NaN * weight 0 is still NaN).
+
+    With a `shard` of several processes, `indices` are still the global batch's, and the batch is
+    the shard's rows of it (evaluation: batch_size / count rows, dummies included) padded to the
+    global batch's length, so that every process builds the same shape while reading and
+    tokenising only its own examples. The length comes from every example's token count,
+    counted once when the maker is built (a pass of the Rust tokenizer over the source).
     """
 
-    def __init__(self, source, tokenizer: BatchTokenizer, lengths: Sequence[int], batch_size=None):
+    def __init__(
+        self,
+        source,
+        tokenizer: BatchTokenizer,
+        lengths: Sequence[int],
+        batch_size=None,
+        shard: Shard = ONE_PROCESS,
+    ):
         self.source = source
         self.tokenizer = tokenizer
         self.lengths = tuple(lengths)
         self.batch_size = batch_size
+        self.shard = shard
+        self.token_counts = None
+        if shard.count > 1:
+            if batch_size is not None:
+                shard.rows(batch_size, "eval batch size")  # checked here, before any batch
+            self.token_counts = _token_counts(source, tokenizer)
+
+    def for_shard(self, shard: Shard) -> MakeBatch:
+        """The same batches, `shard`'s rows of them (itself for one process)."""
+        if shard == self.shard:
+            return self
+        return MakeBatch(self.source, self.tokenizer, self.lengths, self.batch_size, shard)
 
     def __call__(self, indices: np.ndarray) -> dict:
+        if self.shard.count == 1:
+            return self._make(indices, self.batch_size)
+        indices = np.asarray(indices)
+        rows = self.shard.rows(self.batch_size or len(indices))
+        longest = int(self.token_counts[indices].max())  # the global batch's, as in one process
+        length = next(b for b in self.lengths if b >= longest)
+        per_shard = None if self.batch_size is None else self.batch_size // self.shard.count
+        return self._make(indices[rows], per_shard, length)
+
+    def _make(self, indices, batch_size: int | None, length: int | None = None) -> dict:
         examples = [self.source[int(i)] for i in indices]
         texts = [e["text"] for e in examples]
         labels = [e["label"] for e in examples]
-        num_dummies = 0 if self.batch_size is None else self.batch_size - len(examples)
+        num_dummies = 0 if batch_size is None else batch_size - len(examples)
         encodings = self.tokenizer(texts + [""] * num_dummies)
-        longest = max(len(e.ids) for e in encodings)
-        length = next(b for b in self.lengths if b >= longest)
+        if length is None:
+            longest = max(len(e.ids) for e in encodings)
+            length = next(b for b in self.lengths if b >= longest)
 
         shape = (len(encodings), length)
         input_ids = np.full(shape, self.tokenizer.pad_id, np.int32)
@@ -99,9 +141,18 @@ class MakeBatch:
             "token_type_ids": token_type_ids,
             "label": np.array(labels + [0] * num_dummies, np.int32),
         }
-        if self.batch_size is not None:
+        if batch_size is not None:
             batch["weight"] = np.array([1.0] * len(examples) + [0.0] * num_dummies, np.float32)
         return batch
+
+
+def _token_counts(source, tokenizer: BatchTokenizer, chunk: int = 4096) -> np.ndarray:
+    """Every example's token count as `tokenizer` encodes it (truncated, [CLS]/[SEP] included)."""
+    counts = []
+    for start in range(0, len(source), chunk):
+        texts = [source[i]["text"] for i in range(start, min(start + chunk, len(source)))]
+        counts += [len(e.ids) for e in tokenizer(texts)]
+    return np.asarray(counts, np.int32)
 
 
 class Subset:
@@ -130,8 +181,10 @@ def make_train_batches(
     buckets: Sequence[int] = (32, 64, 128),
     num_examples: int | None = None,
     subset_seed: int = 0,
+    shard: Shard = ONE_PROCESS,
 ) -> grain.MapDataset:
-    """Infinite random-access training batches: `ds[step]` is the global batch of that step.
+    """Infinite random-access training batches: `ds[step]` is the global batch of that step
+    (with a `shard` of several processes, that process's rows of it: see `MakeBatch`).
 
     Deterministic in (seed, step); every epoch is a new permutation, and a batch may span two
     epochs. Batches are dicts of numpy arrays: input_ids, attention_mask, token_type_ids int32
@@ -149,7 +202,7 @@ def make_train_batches(
         num_examples=num_examples,
         subset_seed=subset_seed,
     )
-    return examples.index_batches.map(examples.make_batch)
+    return examples.index_batches.map(examples.make_batch.for_shard(shard))
 
 
 def cacheable_examples(
@@ -186,15 +239,19 @@ def make_eval_batches(
     batch_size: int,
     max_length: int = 128,
     buckets: Sequence[int] = (32, 64, 128),
+    shard: Shard = ONE_PROCESS,
 ) -> grain.MapDataset:
     """Finite batches in source order, every example exactly once (supports len, [i], iteration).
 
     Like training batches, plus `weight` float32 [B]: 1 for real examples, 0 for the dummy rows that
     fill the last batch to batch_size, so every batch has B rows and weighted metrics are exact.
+    With a `shard` of several processes, each batch is that process's rows of it (B / count).
     """
     check_sizes(source, batch_size)
     lengths = bucket_lengths(buckets, max_length)
-    make_batch = MakeBatch(source, BatchTokenizer(tokenizer, max_length), lengths, batch_size)
+    make_batch = MakeBatch(
+        source, BatchTokenizer(tokenizer, max_length), lengths, batch_size, shard
+    )
     return grain.MapDataset.range(len(source)).batch(batch_size).map(make_batch)
 
 

@@ -60,3 +60,20 @@ def build_model(model_cfg: Mapping, num_classes: int) -> ModelBundle:
     if name not in _BUILDERS:
         raise ValueError(f"Unknown model {name!r}; registered models: {sorted(_BUILDERS)}.")
     return _BUILDERS[name](model_cfg, num_classes)
+
+
+COMPUTE_DTYPES = ("float32", "bfloat16", "float16")
+
+
+def compute_dtype(model_cfg: Mapping):
+    """`model.compute_dtype`: the dtype of activations and matmuls. Parameters, optimizer state
+    and the loss stay float32 (mixed precision with float32 master weights)."""
+    name = model_cfg.get("compute_dtype", "float32") or "float32"
+    if name not in COMPUTE_DTYPES:
+        raise ValueError(
+            f"model.compute_dtype={name!r} is not one of {COMPUTE_DTYPES}; bfloat16 is the "
+            "mixed-precision choice (float32 parameters, bfloat16 compute)."
+        )
+    import jax.numpy as jnp
+
+    return jnp.dtype(name)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 
 import numpy as np
 
 from tlx.models.bert import BertForSequenceClassification, bert_param_groups
-from tlx.models.registry import ModelBundle, register
+from tlx.models.registry import ModelBundle, compute_dtype, register
 from tlx.weights.hf_bert import load_hf_bert, load_tokenizer
 from tlx.weights.resolve import resolve_checkpoint
 
@@ -38,12 +39,22 @@ def bert_forward_and_init(module: BertForSequenceClassification):
 def build_bert_classifier(cfg: Mapping, num_classes: int) -> ModelBundle:
     folder = resolve_checkpoint(cfg["checkpoint"])
     config, pretrained = load_hf_bert(folder)
+    dropout = cfg.get("dropout", None)  # None: the checkpoint's own rates
+    if dropout is not None:
+        if not 0.0 <= float(dropout) < 1.0:
+            raise ValueError(
+                f"model.dropout={dropout} must be in [0, 1) (or None for the checkpoint's)."
+            )
+        config = dataclasses.replace(
+            config, hidden_dropout_prob=float(dropout), attention_probs_dropout_prob=float(dropout)
+        )
     pooling = cfg.get("pooling", "pooler")
     module = BertForSequenceClassification(
         config,
         num_labels=num_classes,
         pooling=pooling,
         classifier_dropout=cfg.get("classifier_dropout", None),
+        dtype=compute_dtype(cfg),
     )
     if pooling != "pooler":  # the pooler is not part of this model: its weights are unused
         pretrained = {k: v for k, v in pretrained.items() if not k.startswith("bert/pooler/")}

@@ -29,7 +29,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from tlx.data.preprocess import TORCHVISION_IMAGENET, ImagePreprocessing
-from tlx.models.registry import ModelBundle, register
+from tlx.models.registry import ModelBundle, compute_dtype, register
 from tlx.transfer.batchnorm import check_policy
 from tlx.transfer.groups import flatten
 from tlx.weights.catalog import ARCHITECTURES, get_entry, import_object
@@ -140,7 +140,11 @@ def build_image_classifier(cfg: Mapping, num_classes: int) -> ModelBundle:
             f"Unknown image architecture {arch!r}; known: {sorted(PARAM_GROUPS)}. Set "
             "model.checkpoint to a catalog name, or model.arch for a from-scratch model."
         )
-    module = import_object(ARCHITECTURES[arch])(num_classes=num_classes, **kwargs)
+    if "dtype" in kwargs:
+        raise ValueError("set model.compute_dtype, not model.kwargs.dtype.")
+    module = import_object(ARCHITECTURES[arch])(
+        num_classes=num_classes, dtype=compute_dtype(cfg), **kwargs
+    )
     groups = _call_with_accepted(import_object(PARAM_GROUPS[arch]), kwargs)
     head = _head_regex(groups)
 
