@@ -29,11 +29,15 @@ def data_sharded(mesh: Mesh) -> NamedSharding:
 
 
 def check_batch_size(batch_size: int, mesh: Mesh, what: str = "batch_size") -> None:
-    n = mesh.devices.size
+    check_split(batch_size, mesh.devices.size, what)
+
+
+def check_split(batch_size: int, n: int, what: str = "batch_size", over: str = "devices") -> None:
+    """A batch split `n` ways must divide evenly, so every share is the same size."""
     if batch_size % n:
         raise ValueError(
-            f"{what}={batch_size} must be divisible by the number of devices ({n}) so every "
-            f"device gets the same share; use a multiple of {n}, e.g. {n * max(1, batch_size // n)}."
+            f"{what}={batch_size} must be divisible by the number of {over} ({n}) so every "
+            f"share is the same size; use a multiple of {n}, e.g. {n * max(1, batch_size // n)}."
         )
 
 

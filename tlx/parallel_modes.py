@@ -95,12 +95,7 @@ class PmapMode:
         return len(self.devices)
 
     def check_batch_size(self, batch_size: int, what: str = "batch_size") -> None:
-        n = self.num_devices
-        if batch_size % n:
-            raise ValueError(
-                f"{what}={batch_size} must be divisible by the number of devices ({n}) so every "
-                f"device gets the same share; use a multiple of {n}, e.g. {n * max(1, batch_size // n)}."
-            )
+        parallel.check_split(batch_size, self.num_devices, what)
 
     def _stacked(self, x: np.ndarray):
         return jax.device_put(x, self.sharding)
@@ -182,12 +177,8 @@ class ShardedMode(JitMode):
         return self.mesh.shape[parallel.DATA_AXIS]
 
     def check_batch_size(self, batch_size: int, what: str = "batch_size") -> None:
-        n = self.num_devices
-        if batch_size % n:
-            raise ValueError(
-                f"{what}={batch_size} must be divisible by the 'data' axis ({n} = devices / "
-                f"sharding.model_axis) so every data shard gets the same share; e.g. {n * max(1, batch_size // n)}."
-            )
+        over = "devices on the 'data' axis (devices / sharding.model_axis)"
+        parallel.check_split(batch_size, self.num_devices, what, over)
 
     def spec_for(self, path: str, shape: tuple[int, ...]) -> P:
         for pattern, text in self.rules:
