@@ -4,6 +4,8 @@ Each family's base config calls these and sets only what differs (e.g. `optim_se
 learning_rate=3e-4)`); a plan config then picks the plan and its fields.
 """
 
+from collections.abc import Mapping
+
 import ml_collections
 
 
@@ -41,3 +43,73 @@ def optim_section(**overrides) -> ml_collections.ConfigDict:
     optim.group_schedules = ml_collections.ConfigDict()
     optim.update(overrides)
     return optim
+
+
+# --- the strategy ablation (research-workflow issue) ---------------------------------------------
+# Every transfer strategy tlx has, plus training from scratch, as one sweep string: each strategy a
+# zipped group of config fields keyed by a `strategy` label (recorded in config.json; aggregate with
+# `experiments.aggregate --group_by=strategy`). Used by configs/*_ablation.py.
+
+
+def strategy_rows(
+    *,
+    k_values: tuple[int, int],
+    learning_rate: float,
+    warmup_steps: int,
+    scratch: Mapping[str, object],
+) -> dict[str, dict[str, object]]:
+    """strategy -> {config field: value}. Every strategy sets every field, so a cell never
+    inherits another strategy's value; `scratch` holds the family's from-scratch settings
+    (random weights, its own learning rate, trained BatchNorm statistics where there are any)."""
+    low, high = sorted(k_values)
+    common = {
+        "plan.k": high,
+        "plan.layer_decay": 1.0,
+        "plan.lr_multipliers": "head=10",  # the fresh head learns faster
+        "optim.decay": "cosine",
+        "optim.warmup_steps": warmup_steps,
+        "optim.learning_rate": learning_rate,
+        "model.random_init": False,
+    }
+    rows = {
+        "feature_extraction": {"plan.name": "feature_extraction"},
+        f"freeze_to_{low}": {"plan.name": "freeze_to", "plan.k": low},
+        f"freeze_to_{high}": {"plan.name": "freeze_to"},
+        "finetune": {"plan.name": "finetune"},
+        "progressive": {"plan.name": "progressive"},
+        # Discriminative rates: each group 2x slower than the one above it.
+        "discriminative": {"plan.name": "finetune", "plan.layer_decay": 0.5},
+        # ULMFiT: gradual unfreezing, layer decay 1/2.6, slanted triangular (its rise warms up).
+        "ulmfit": {
+            "plan.name": "progressive",
+            "plan.layer_decay": round(1 / 2.6, 6),
+            "optim.decay": "slanted_triangular",
+            "optim.warmup_steps": 0,
+        },
+        "scratch": {"plan.name": "finetune", "plan.lr_multipliers": "", **scratch},
+    }
+    # Fields only the scratch row names (e.g. model.batchnorm) keep the transfer runs' value.
+    transfer_defaults = {**common, "model.batchnorm": "frozen"}
+    keys = sorted({k for row in rows.values() for k in row} | set(common))
+    return {
+        name: {k: row[k] if k in row else transfer_defaults[k] for k in keys}
+        for name, row in rows.items()
+    }
+
+
+def _literal(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return f"'{value}'"
+    return repr(value)
+
+
+def strategy_sweep(rows: Mapping[str, Mapping[str, object]], seeds=(0, 1, 2)) -> str:
+    """`(strategy,field,...)=[('name',v,...),...];seed=[0,1,2]` for experiments.sweep."""
+    fields = list(next(iter(rows.values())))
+    cells = ",".join(
+        "(" + ",".join(_literal(v) for v in (name, *(row[f] for f in fields))) + ")"
+        for name, row in rows.items()
+    )
+    return f"(strategy,{','.join(fields)})=[{cells}];seed=[{','.join(map(str, seeds))}]"

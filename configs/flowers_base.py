@@ -46,6 +46,7 @@ def base_config() -> ml_collections.ConfigDict:
     # Activations and matmuls; parameters, optimizer state and loss stay float32.
     config.model.compute_dtype = "float32"  # float32 | bfloat16 (mixed precision) | float16
     config.model.checkpoint = ""
+    config.model.random_init = False  # True: the checkpoint's architecture, random weights
     config.model.checkpoint_path = ""
     config.model.arch = ""
     config.model.kwargs = ml_collections.ConfigDict()

@@ -39,6 +39,7 @@ def base_config() -> ml_collections.ConfigDict:
     # Activations and matmuls; parameters, optimizer state and loss stay float32.
     config.model.compute_dtype = "float32"  # float32 | bfloat16 (mixed precision) | float16
     config.model.checkpoint = "hf:sentence-transformers/all-MiniLM-L6-v2"
+    config.model.random_init = False  # True: the checkpoint's architecture, random weights
     config.model.pooling = "mean"  # how this encoder was trained to embed sentences
     config.model.classifier_dropout = 0.1
     # The encoder's dropout rates (hidden and attention); unset keeps the checkpoint's (0.1).

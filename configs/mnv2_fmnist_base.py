@@ -42,6 +42,7 @@ def base_config() -> ml_collections.ConfigDict:
     # Activations and matmuls; parameters, optimizer state and loss stay float32.
     config.model.compute_dtype = "float32"  # float32 | bfloat16 (mixed precision) | float16
     config.model.checkpoint = "torchvision:mobilenet_v2"  # packaged real ImageNet weights
+    config.model.random_init = False  # True: the checkpoint's architecture, random weights
     config.model.checkpoint_path = ""  # a local copy of the catalog file, if elsewhere
     config.model.arch = ""  # from the checkpoint; set for from-scratch models
     config.model.kwargs = ml_collections.ConfigDict({"dropout": 0.2})

@@ -39,6 +39,7 @@ def bert_forward_and_init(module: BertForSequenceClassification):
 def build_bert_classifier(cfg: Mapping, num_classes: int) -> ModelBundle:
     folder = resolve_checkpoint(cfg["checkpoint"])
     config, pretrained = load_hf_bert(folder)
+    random_init = bool(cfg.get("random_init", False))  # the architecture only: from scratch
     dropout = cfg.get("dropout", None)  # None: the checkpoint's own rates
     if dropout is not None:
         if not 0.0 <= float(dropout) < 1.0:
@@ -69,12 +70,13 @@ def build_bert_classifier(cfg: Mapping, num_classes: int) -> ModelBundle:
         groups=bert_param_groups(config.num_hidden_layers, has_pooler=pooling == "pooler"),
         forward=forward,
         init=init,
-        pretrained=pretrained,
+        pretrained=None if random_init else pretrained,
         allow_fresh=(r"^classifier/",),
         tokenizer=load_tokenizer(folder),
         checkpoint_dir=str(folder),
         description=(
-            f"BERT {config.num_hidden_layers}x{config.hidden_size} from {cfg['checkpoint']}, "
+            f"BERT {config.num_hidden_layers}x{config.hidden_size} "
+            f"{'random init, shaped as' if random_init else 'from'} {cfg['checkpoint']}, "
             f"{pooling} pooling, {num_classes} classes"
         ),
     )

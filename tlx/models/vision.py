@@ -153,7 +153,9 @@ def build_image_classifier(cfg: Mapping, num_classes: int) -> ModelBundle:
         preprocessing = preprocessing.scaled_to(int(cfg["image_size"]))
 
     pretrained, pretrained_state = None, {}
-    if checkpoint:
+    # random_init: the checkpoint's architecture and preprocessing, none of its weights.
+    random_init = bool(cfg.get("random_init", False))
+    if checkpoint and not random_init:
         from tlx.weights.pretrained import load_catalog_weights  # reads torch / h5 files
 
         variables, entry = load_catalog_weights(checkpoint, cfg.get("checkpoint_path") or None)
@@ -169,7 +171,7 @@ def build_image_classifier(cfg: Mapping, num_classes: int) -> ModelBundle:
     def init(rng):
         return module.init(rng, jnp.zeros((1, size, size, 3), jnp.float32), train=False)
 
-    source = checkpoint or "random init (from scratch)"
+    source = "random init (from scratch)" if random_init or not checkpoint else checkpoint
     return ModelBundle(
         module=module,
         groups=groups,
