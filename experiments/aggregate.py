@@ -117,7 +117,19 @@ def splits_of(cells: Sequence[CellData]) -> list[str]:
     return [s for s in SPLIT_ORDER if s in found] + sorted(found - set(SPLIT_ORDER))
 
 
-def cell_row(cell: CellData, keys: Sequence[str], splits: Sequence[str]) -> dict[str, Any]:
+def time_to(cell: CellData, threshold: float) -> tuple[Any, Any]:
+    """(seconds since the run began, step) of the first evaluation whose accuracy reached
+    `threshold`, from the cell's metrics.jsonl (its eval split); ('', '') if it never did."""
+    split = _eval_split(cell)
+    for record in cell.metrics:
+        if record.get("split") == split and float(record.get("accuracy", -1)) >= threshold:
+            return record.get("elapsed_seconds", ""), record.get("step", "")
+    return "", ""
+
+
+def cell_row(
+    cell: CellData, keys: Sequence[str], splits: Sequence[str], thresholds: Sequence[float] = ()
+) -> dict[str, Any]:
     row: dict[str, Any] = {"cell": cell.name, "status": cell.status}
     for key in keys:
         value = cell.value(key)
@@ -139,6 +151,8 @@ def cell_row(cell: CellData, keys: Sequence[str], splits: Sequence[str]) -> dict
     peak = summary.get("peak_memory_bytes")
     row["peak_memory_bytes"] = "" if peak is None else peak
     row["resumed_from_step"] = summary.get("resumed_from_step", "")
+    for threshold in thresholds:  # time to accuracy: the transfer-learning speed claim
+        row[f"seconds_to_{threshold:g}"], row[f"steps_to_{threshold:g}"] = time_to(cell, threshold)
     return row
 
 
@@ -211,7 +225,10 @@ def markdown(groups, rows, group_by, over, metrics, cells) -> str:
         cols = [
             *(str(g["keys"][k]) for k in group_by),
             str(g["n"]),
-            *(fmt(stats[m], digits.get(m, 4)) for m in metrics),
+            *(
+                fmt(stats[m], digits.get(m, 1 if m.startswith("seconds_to") else 4))
+                for m in metrics
+            ),
         ]
         lines.append("| " + " | ".join(cols) + " |")
     missing = [c for c in cells if c.status != "finished"]
@@ -306,6 +323,7 @@ def aggregate(
     group_by: Sequence[str] | None = None,
     over: str = "seed",
     metric: str = "test_accuracy",
+    time_to_accuracy: Sequence[float] = (),
 ) -> dict[str, Any]:
     """Write aggregate.csv / .md, learning_curves.png and bars.png; return what they show."""
     root = Path(root)
@@ -315,7 +333,7 @@ def aggregate(
         group_by = [k for k in keys if k != over]
     keys = list(dict.fromkeys([*keys, *group_by, *([over] if over else [])]))
     splits = splits_of(cells)
-    rows = [cell_row(c, keys, splits) for c in cells]
+    rows = [cell_row(c, keys, splits, time_to_accuracy) for c in cells]
     columns = list(dict.fromkeys(k for r in rows for k in r)) or ["cell", "status"]
     with open(root / "aggregate.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=columns)
@@ -325,6 +343,7 @@ def aggregate(
         *(f"{s}_{m}" for s in splits for m in ("accuracy", "loss")),
         "train_seconds",
         "examples_per_sec",
+        *(f"{p}_to_{t:g}" for t in time_to_accuracy for p in ("seconds", "steps")),
     ]
     if any(r.get("peak_memory_bytes") not in ("", None) for r in rows):
         metrics.append("peak_memory_bytes")
@@ -347,6 +366,9 @@ def define_flags() -> None:
     flags.DEFINE_string(
         "metric", "test_accuracy", "bars.png's metric: <split>_accuracy or <split>_loss."
     )
+    flags.DEFINE_list(
+        "time_to", [], "Validation accuracies to time: seconds and steps until each is reached."
+    )
     flags.mark_flag_as_required("workdir")
 
 
@@ -356,7 +378,8 @@ def main(argv) -> None:
     f = flags.FLAGS
     if not Path(f.workdir).is_dir():
         raise SystemExit(f"experiments.aggregate: no folder {f.workdir}")
-    result = aggregate(f.workdir, f.group_by, f.over, f.metric)
+    thresholds = [float(t) for t in f.time_to]
+    result = aggregate(f.workdir, f.group_by, f.over, f.metric, thresholds)
     print(result["markdown"])
     finished = sum(r["status"] == "finished" for r in result["rows"])
     print(

@@ -241,9 +241,21 @@ def fabricate(root):
             acc = ACCURACY[plan, seed]
             records = [
                 {"step": 5, "split": "train", "loss": 1.0, "examples_per_sec": 100.0 + seed},
-                {"step": 5, "split": "validation", "loss": 0.9, "accuracy": acc - 0.1},
+                {
+                    "step": 5,
+                    "split": "validation",
+                    "loss": 0.9,
+                    "accuracy": acc - 0.1,
+                    "elapsed_seconds": 7.0,
+                },
                 {"step": 10, "split": "train", "loss": 0.5, "examples_per_sec": 200.0 + seed},
-                {"step": 10, "split": "validation", "loss": 0.6, "accuracy": acc - 0.05},
+                {
+                    "step": 10,
+                    "split": "validation",
+                    "loss": 0.6,
+                    "accuracy": acc - 0.05,
+                    "elapsed_seconds": 11.0,
+                },
                 {"step": 10, "split": "final_validation", "loss": 0.6, "accuracy": acc - 0.05},
             ]
             (folder / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
@@ -300,6 +312,20 @@ def test_aggregate_mean_std_over_seeds_and_files(tmp_path):
     assert [g["n"] for g in pooled["groups"]] == [5]
     by_split = agg.aggregate(tmp_path, group_by=["data.eval_split"], over="seed")
     assert by_split["groups"][0]["keys"] == {"data.eval_split": "validation"}
+
+
+def test_aggregate_times_each_cell_to_a_validation_accuracy(tmp_path):
+    fabricate(tmp_path)
+    result = agg.aggregate(tmp_path, group_by=None, over="seed", time_to_accuracy=[0.72, 0.9])
+    by_cell = {r["cell"]: r for r in result["rows"]}
+    # finetune's validation accuracy is 0.70 / 0.72 / 0.74 at step 5, +0.05 at step 10
+    assert (by_cell["plan.name=finetune,seed=0"]["steps_to_0.72"]) == 10
+    assert by_cell["plan.name=finetune,seed=0"]["seconds_to_0.72"] == 11.0
+    assert by_cell["plan.name=finetune,seed=1"]["steps_to_0.72"] == 5
+    assert by_cell["plan.name=finetune,seed=1"]["seconds_to_0.9"] == ""  # never reached
+    groups = {g["keys"]["plan.name"]: g for g in result["groups"]}
+    assert groups["finetune"]["seconds_to_0.72"][:3:2] == (pytest.approx(25 / 3), 3)
+    assert "| seconds to 0.72 |" in (tmp_path / "aggregate.md").read_text()
 
 
 # --- end to end: a real 2-cell sweep of the tiny BERT, then aggregate --------------------------
