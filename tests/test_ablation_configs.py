@@ -1,5 +1,6 @@
-"""The strategy-ablation configs: their sweeps parse, name 24 distinct cells, and every strategy
-builds a valid experiment (plan against the real model's groups) before anything is run."""
+"""The declared research sweeps (strategy ablations, data efficiency): they parse, name distinct
+cells, and every cell builds a valid experiment (plan against the real model's groups) before
+anything is run."""
 
 import pytest
 
@@ -36,3 +37,21 @@ def test_ablation_sweep_builds_every_strategy(path, tmp_path, monkeypatch):
         if cell.overrides["strategy"] == "discriminative":  # lower groups learn slower
             rates = [first.multipliers[g] for g in exp.group_names]
             assert rates[0] < rates[-2] < rates[-1]
+
+
+@pytest.mark.parametrize(
+    "path", ["configs/mnv2_fmnist_data_efficiency.py", "configs/minilm_rt_data_efficiency.py"]
+)
+def test_data_efficiency_sweep_builds_transfer_and_scratch_at_every_label_count(
+    path, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    plan = sw.plan_sweep(path, None, tmp_path)
+    assert len(plan.cells) == 30 and len({c.name for c in plan.cells}) == 30
+    labels = {c.overrides["data.train_examples"] for c in plan.cells}
+    assert labels == {100, 300, 1000, 3000, 0}
+    config = sw.load_config(path)
+    for strategy in ("transfer", "scratch"):
+        cell = next(c for c in plan.cells if c.overrides["strategy"] == strategy)
+        exp = build_experiment(apply(config, cell.overrides), with_data=False)
+        assert (exp.model.pretrained is None) == (strategy == "scratch")
