@@ -162,11 +162,16 @@ def plan_sweep(
     fixed_values = {k: coerce(config, k, item) for k, item in set_items.items()}
     base = apply(config, fixed_values)
     root = Path(root)
+    # A zipped group is named by its first key (its label, e.g. `strategy=ulmfit`), unless two
+    # cells would then share a name; then every override names the cell.
+    label_keys = [axis.keys[0] for axis in axes]
+    rows = [{k: coerce(config, k, item) for k, item in items.items()} for items in grid(axes)]
+    short = [cell_name({k: o[k] for k in label_keys}) for o in rows]
+    use_short = len(set(short)) == len(short)
     cells, names = [], {}
-    for items in grid(axes):
-        overrides = {k: coerce(config, k, item) for k, item in items.items()}
+    for overrides, short_name in zip(rows, short):
         cell_config = apply(base, overrides)
-        name = cell_name(overrides)
+        name = short_name if use_short else cell_name(overrides)
         if name in names:
             raise SweepError(f"the sweep gives the cell {name!r} twice: {sweep!r}")
         names[name] = overrides

@@ -24,6 +24,10 @@ def test_ablation_sweep_builds_every_strategy(path, tmp_path, monkeypatch):
     assert len(plan.cells) == 24 and len({c.name for c in plan.cells}) == 24
     strategies = {c.overrides["strategy"] for c in plan.cells}
     assert strategies == COMMON | ABLATIONS[path]
+    # a zipped group is named by its label: runs/<sweep>/strategy=ulmfit,seed=2
+    assert {c.name for c in plan.cells} == {
+        f"strategy={s},seed={seed}" for s in strategies for seed in (0, 1, 2)
+    }
     config = sw.load_config(path)
     for cell in plan.cells:
         if cell.overrides["seed"] != 0:
