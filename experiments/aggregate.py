@@ -14,7 +14,16 @@ config.json. Writes, in WORKDIR:
 - learning_curves.png: the evaluation split's accuracy against step, one line per cell, one colour
   per group; bars.png: mean --metric per group with std error bars.
 
-Cells without summary.json are listed as missing (not an error).
+With --x_axis=KEY (e.g. data.train_examples), also against_<KEY>.png: mean --metric ± std
+against KEY's values, one line per group of the other --group_by keys (a log axis when the values
+span 10x or more; data.train_examples=0, "all", is placed at the cell's real training-set size).
+
+With --out=DIR/NAME the same table, CSV and plots are also written as DIR/NAME.md, NAME.csv,
+NAME_curves.png, NAME_bars.png (and NAME_against_<KEY>.png), the Markdown headed by the command
+that made it, the date, the machine and the commit: what experiments/results/ keeps.
+
+Cells without summary.json are listed as missing (not an error). Cells finished by a resumed run
+are named under the table: their train seconds cover the last run only.
 """
 
 from __future__ import annotations
@@ -151,6 +160,7 @@ def cell_row(
     peak = summary.get("peak_memory_bytes")
     row["peak_memory_bytes"] = "" if peak is None else peak
     row["resumed_from_step"] = summary.get("resumed_from_step", "")
+    row["train_examples"] = summary.get("train_examples", "")  # distinct labelled examples
     for threshold in thresholds:  # time to accuracy: the transfer-learning speed claim
         row[f"seconds_to_{threshold:g}"], row[f"steps_to_{threshold:g}"] = time_to(cell, threshold)
     return row
@@ -231,6 +241,14 @@ def markdown(groups, rows, group_by, over, metrics, cells) -> str:
             ),
         ]
         lines.append("| " + " | ".join(cols) + " |")
+    resumed = [
+        r["cell"]
+        for r in rows
+        if r["status"] == "finished" and r.get("resumed_from_step") not in ("", 0, None)
+    ]
+    if resumed:
+        lines += ["", "Finished by a resumed run (train s and examples/s cover that run only):", ""]
+        lines += [f"- {name}" for name in resumed]
     missing = [c for c in cells if c.status != "finished"]
     if missing:
         lines += ["", f"Not finished ({len(missing)}):", ""]
@@ -318,14 +336,70 @@ def plot_bars(groups, metric: str, path: Path) -> None:
     plt.close(fig)
 
 
+def x_value(row: dict, key: str) -> float | None:
+    """The row's numeric `key`; data.train_examples=0 ("all") is the run's real training size."""
+    value = row.get(key, "")
+    if key == "data.train_examples" and value in (0, "0") and row.get("train_examples"):
+        value = row["train_examples"]
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def plot_against(rows, group_by, x_key: str, metric: str, path: Path) -> None:
+    """Mean `metric` ± std against `x_key`, one line per group of the other group_by keys."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    line_keys = [k for k in group_by if k != x_key]
+    lines: dict[str, dict[float, list[float]]] = {}
+    for row in rows:
+        x, y = x_value(row, x_key), row.get(metric, "")
+        if row["status"] != "finished" or x is None or y in ("", None):
+            continue
+        label = _label([(k, row.get(k, "")) for k in line_keys])
+        lines.setdefault(label, {}).setdefault(x, []).append(float(y))
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    xs_all = [x for points in lines.values() for x in points]
+    for label, points in lines.items():
+        xs = sorted(points)
+        stats = [mean_std(points[x]) for x in xs]
+        ax.errorbar(
+            xs,
+            [m for m, _, _ in stats],
+            yerr=[sd for _, sd, _ in stats],
+            marker="o",
+            capsize=4,
+            label=label,
+        )
+    if xs_all and min(xs_all) > 0 and max(xs_all) >= 10 * min(xs_all):
+        ax.set_xscale("log")
+    if not lines:
+        ax.text(0.5, 0.5, "no finished cells", ha="center", transform=ax.transAxes)
+    else:
+        ax.legend(fontsize=8)
+    ax.set_xlabel(x_key)
+    ax.set_ylabel(metric.replace("_", " "))
+    ax.set_title(f"Mean {metric.replace('_', ' ')} ± std against {x_key}")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def aggregate(
     root: str | Path,
     group_by: Sequence[str] | None = None,
     over: str = "seed",
     metric: str = "test_accuracy",
     time_to_accuracy: Sequence[float] = (),
+    x_axis: str | None = None,
 ) -> dict[str, Any]:
-    """Write aggregate.csv / .md, learning_curves.png and bars.png; return what they show."""
+    """Write aggregate.csv / .md, learning_curves.png, bars.png (and against_<x_axis>.png);
+    return what they show, with the files written under "files"."""
     root = Path(root)
     described, cells = load_cells(root)
     keys = list(described.get("keys") or [])
@@ -354,7 +428,74 @@ def aggregate(
     (root / "aggregate.md").write_text(md)
     plot_curves(cells, rows, group_by, root / "learning_curves.png")
     plot_bars(groups if metric in metrics else [], metric, root / "bars.png")
-    return {"rows": rows, "groups": groups, "markdown": md, "metric": metric}
+    files = {
+        "csv": root / "aggregate.csv",
+        "md": root / "aggregate.md",
+        "curves": root / "learning_curves.png",
+        "bars": root / "bars.png",
+    }
+    if x_axis:
+        if x_axis not in keys:
+            raise ValueError(
+                f"--x_axis={x_axis!r} is neither a swept key nor a --group_by key; "
+                f"choose one of {keys}."
+            )
+        files["against"] = root / f"against_{x_axis}.png"
+        plot_against(rows, group_by, x_axis, metric, files["against"])
+    return {
+        "rows": rows,
+        "groups": groups,
+        "markdown": md,
+        "metric": metric,
+        "files": files,
+        "sweep_command": sweep_command(described, root),
+    }
+
+
+def sweep_command(described: dict, root: Path) -> str | None:
+    """The experiments.sweep command that made the cells (from sweep.json), if one did."""
+    if not described.get("config"):
+        return None
+    parts = ["python -m experiments.sweep", f"--config={described['config']}", f"--workdir={root}"]
+    parts += [f"--set={k}={v}" for k, v in (described.get("set") or {}).items()]
+    parts += list(described.get("train_args") or [])
+    return " ".join(parts)
+
+
+def publish(result: dict[str, Any], out: str | Path, command: str, machine: str) -> list[Path]:
+    """Copy the tables and plots to OUT.md, OUT.csv, OUT_<plot>.png, the Markdown headed by the
+    command, the date, the machine and the commit that made it."""
+    import datetime
+    import shutil
+    import subprocess
+
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        commit = "unknown"
+    header = [
+        f"# {out.name}",
+        "",
+        f"Made by `{command}` on {datetime.date.today().isoformat()}, tlx commit {commit}, "
+        f"on {machine}.",
+        "",
+    ]
+    if result.get("sweep_command"):
+        header[-1:-1] = [f"Cells trained by `{result['sweep_command']}`.", ""]
+    written = [out.with_suffix(".md"), out.with_suffix(".csv")]
+    written[0].write_text("\n".join(header) + result["markdown"])
+    shutil.copyfile(result["files"]["csv"], written[1])
+    for name in ("curves", "bars", "against"):
+        if name in result["files"]:
+            suffix = "against_" + result["files"][name].stem.removeprefix("against_")
+            target = out.parent / f"{out.name}_{suffix if name == 'against' else name}.png"
+            shutil.copyfile(result["files"][name], target)
+            written.append(target)
+    return written
 
 
 def define_flags() -> None:
@@ -369,6 +510,12 @@ def define_flags() -> None:
     flags.DEFINE_list(
         "time_to", [], "Validation accuracies to time: seconds and steps until each is reached."
     )
+    flags.DEFINE_string(
+        "x_axis", None, "Also plot --metric against this key (e.g. data.train_examples)."
+    )
+    flags.DEFINE_string(
+        "out", None, "Also write DIR/NAME.md (headed by command and machine), .csv and plots."
+    )
     flags.mark_flag_as_required("workdir")
 
 
@@ -379,13 +526,26 @@ def main(argv) -> None:
     if not Path(f.workdir).is_dir():
         raise SystemExit(f"experiments.aggregate: no folder {f.workdir}")
     thresholds = [float(t) for t in f.time_to]
-    result = aggregate(f.workdir, f.group_by, f.over, f.metric, thresholds)
+    result = aggregate(f.workdir, f.group_by, f.over, f.metric, thresholds, f.x_axis)
     print(result["markdown"])
+    if f.out:
+        from experiments.machine import machine
+
+        command = "python -m experiments.aggregate " + " ".join(argv_flags())
+        for path in publish(result, f.out, command, machine()):
+            print(f"wrote {path}")
     finished = sum(r["status"] == "finished" for r in result["rows"])
     print(
         f"{finished} of {len(result['rows'])} cells finished; wrote aggregate.csv, aggregate.md, "
         f"learning_curves.png, bars.png in {f.workdir}"
     )
+
+
+def argv_flags() -> list[str]:
+    """This run's flags as typed (sys.argv without the program name)."""
+    import sys
+
+    return sys.argv[1:]
 
 
 if __name__ == "__main__":

@@ -92,6 +92,7 @@ def test_transfer_run_trains_predicts_and_keeps_frozen_groups(image_data_dir, tm
     exp = build_experiment(config)
     summary = train(exp, tmp_path, log=lambda *_: None, progress=False)
     assert summary["results"]["test"]["examples"] == 96
+    assert summary["train_examples"] == 64  # data.train_examples
     assert 0.0 <= summary["input_wait_fraction"] < 1.0
     final = flatten(Checkpoints(tmp_path / "checkpoints").restore_params())
     pretrained = exp.model.pretrained

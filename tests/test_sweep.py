@@ -328,6 +328,34 @@ def test_aggregate_times_each_cell_to_a_validation_accuracy(tmp_path):
     assert "| seconds to 0.72 |" in (tmp_path / "aggregate.md").read_text()
 
 
+def test_aggregate_publishes_a_headed_table_and_plots_against_a_key(tmp_path):
+    fabricate(tmp_path / "sweep")
+    resumed = tmp_path / "sweep" / "plan.name=finetune,seed=1" / "summary.json"
+    summary = json.loads(resumed.read_text())
+    resumed.write_text(json.dumps({**summary, "resumed_from_step": 5}))
+    result = agg.aggregate(tmp_path / "sweep", group_by=["plan.name"], over="seed", x_axis="seed")
+    assert "Finished by a resumed run" in result["markdown"]
+    assert "- plan.name=finetune,seed=1" in result["markdown"]
+    assert result["files"]["against"].read_bytes()[:4] == b"\x89PNG"
+    written = agg.publish(result, tmp_path / "results" / "abl", "python -m x --y", "a machine")
+    names = sorted(p.name for p in written)
+    assert names == ["abl.csv", "abl.md", "abl_against_seed.png", "abl_bars.png", "abl_curves.png"]
+    md = (tmp_path / "results" / "abl.md").read_text()
+    assert md.startswith("# abl\n")
+    assert "Made by `python -m x --y`" in md and "on a machine." in md
+    assert f"`python -m experiments.sweep --config={CONFIG} --workdir={tmp_path / 'sweep'}`" in md
+    assert "| finetune | 3 | 0.8200 ± 0.0200 |" in md
+    with pytest.raises(ValueError, match="--x_axis='nope'"):
+        agg.aggregate(tmp_path / "sweep", x_axis="nope")
+
+
+def test_all_labels_sit_at_the_real_training_size_on_the_x_axis():
+    row = {"data.train_examples": 0, "train_examples": 54000}
+    assert agg.x_value(row, "data.train_examples") == 54000.0
+    assert agg.x_value({"data.train_examples": 300}, "data.train_examples") == 300.0
+    assert agg.x_value({"seed": "a"}, "seed") is None
+
+
 # --- end to end: a real 2-cell sweep of the tiny BERT, then aggregate --------------------------
 
 

@@ -66,6 +66,7 @@ def test_run_writes_everything_and_freezes_by_plan(tiny_bert_dir, rt_data_dir, t
     expected_rate = 64 / summary["train_seconds_this_run"]
     assert summary["examples_per_sec"] == pytest.approx(expected_rate, rel=0.02)
     assert summary["peak_memory_bytes"] > 50 * 2**20
+    assert summary["train_examples"] == exp.train_size == 96  # data.train_examples
     assert list((tmp_path / "tensorboard").iterdir())
     assert any("initialised fresh" in line.lower() or "fresh" in line.lower() for line in logs)
     records = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]

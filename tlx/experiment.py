@@ -37,6 +37,9 @@ class Experiment:
     # The training examples as fixed inputs, when they are (no random augmentation): what
     # config.feature_cache needs. None otherwise.
     cacheable: CacheableExamples | None = None
+    # Distinct labelled training examples the run draws from (data.train_examples, or the
+    # whole split); None without data.
+    train_size: int | None = None
 
     @property
     def group_names(self) -> list[str]:
@@ -98,12 +101,23 @@ def build_experiment(config: Mapping, *, with_data: bool = True) -> Experiment:
     _check_feature_cache(config, is_image)
     shard = process_shard(config)
 
-    train_batches, eval_batches, cacheable = None, {}, None
+    train_batches, eval_batches, cacheable, train_size = None, {}, None, None
     if with_data and is_image:
-        train_batches, eval_batches, cacheable = _image_data(config, bundle, data_dir, shard)
+        train_batches, eval_batches, cacheable, train_size = _image_data(
+            config, bundle, data_dir, shard
+        )
     elif with_data:
-        train_batches, eval_batches, cacheable = _text_data(config, bundle, data_dir, shard)
-    return Experiment(config, bundle, plan, names, train_batches, eval_batches, cacheable)
+        train_batches, eval_batches, cacheable, train_size = _text_data(
+            config, bundle, data_dir, shard
+        )
+    return Experiment(
+        config, bundle, plan, names, train_batches, eval_batches, cacheable, train_size
+    )
+
+
+def _train_size(data_cfg: Mapping, split_size: int) -> int:
+    wanted = int(data_cfg.get("train_examples", 0))
+    return min(wanted, split_size) if wanted else split_size
 
 
 def process_shard(config: Mapping) -> Shard:
@@ -218,7 +232,7 @@ def _image_data(config, bundle: ModelBundle, data_dir, shard: Shard):
         )
         for split in data_cfg.get("eval_splits", ("validation", "test"))
     }
-    return train, evals, cacheable
+    return train, evals, cacheable, _train_size(data_cfg, len(train_source))
 
 
 class _FirstN:
@@ -262,4 +276,4 @@ def _text_data(config, bundle: ModelBundle, data_dir, shard: Shard):
         )
         for split in data_cfg.get("eval_splits", ("validation", "test"))
     }
-    return train, evals, cacheable
+    return train, evals, cacheable, _train_size(data_cfg, len(train_source))

@@ -383,6 +383,7 @@ def train(exp: Experiment, workdir: str | Path, *, log=print, progress: bool = T
         "model": exp.model.description,
         "steps": total_steps,
         "resumed_from_step": start_step,
+        "train_examples": exp.train_size,  # distinct labelled examples drawn from
         "train_seconds_this_run": round(train_seconds, 2),
         "input_wait_fraction": round(total_wait / max(train_seconds, 1e-9), 4),
         # Whole steps of this run (compilation included), and the memory high-water mark.
