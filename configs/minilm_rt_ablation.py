@@ -4,7 +4,8 @@ architecture with random weights), 3 seeds each (24 runs of 360 steps at batch 3
 each on the 2-core CPU).
 
     python -m experiments.sweep --config=configs/minilm_rt_ablation.py --workdir=runs/ablation_rt
-    python -m experiments.aggregate --workdir=runs/ablation_rt --group_by=strategy --over=seed
+    python -m experiments.aggregate --workdir=runs/ablation_rt --group_by=strategy --over=seed \
+        --out=experiments/results/ablation_minilm_rt
 """
 
 from configs.common import strategy_rows, strategy_sweep

@@ -3,7 +3,8 @@ freeze_to(2) and freeze_to(5), finetune, progressive, discriminative rates, ULMF
 scratch, 3 seeds each (24 runs of 600 steps, about 5 minutes each on the 2-core CPU).
 
     python -m experiments.sweep --config=configs/mnv2_fmnist_ablation.py --workdir=runs/ablation_mnv2
-    python -m experiments.aggregate --workdir=runs/ablation_mnv2 --group_by=strategy --over=seed
+    python -m experiments.aggregate --workdir=runs/ablation_mnv2 --group_by=strategy --over=seed \
+        --out=experiments/results/ablation_mnv2_fmnist
 """
 
 from configs.common import strategy_rows, strategy_sweep

@@ -6,7 +6,8 @@ accuracy (`--time_to`, reduced training time).
 
     python -m experiments.sweep --config=configs/mnv2_fmnist_data_efficiency.py --workdir=runs/data_mnv2
     python -m experiments.aggregate --workdir=runs/data_mnv2 \
-        --group_by=strategy,data.train_examples --over=seed --time_to=0.7,0.8
+        --group_by=strategy,data.train_examples --over=seed --time_to=0.7,0.8 \
+        --x_axis=data.train_examples --out=experiments/results/data_efficiency_mnv2_fmnist
 """
 
 from configs.mnv2_fmnist_base import base_config
