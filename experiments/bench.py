@@ -34,6 +34,7 @@ Cells run most important first (see cell_order) and, past --time_budget_s, are r
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import gc
 import itertools
@@ -78,6 +79,11 @@ _CHANNELS_LAST = flags.DEFINE_boolean(
     "torch_channels_last", True, "PyTorch CNNs run in channels_last (NHWC) memory format."
 )
 _TF32 = flags.DEFINE_boolean("tf32", True, "GPU float32: allow TF32 (JAX's default) in both.")
+_ROUNDS = flags.DEFINE_integer(
+    "rounds",
+    None,
+    "With --torch: time both frameworks in this many alternating rounds (1: one after the other).",
+)
 _MEASURE_CPU_PEAK = flags.DEFINE_boolean(
     "measure_cpu_peak", False, "On CPU, time large matmuls first and use them as the peak."
 )
@@ -209,6 +215,9 @@ class BenchConfig:
     torch_channels_last: bool = True
     tf32: bool = True
     prefetch_depth: int = 2
+    # With torch: > 1 sets both frameworks up at once and times them in this many alternating
+    # rounds (A B B A ...), so that drift in the machine's speed hits both alike.
+    rounds: int = 1
     profile: str = "custom"
 
 
@@ -237,12 +246,13 @@ PROFILES = {
         plans=("feature_extraction", "freeze_half", "finetune"),
         batch_sizes={"vgg16": (8,), "bert_base": (8,)},
         precisions=("float32", "bfloat16"),
-        steps=5,
+        steps=10,
         warmup=2,
         image_size=224,
         seq_len=128,
         torch=True,
         slow_step_s=20.0,
+        rounds=5,  # a shared 2-core VM drifts by ±10% over a minute: interleave
         profile="cpu_transfer",
     ),
     # At most 8 minutes on one H100/H200, compilation included: every cell compiles its own step,
@@ -283,6 +293,7 @@ def config_from_flags() -> BenchConfig:
         "torch": _TORCH,
         "time_budget_s": _TIME_BUDGET,
         "slow_step_s": _SLOW_STEP,
+        "rounds": _ROUNDS,
     }
     given = {name: holder.value for name, holder in holders.items() if holder.present}
     return with_overrides(
@@ -320,6 +331,11 @@ def validate(cfg: BenchConfig) -> None:
     if cfg.steps < 1 or cfg.warmup < 1:
         raise ValueError(
             "--steps and --warmup must be at least 1 (warm-up absorbs first-call costs)"
+        )
+    if cfg.rounds < 1 or cfg.rounds > cfg.steps:
+        raise ValueError(
+            f"--rounds={cfg.rounds} must be between 1 and --steps={cfg.steps} (each round "
+            "times at least one step of each framework)"
         )
 
 
@@ -423,6 +439,60 @@ def numpy_batch(model: str, batch: int, cfg: BenchConfig, seed: int, torch_layou
 # --- timing -------------------------------------------------------------------------------------
 
 
+class StepTimer:
+    """Times one framework's steps: warm-up, then timed steps in one or several calls (rounds
+    interleaved with another framework's). The time of a step includes its blocking next(). A
+    first step slower than `slow_step_s` ends the warm-up and leaves one timed step in all (a
+    figure to within the noise, in a bounded time)."""
+
+    def __init__(self, run_step: Callable[[dict], None], batches, slow_step_s=None):
+        self.run_step, self.batches, self.slow_step_s = run_step, batches, slow_step_s
+        self.first_step_s, self.warmup, self.slow = None, 0, False
+        self.error: BaseException | None = None  # set by time_interleaved
+        self.totals: list[float] = []
+        self.waits: list[float] = []
+
+    def warm(self, steps: int) -> None:
+        for i in range(steps):
+            start = time.perf_counter()
+            self.run_step(next(self.batches))
+            self.warmup += 1
+            if i == 0 and self.first_step_s is None:
+                self.first_step_s = time.perf_counter() - start
+                if self.slow_step_s is not None and self.first_step_s > self.slow_step_s:
+                    self.slow = True
+                    return
+
+    def rewarm(self, steps: int) -> None:
+        """Untimed steps between timed ones (not for a slow framework: it has its one step)."""
+        for _ in range(0 if self.slow else steps):
+            self.run_step(next(self.batches))
+
+    def timed(self, steps: int) -> None:
+        if self.slow:
+            steps = min(steps, 1 - len(self.totals))
+        for _ in range(steps):
+            start = time.perf_counter()
+            batch = next(self.batches)
+            got = time.perf_counter()
+            self.run_step(batch)
+            self.totals.append(time.perf_counter() - start)
+            self.waits.append(got - start)
+
+    def result(self) -> dict:
+        p10, median, p90 = np.percentile(self.totals, [10, 50, 90])
+        return {
+            "first_step_s": self.first_step_s,
+            "step_median_s": float(median),
+            "step_p10_s": float(p10),
+            "step_p90_s": float(p90),
+            "step_mean_s": statistics.fmean(self.totals),
+            "input_wait_fraction": sum(self.waits) / sum(self.totals),
+            "steps": len(self.totals),
+            "warmup": self.warmup,
+        }
+
+
 def time_steps(
     run_step: Callable[[dict], None],
     batches,
@@ -430,37 +500,38 @@ def time_steps(
     warmup: int,
     slow_step_s: float | None = None,
 ) -> dict:
-    """Warm-up steps, then `steps` timed ones; `run_step` must return only once the step is done.
-    The time of a step includes its blocking next(). A first step slower than `slow_step_s` ends
-    the warm-up and leaves one timed step (a figure to within the noise, in a bounded time)."""
-    first_step_s = None
-    for i in range(warmup):
-        start = time.perf_counter()
-        run_step(next(batches))
-        if i == 0:
-            first_step_s = time.perf_counter() - start
-            if slow_step_s is not None and first_step_s > slow_step_s:
-                warmup, steps = 1, 1
-                break
-    totals, waits = [], []
-    for _ in range(steps):
-        start = time.perf_counter()
-        batch = next(batches)
-        got = time.perf_counter()
-        run_step(batch)
-        totals.append(time.perf_counter() - start)
-        waits.append(got - start)
-    p10, median, p90 = np.percentile(totals, [10, 50, 90])
-    return {
-        "first_step_s": first_step_s,
-        "step_median_s": float(median),
-        "step_p10_s": float(p10),
-        "step_p90_s": float(p90),
-        "step_mean_s": statistics.fmean(totals),
-        "input_wait_fraction": sum(waits) / sum(totals),
-        "steps": steps,
-        "warmup": warmup,
-    }
+    """`warmup` steps, then `steps` timed ones (see StepTimer); `run_step` must return only once
+    the step is done."""
+    timer = StepTimer(run_step, batches, slow_step_s)
+    timer.warm(warmup)
+    timer.timed(steps)
+    return timer.result()
+
+
+def time_interleaved(timers: Sequence[StepTimer], steps: int, warmup: int, rounds: int) -> None:
+    """Warm every timer, then `rounds` rounds of about steps/rounds timed steps each, in turn, the
+    order reversed every other round (A B B A ...): a machine whose speed drifts over minutes
+    then slows both alike, instead of whichever ran second. Each round after the first starts
+    with an untimed step. A timer whose step raises keeps the
+    exception in `.error` and is left out from then on; the others go on."""
+
+    def attempt(timer: StepTimer, method: str, n: int) -> None:
+        if timer.error is None:
+            try:
+                getattr(timer, method)(n)
+            except Exception as exc:
+                timer.error = exc
+
+    for timer in timers:
+        attempt(timer, "warm", warmup)
+    for r in range(rounds):
+        share = steps // rounds + (r < steps % rounds)  # `steps` in all
+        for timer in timers if r % 2 == 0 else list(reversed(timers)):
+            if r > 0 and len(timers) > 1:
+                # One untimed step first: the other framework's threads spin on for a while
+                # after its last step (OpenMP's and Eigen's wait policies) and would slow it.
+                attempt(timer, "rewarm", 1)
+            attempt(timer, "timed", share)
 
 
 def add_throughput(result: dict, batch: int, tokens_per_example: int | None) -> dict:
@@ -587,34 +658,48 @@ def peak_flops(device, precision: str, tf32: bool, cpu_peak: dict) -> tuple[floa
 # --- one cell, each framework ---------------------------------------------------------------------
 
 
-def tlx_result(cell: Cell, cfg: BenchConfig, peak: float | None) -> dict:
+def tlx_prepare(cell: Cell, cfg: BenchConfig, peak: float | None, stack: contextlib.ExitStack):
+    """(timer, finish): the cell's compiled tlx step ready to time, and finish() -> its result."""
     import jax
 
     bundle = tlx_bundle(cell.model, cell.precision, cfg)
     step, carry = svt.tlx_train_setup(bundle, cell.plan)
     rng = jax.random.key(1)
     make = lambda seed: numpy_batch(cell.model, cell.batch, cfg, seed, torch_layout=False)
-    with PrefetchedBatches(make, depth=cfg.prefetch_depth) as batches:
-        start = time.perf_counter()
-        first_batch = next(batches)
-        lowered = step.lower(*carry, first_batch, rng)
-        compiled = lowered.compile()
-        compile_s = time.perf_counter() - start
+    batches = stack.enter_context(PrefetchedBatches(make, depth=cfg.prefetch_depth))
+    start = time.perf_counter()
+    first_batch = next(batches)
+    lowered = step.lower(*carry, first_batch, rng)
+    compiled = lowered.compile()
+    compile_s = time.perf_counter() - start
 
-        def run_step(batch):
-            out = compiled(*carry, batch, rng)
-            jax.block_until_ready(out)
-            carry[:] = svt.next_carry(carry, out)
+    def run_step(batch):
+        out = compiled(*carry, batch, rng)
+        jax.block_until_ready(out)
+        carry[:] = svt.next_carry(carry, out)
 
-        result = time_steps(run_step, batches, cfg.steps, cfg.warmup, cfg.slow_step_s)
-    on_cpu = jax.devices()[0].platform == "cpu"
-    cpu_count = None if on_cpu else cpu_lowering_flops(step, (*carry, first_batch, rng))
-    flops, source = step_flops(compiled, lowered, cpu_count)
-    result.update(compile_s=compile_s, flops=flops, flops_source=source)
-    result["mfu"] = flops / result["step_median_s"] / peak if flops and peak else None
-    result["peak_bytes"] = peak_memory_bytes()
-    result["xla_step_bytes"] = xla_step_bytes(compiled)
-    return add_throughput(result, cell.batch, cfg.seq_len if is_text(cell.model) else None)
+    timer = StepTimer(run_step, batches, cfg.slow_step_s)
+
+    def finish() -> dict:
+        result = timer.result()
+        on_cpu = jax.devices()[0].platform == "cpu"
+        cpu_count = None if on_cpu else cpu_lowering_flops(step, (*carry, first_batch, rng))
+        flops, source = step_flops(compiled, lowered, cpu_count)
+        result.update(compile_s=compile_s, flops=flops, flops_source=source)
+        result["mfu"] = flops / result["step_median_s"] / peak if flops and peak else None
+        result["peak_bytes"] = peak_memory_bytes()
+        result["xla_step_bytes"] = xla_step_bytes(compiled)
+        return add_throughput(result, cell.batch, cfg.seq_len if is_text(cell.model) else None)
+
+    return timer, finish
+
+
+def tlx_result(cell: Cell, cfg: BenchConfig, peak: float | None) -> dict:
+    with contextlib.ExitStack() as stack:
+        timer, finish = tlx_prepare(cell, cfg, peak, stack)
+        timer.warm(cfg.warmup)
+        timer.timed(cfg.steps)
+        return finish()
 
 
 def torch_device_for(jax_platform: str) -> str:
@@ -657,8 +742,9 @@ def torch_model(cell: Cell):
     return net, opt, logits_of
 
 
-def torch_result(cell: Cell, cfg: BenchConfig, device: str, flops, peak) -> dict:
-    """The cell in PyTorch; MFU counts XLA's FLOPs for the same step (`flops`)."""
+def torch_prepare(cell: Cell, cfg: BenchConfig, device: str, stack: contextlib.ExitStack):
+    """(timer, finish): the cell in PyTorch ready to time, and finish(flops, peak) -> its result,
+    MFU counting XLA's FLOPs for the same step (`flops`)."""
     import torch
 
     net, opt, logits_of = torch_model(cell)
@@ -683,15 +769,28 @@ def torch_result(cell: Cell, cfg: BenchConfig, device: str, flops, peak) -> dict
             torch.cuda.synchronize()
 
     make = lambda seed: numpy_batch(cell.model, cell.batch, cfg, seed, torch_layout=True)
-    with PrefetchedBatches(make, depth=cfg.prefetch_depth) as batches:
-        result = time_steps(run_step, batches, cfg.steps, cfg.warmup, cfg.slow_step_s)
-    result["channels_last"] = channels_last
-    result["mfu"] = flops / result["step_median_s"] / peak if flops and peak else None
-    if device == "cuda":
-        result["peak_bytes"] = int(torch.cuda.max_memory_allocated())
-    else:
-        result["peak_bytes"] = process_max_rss_bytes()
-    return add_throughput(result, cell.batch, cfg.seq_len if is_text(cell.model) else None)
+    batches = stack.enter_context(PrefetchedBatches(make, depth=cfg.prefetch_depth))
+    timer = StepTimer(run_step, batches, cfg.slow_step_s)
+
+    def finish(flops, peak) -> dict:
+        result = timer.result()
+        result["channels_last"] = channels_last
+        result["mfu"] = flops / result["step_median_s"] / peak if flops and peak else None
+        if device == "cuda":
+            result["peak_bytes"] = int(torch.cuda.max_memory_allocated())
+        else:
+            result["peak_bytes"] = process_max_rss_bytes()
+        return add_throughput(result, cell.batch, cfg.seq_len if is_text(cell.model) else None)
+
+    return timer, finish
+
+
+def torch_result(cell: Cell, cfg: BenchConfig, device: str, flops, peak) -> dict:
+    with contextlib.ExitStack() as stack:
+        timer, finish = torch_prepare(cell, cfg, device, stack)
+        timer.warm(cfg.warmup)
+        timer.timed(cfg.steps)
+        return finish(flops, peak)
 
 
 def error_text(exc: BaseException) -> str:
@@ -709,34 +808,83 @@ def free_memory(torch_used: bool) -> None:
 
 
 def run_cell(cell: Cell, cfg: BenchConfig, env: dict) -> dict:
-    """One row: tlx, then (with --torch) torch; an exception in either is recorded, not raised."""
+    """One row: tlx, then (with --torch) torch, or both in interleaved rounds (cfg.rounds > 1);
+    an exception in either is recorded, not raised."""
     row = {**dataclasses.asdict(cell), "kind": "text" if is_text(cell.model) else "image"}
     row["input"] = f"seq {cfg.seq_len}" if is_text(cell.model) else f"{cfg.image_size}px"
     peak, peak_name = peak_flops(env["device"], cell.precision, cfg.tf32, env["cpu_peak"])
-    row.update(peak_flops=peak, peak_name=peak_name, status="ok")
+    row.update(peak_flops=peak, peak_name=peak_name, status="ok", rounds=1)
     row["load_avg_1m"] = os.getloadavg()[0]  # other processes on the machine skew the times
     start = time.perf_counter()
+    row["tlx"] = row["torch"] = None
+    if cfg.torch and cfg.rounds > 1:
+        run_interleaved(cell, cfg, env, peak, row)
+    else:
+        run_in_turn(cell, cfg, env, peak, row)
+    if row.get("tlx") and row.get("torch"):
+        row["tlx_vs_torch"] = row["torch"]["step_median_s"] / row["tlx"]["step_median_s"]
+    row["cell_s"] = time.perf_counter() - start
+    return row
+
+
+def _record_tlx_error(row: dict, exc: BaseException) -> None:
+    row.update(status="error", error=error_text(exc), tlx=None)
+    row["traceback"] = "".join(traceback.format_exception(exc, limit=8))
+
+
+def _record_torch_error(row: dict, exc: BaseException) -> None:
+    row["torch"] = None
+    row["torch_error"] = error_text(exc)
+    if row["status"] == "ok":
+        row["status"] = "torch_error"
+
+
+def run_in_turn(cell: Cell, cfg: BenchConfig, env: dict, peak, row: dict) -> None:
+    """tlx's steps, its memory freed, then torch's (the GPU default: one model in memory)."""
     try:
         row["tlx"] = tlx_result(cell, cfg, peak)
     except Exception as exc:
-        row.update(status="error", error=error_text(exc), tlx=None)
-        row["traceback"] = traceback.format_exc(limit=8)
+        _record_tlx_error(row, exc)
     free_memory(False)
-    row["torch"] = None
     if cfg.torch:
         flops = (row.get("tlx") or {}).get("flops")
         try:
             device = start_torch(env, cfg.tf32)
             row["torch"] = torch_result(cell, cfg, device, flops, peak)
         except Exception as exc:
-            row["torch_error"] = error_text(exc)
-            if row["status"] == "ok":
-                row["status"] = "torch_error"
+            _record_torch_error(row, exc)
         free_memory(True)
-    if row.get("tlx") and row.get("torch"):
-        row["tlx_vs_torch"] = row["torch"]["step_median_s"] / row["tlx"]["step_median_s"]
-    row["cell_s"] = time.perf_counter() - start
-    return row
+
+
+def run_interleaved(cell: Cell, cfg: BenchConfig, env: dict, peak, row: dict) -> None:
+    """Both frameworks set up at once and timed in alternating rounds (time_interleaved); one
+    that fails is recorded and the other goes on. Both models are in memory together, so a CPU
+    process's peak memory covers both."""
+    row["rounds"] = cfg.rounds
+    with contextlib.ExitStack() as stack:
+        tlx = torch_ = None
+        try:
+            tlx = tlx_prepare(cell, cfg, peak, stack)
+        except Exception as exc:
+            _record_tlx_error(row, exc)
+        try:
+            device = start_torch(env, cfg.tf32)
+            torch_ = torch_prepare(cell, cfg, device, stack)
+        except Exception as exc:
+            _record_torch_error(row, exc)
+        timers = [t for t, _ in (x for x in (tlx, torch_) if x)]
+        time_interleaved(timers, cfg.steps, cfg.warmup, cfg.rounds)
+        if tlx:
+            if tlx[0].error:
+                _record_tlx_error(row, tlx[0].error)
+            else:
+                row["tlx"] = tlx[1]()
+        if torch_:
+            if torch_[0].error:
+                _record_torch_error(row, torch_[0].error)
+            else:
+                row["torch"] = torch_[1]((row.get("tlx") or {}).get("flops"), peak)
+    free_memory(True)
 
 
 # --- reports ------------------------------------------------------------------------------------
@@ -834,7 +982,13 @@ def markdown(report: dict) -> str:
         + f"; {report['started']}"
         + (f"; XLA_FLAGS={env['xla_flags']}" if env.get("xla_flags") else "")
         + ".",
-        f"Train steps: median [p10–p90] of {cfg['steps']} after {cfg['warmup']} warm-up; "
+        f"Train steps: median [p10–p90] of {cfg['steps']} after {cfg['warmup']} warm-up"
+        + (
+            f", tlx and torch interleaved in {cfg['rounds']} rounds (A B B A ...)"
+            if cfg.get("rounds", 1) > 1 and cfg.get("torch")
+            else ""
+        )
+        + "; "
         f"inputs {cfg['image_size']}px / seq {cfg['seq_len']}"
         + (tf32_note(cfg["tf32"]) if env["platform"] == "gpu" else "")
         + f". MFU: XLA's FLOPs over the peak ({peak_note(report)}). Peak mem: the process's "

@@ -169,6 +169,50 @@ def test_a_first_step_slower_than_slow_step_s_leaves_one_timed_step():
     assert fast["steps"] == 5 and len(calls) == 8
 
 
+def test_interleaved_rounds_alternate_a_b_b_a_and_drop_a_failing_framework():
+    order = []
+
+    def stepper(name, fail_at=None):
+        def run_step(batch):
+            order.append(name)
+            if fail_at is not None and len(order) >= fail_at:
+                raise RuntimeError(f"{name} broke")
+
+        return run_step
+
+    a = bench.StepTimer(stepper("a"), iter(range(100)))
+    b = bench.StepTimer(stepper("b"), iter(range(100)))
+    bench.time_interleaved([a, b], steps=5, warmup=1, rounds=3)
+    # warm-up a, b; then rounds of 2, 2, 1 timed steps, each round after the first led by an
+    # untimed one: a a b b | (b) b b (a) a a | (a) a (b) b
+    assert order == ["a", "b", *"aabb", *"bbbaaa", *"aabb"]
+    assert a.result()["steps"] == b.result()["steps"] == 5 and a.warmup == 1
+    order.clear()
+    good, bad = (
+        bench.StepTimer(stepper("g"), iter(range(100))),
+        bench.StepTimer(stepper("x", fail_at=4), iter(range(100))),
+    )
+    bench.time_interleaved([good, bad], steps=4, warmup=1, rounds=2)
+    assert isinstance(bad.error, RuntimeError) and "x broke" in str(bad.error)
+    assert good.error is None and good.result()["steps"] == 4  # went on alone
+
+
+def test_rounds_must_fit_in_the_steps():
+    with pytest.raises(ValueError, match="--rounds=6 must be between 1 and --steps=5"):
+        bench.validate(bench.with_overrides(TINY, steps=5, rounds=6))
+
+
+def test_interleaved_cell_reports_both_frameworks(tmp_path):
+    pytest.importorskip("torchvision")
+    cfg = bench.with_overrides(TINY, torch=True, steps=2, warmup=1, rounds=2)
+    bench.run_bench(cfg, tmp_path)
+    (row,) = json.loads((tmp_path / "bench.json").read_text())["rows"]
+    assert row["status"] == "ok" and row["rounds"] == 2
+    assert row["tlx"]["steps"] == 2 and row["torch"]["steps"] == 2
+    assert row["tlx_vs_torch"] > 0
+    assert "interleaved in 2 rounds" in (tmp_path / "bench.md").read_text()
+
+
 def test_torch_cnn_runs_channels_last_and_the_note_names_a_one_step_figure(tmp_path):
     pytest.importorskip("torchvision")
     cfg = bench.with_overrides(TINY, torch=True, steps=2, warmup=1, slow_step_s=0.0)

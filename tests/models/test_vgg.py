@@ -4,6 +4,7 @@ weight converter: logits, every endpoint, pooled features, and the pieces that m
 
 from __future__ import annotations
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -13,9 +14,15 @@ torch = pytest.importorskip("torch")
 torchvision = pytest.importorskip("torchvision")
 
 from tests.models.equivalence import assert_close as _assert_close  # noqa: E402
-from tlx.models.vgg import VGG, VGG_ENDPOINTS, adaptive_avg_pool, vgg_param_groups  # noqa: E402
+from tlx.models.vgg import (  # noqa: E402
+    VGG,
+    VGG_ENDPOINTS,
+    OutInDense,
+    adaptive_avg_pool,
+    vgg_param_groups,
+)
 from tlx.transfer.groups import assign_groups, flatten  # noqa: E402
-from tlx.weights.rules import ConversionError, transpose  # noqa: E402
+from tlx.weights.rules import ConversionError  # noqa: E402
 from tlx.weights.torchvision_vgg import convert_vgg, fc6_kernel  # noqa: E402
 
 VARIANTS = {
@@ -136,12 +143,12 @@ def test_logits_match_torchvision_at_64(ref):
 
 @pytest.mark.parametrize("ref", ["vgg16"], indirect=True)
 def test_logits_need_the_fc6_permutation(ref):
-    """The same weights with fc6 merely transposed (torch's (C, H, W) input order) are far off:
-    the permutation is what makes the logits agree (the classifier is shared by all variants)."""
+    """The same weights with fc6 as torch stores it (its (C, H, W) input order) are far off: the
+    permutation is what makes the logits agree (the classifier is shared by all variants)."""
     x_nchw, x_nhwc = _inputs(64, seed=1)
     theirs = ref.torch_endpoints(x_nchw)["logits"]
     params = dict(ref.variables["params"])
-    params["fc6"] = {**params["fc6"], "kernel": transpose(ref.state_dict["classifier.0.weight"])}
+    params["fc6"] = {**params["fc6"], "kernel": np.asarray(ref.state_dict["classifier.0.weight"])}
     wrong, _ = ref.apply({**ref.variables, "params": params}, jnp.asarray(x_nhwc))
     tol = 1e-4 * max(1.0, float(np.max(np.abs(theirs))))
     assert float(np.max(np.abs(np.asarray(wrong) - theirs))) > 100 * tol
@@ -226,12 +233,14 @@ def test_adaptive_avg_pool_matches_torch(h, w):
 
 
 def test_fc6_kernel_reorders_the_flatten():
-    """(C, H, W)-flattened input @ torch weight.T == (H, W, C)-flattened input @ fc6_kernel."""
+    """(C, H, W)-flattened input @ torch weight.T == (H, W, C)-flattened input @ fc6_kernel.T."""
     rng = np.random.default_rng(0)
     weight = rng.standard_normal((5, 4 * 7 * 7)).astype(np.float32)
     fmap = rng.standard_normal((2, 4, 7, 7)).astype(np.float32)  # NCHW
     expected = fmap.reshape(2, -1) @ weight.T
-    got = np.transpose(fmap, (0, 2, 3, 1)).reshape(2, -1) @ fc6_kernel(weight)
+    kernel = fc6_kernel(weight)
+    assert kernel.shape == weight.shape  # [out, in], as OutInDense keeps it
+    got = np.transpose(fmap, (0, 2, 3, 1)).reshape(2, -1) @ kernel.T
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
     assert not np.allclose(np.transpose(fmap, (0, 2, 3, 1)).reshape(2, -1) @ weight.T, expected)
     with pytest.raises(ValueError):
@@ -279,3 +288,23 @@ def test_bad_depth_and_pooling_are_refused():
         jax.eval_shape(lambda: VGG(num_classes=None, pooling="sum").init(jax.random.key(0), x))
     with pytest.raises(ValueError, match="depth"):
         convert_vgg({}, depth=13)
+
+
+def test_out_in_dense_is_a_dense_with_the_kernel_transposed():
+    """fc6 / fc7 keep torch's [out, in] kernel layout (faster to stream on the CPU); the layer
+    must compute what flax's Dense does with the transposed kernel, and draw LeCun-normal weights
+    by the input axis (the last one here)."""
+    x = jnp.asarray(np.random.default_rng(0).standard_normal((3, 256)), jnp.float32)
+    layer = OutInDense(512)
+    variables = layer.init(jax.random.key(1), x)
+    kernel, bias = variables["params"]["kernel"], variables["params"]["bias"]
+    assert kernel.shape == (512, 256) and bias.shape == (512,)
+    assert float(jnp.std(kernel)) == pytest.approx(1 / np.sqrt(256), rel=0.1)  # fan-in 256
+    bias = jnp.arange(512, dtype=jnp.float32) / 512
+    got = layer.apply({"params": {"kernel": kernel, "bias": bias}}, x)
+    want = nn.Dense(512).apply({"params": {"kernel": kernel.T, "bias": bias}}, x)
+    np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-5, atol=1e-5)
+    half = OutInDense(512, dtype=jnp.bfloat16).apply(
+        {"params": {"kernel": kernel, "bias": bias}}, x
+    )
+    assert half.dtype == jnp.bfloat16

@@ -11,6 +11,9 @@ Two details decide numerical equality with torchvision:
   give a 1x1 map that is replicated).
 - The flatten is NHWC, i.e. (H, W, C) order, like Keras; torchvision flattens (C, H, W), so the
   converter permutes fc6's input axis (tlx/weights/torchvision_vgg.py).
+
+fc6 and fc7 keep their kernels [out, in] (torch's Linear layout; flax's Dense is [in, out]): see
+:class:`OutInDense` for why.
 tests/models/test_vgg.py and tests/models/test_keras_vgg.py prove both sources equal.
 """
 
@@ -64,6 +67,31 @@ def adaptive_avg_pool(x: jax.Array, out: int = POOLED_SIZE) -> jax.Array:
     return jnp.einsum("ih,bhwc,jw->bijc", mh, x, mw, precision=jax.lax.Precision.HIGHEST)
 
 
+class OutInDense(nn.Module):
+    """nn.Dense with its kernel stored [out, in] (torch's Linear layout), y = x @ kernel.T + bias.
+
+    Why: at a small batch fc6 (8 x 25088 @ 25088 x 4096, 411 MB of weights) only streams its
+    kernel, and XLA's CPU dot streams an [out, in] kernel about 3x faster than flax's [in, out]
+    one (44 against 129 ms here; experiments/results/README.md). The forward of a frozen VGG
+    (feature extraction) spends a quarter of its time in fc6 and fc7.
+    """
+
+    features: int
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x):
+        kernel = self.param(
+            "kernel",
+            nn.initializers.lecun_normal(in_axis=-1, out_axis=-2),  # fan-in is the last axis
+            (self.features, x.shape[-1]),
+        )
+        bias = self.param("bias", nn.initializers.zeros, (self.features,))
+        x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
+        y = jax.lax.dot_general(x, kernel, (((x.ndim - 1,), (1,)), ((), ())))
+        return y + bias
+
+
 class VGG(nn.Module):
     """torchvision's vgg16 / vgg19 (`batch_norm=True`: vgg16_bn / vgg19_bn).
 
@@ -106,7 +134,7 @@ class VGG(nn.Module):
         x = adaptive_avg_pool(x)
         x = x.reshape(x.shape[0], -1)  # (H, W, C) order; see the module docstring
         for name in ("fc6", "fc7"):
-            x = nn.relu(nn.Dense(FC_WIDTH, dtype=self.dtype, name=name)(x))
+            x = nn.relu(OutInDense(FC_WIDTH, dtype=self.dtype, name=name)(x))
             self.sow("intermediates", f"{name}_relu", x)
             x = Dropout(self.dropout)(x, deterministic=not train)
         return nn.Dense(self.num_classes, dtype=self.dtype, name="head")(x)

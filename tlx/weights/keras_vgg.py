@@ -1,7 +1,8 @@
 """keras.applications VGG16 / VGG19 weights (as read by `read_keras_h5`) -> tlx's VGG `params`.
 
 Keras already stores conv kernels HWIO and Dense kernels [in, out], and its Flatten runs over a
-channels-last 7x7x512 map, the (H, W, C) order tlx uses, so every tensor is copied as is; only the
+channels-last 7x7x512 map, the (H, W, C) order tlx uses, so tensors are copied as they are but for
+fc1 / fc2, transposed to tlx's [out, in] fc6 / fc7 kernels (tlx.models.vgg.OutInDense); the
 names change (fc1 -> fc6, fc2 -> fc7, predictions -> head). Both downloads are accepted: the
 include_top file and the `_notop` file (convs only; load it into `VGG(num_classes=None)`).
 
@@ -20,9 +21,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from tlx.models.vgg import CONVS_PER_BLOCK, VGG
-from tlx.weights.rules import ConversionError, Rule, convert_variables, expected_shapes
+from tlx.weights.rules import ConversionError, Rule, convert_variables, expected_shapes, transpose
 
 _TOP = (("fc1", "fc6"), ("fc2", "fc7"), ("predictions", "head"))
+
+
+_OUT_IN = ("fc6", "fc7")  # tlx layers whose kernel is [out, in]
 
 
 def _table(depth: int, include_top: bool) -> list[tuple[str, str]]:
@@ -36,6 +40,11 @@ def _table(depth: int, include_top: bool) -> list[tuple[str, str]]:
     ]
     layers += list(_TOP) if include_top else []
     return [(f"{src}/{w}", f"params/{dst}/{w}") for src, dst in layers for w in ("kernel", "bias")]
+
+
+def _is_out_in_kernel(target: str) -> bool:
+    layer, weight = target.split("/")[-2:]
+    return layer in _OUT_IN and weight == "kernel"
 
 
 @functools.cache
@@ -63,7 +72,10 @@ def convert_keras_vgg(
         include_top = any(k.split("/")[0] in dict(_TOP) for k in weights)
     table = _table(depth, include_top)
     missing = [f"missing source key {src!r} (-> {t!r})" for src, t in table if src not in weights]
-    rules = [Rule(re.escape(src), target) for src, target in table]
+    rules = [
+        Rule(re.escape(src), target, transpose if _is_out_in_kernel(target) else None)
+        for src, target in table
+    ]
     expected = _expected(depth, num_classes if include_top else None)
     try:
         return convert_variables(weights, rules, expected)

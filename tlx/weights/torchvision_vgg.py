@@ -26,20 +26,18 @@ from tlx.weights.rules import (
 
 
 def fc6_kernel(weight: np.ndarray, size: int = 7) -> np.ndarray:
-    """torchvision's classifier.0 weight [4096, C*7*7] -> tlx's fc6 kernel [7*7*C, 4096].
+    """torchvision's classifier.0 weight [4096, C*7*7] -> tlx's fc6 kernel [4096, 7*7*C].
 
-    torchvision flattens its NCHW feature map in (C, H, W) order; tlx flattens NHWC in (H, W, C)
-    order (as Keras does). Reordering the input axis to (H, W, C) makes both dot products sum
-    the same products, so the logits agree; a plain transpose would silently scramble them.
+    Both are [out, in] (tlx.models.vgg.OutInDense), but torchvision flattens its NCHW feature map
+    in (C, H, W) order and tlx flattens NHWC in (H, W, C) order (as Keras does). Reordering the
+    input axis to (H, W, C) makes both dot products sum the same products, so the logits agree;
+    the weight as it is would silently scramble them.
     """
     if weight.ndim != 2 or weight.shape[1] % (size * size):
         raise ValueError(f"expected a [out, C*{size}*{size}] Linear weight, got {weight.shape}")
     out, flat = weight.shape
-    source = weight.reshape(out, flat // (size * size), size * size).transpose(2, 1, 0)
-    kernel = np.empty(source.shape, weight.dtype)  # [H*W, C, out]
-    for i in range(0, out, 256):  # in slabs of output rows: about twice numpy's one-shot copy
-        kernel[..., i : i + 256] = source[..., i : i + 256]
-    return kernel.reshape(flat, out)
+    source = weight.reshape(out, flat // (size * size), size * size).transpose(0, 2, 1)
+    return np.ascontiguousarray(source).reshape(out, flat)  # [out, H*W, C] -> [out, H*W*C]
 
 
 def _table(depth: int, batch_norm: bool) -> list[tuple[str, str, object]]:
@@ -68,8 +66,8 @@ def _table(depth: int, batch_norm: bool) -> list[tuple[str, str, object]]:
             index += 1  # ReLU
         index += 1  # MaxPool2d
     # classifier = [Linear, ReLU, Dropout, Linear, ReLU, Dropout, Linear]
-    for i, name in ((0, "fc6"), (3, "fc7"), (6, "head")):
-        kernel = fc6_kernel if name == "fc6" else transpose
+    # fc6 and fc7 stay [out, in] (OutInDense); the head is flax's Dense, [in, out].
+    for i, name, kernel in ((0, "fc6", fc6_kernel), (3, "fc7", None), (6, "head", transpose)):
         rows += [
             (f"classifier.{i}.weight", f"params/{name}/kernel", kernel),
             (f"classifier.{i}.bias", f"params/{name}/bias", None),
