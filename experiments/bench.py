@@ -7,7 +7,7 @@
 
 A profile names the cells and the step counts; each flag given on the command line overrides its
 field (--models, --plans, --batch_sizes, --precisions, --steps, --warmup, --image_size, --seq_len,
---torch, --time_budget_s). --models, --plans, --steps, --warmup and --out are the flags that
+--torch, --time_budget_s, --rounds). --models, --plans, --steps, --warmup and --out are the flags that
 experiments.speed_vs_torch defines (its defaults are ignored here: the profile decides).
 
 Each cell (model, plan, batch, precision) is tlx's per-stage jitted train step (gradient only
@@ -21,7 +21,10 @@ the process's max RSS) and XLA's own estimate for the step (arguments + outputs 
 and the fraction of step time spent blocked in next() on the input iterator.
 With --torch the same model and plan run in PyTorch on the same device (torchvision models,
 transformers' BertForSequenceClassification; frozen groups requires_grad=False, Adam, BatchNorm in
-eval mode; bfloat16 = torch.autocast) and the tlx/torch throughput ratio is reported.
+eval mode; bfloat16 = torch.autocast) and the tlx/torch throughput ratio is reported. With
+--rounds=R > 1 (the cpu_transfer profile: 5) both are set up at once and timed in R alternating
+rounds (A B B A ..., an untimed step leading each later round), so that a machine drifting over
+minutes slows both alike; both models are then in memory together.
 
 bfloat16 means compute in bfloat16 with float32 parameters (the tlx modules' `dtype`). On GPUs
 float32 matmuls and convolutions use TF32 by default in JAX; --tf32 (default) lets torch do the
