@@ -18,9 +18,12 @@ def get_config(arg=None):
     config = base_config()
     config.strategy = "transfer"  # a label for the aggregation
     config.plan.name = "finetune"
+    # Seeds outermost: every (strategy, labels) pair gets seed 0 before any gets seed 1, so a
+    # sweep stopped early still draws the whole curve.
     config.sweep = (
+        "seed=[0,1,2];"
         "(strategy,model.random_init,optim.learning_rate,plan.lr_multipliers)="
         f"[('transfer',false,{config.optim.learning_rate},'head=10'),('scratch',true,0.0003,'')];"
-        f"data.train_examples=[{','.join(map(str, LABELS))}];seed=[0,1,2]"
+        f"data.train_examples=[{','.join(map(str, LABELS))}]"
     )
     return config

@@ -321,7 +321,16 @@ def plot_bars(groups, metric: str, path: Path) -> None:
         means = [g[metric][0] for g in groups]
         stds = [g[metric][1] for g in groups]
         ax.bar(x, means, yerr=stds, capsize=5, color="tab:blue", alpha=0.8)
-        ax.set_xticks(list(x), [f"{g['label']}\n(n={g['n']})" for g in groups], fontsize=8)
+        # values only (the key is the axis title when there is one), slanted so they never overlap
+        names = [", ".join(map(str, g["keys"].values())) or g["label"] for g in groups]
+        ax.set_xticks(
+            list(x),
+            [f"{name} (n={g['n']})" for name, g in zip(names, groups)],
+            fontsize=8,
+            rotation=25,
+            ha="right",
+        )
+        ax.set_xlabel(", ".join(groups[0]["keys"]))
         low = min(m - s for m, s in zip(means, stds))
         high = max(m + s for m, s in zip(means, stds))
         if "accuracy" in metric and low > 0.2:
@@ -480,14 +489,14 @@ def publish(result: dict[str, Any], out: str | Path, command: str, machine: str)
     header = [
         f"# {out.name}",
         "",
-        f"Made by `{command}` on {datetime.date.today().isoformat()}, tlx commit {commit}, "
-        f"on {machine}.",
+        f"Made by `{command}` on {datetime.date.today().isoformat()} (aggregated at tlx commit "
+        f"{commit}), on {machine}.",
         "",
     ]
     if result.get("sweep_command"):
-        header[-1:-1] = [f"Cells trained by `{result['sweep_command']}`.", ""]
+        header += [f"Cells trained by `{result['sweep_command']}`.", ""]
     written = [out.with_suffix(".md"), out.with_suffix(".csv")]
-    written[0].write_text("\n".join(header) + result["markdown"])
+    written[0].write_text("\n".join(header) + "\n" + result["markdown"])
     shutil.copyfile(result["files"]["csv"], written[1])
     for name in ("curves", "bars", "against"):
         if name in result["files"]:

@@ -54,6 +54,10 @@ def test_data_efficiency_sweep_builds_transfer_and_scratch_at_every_label_count(
     assert len(plan.cells) == 30 and len({c.name for c in plan.cells}) == 30
     labels = {c.overrides["data.train_examples"] for c in plan.cells}
     assert labels == {100, 300, 1000, 3000, 0}
+    # seeds outermost: the first 10 cells draw both whole curves once
+    first = plan.cells[:10]
+    assert {c.overrides["seed"] for c in first} == {0}
+    assert len({(c.overrides["strategy"], c.overrides["data.train_examples"]) for c in first}) == 10
     config = sw.load_config(path)
     for strategy in ("transfer", "scratch"):
         cell = next(c for c in plan.cells if c.overrides["strategy"] == strategy)
