@@ -79,13 +79,14 @@ def image_bundle(model_name: str, size: int | None = None, dtype=None, **module_
 
 def tlx_train_setup(bundle, plan: str, learning_rate: float = 1e-4):
     """(jitted step, carry) for the stage of `plan` on any bundle, as the trainer runs it:
-    gradient only w.r.t. the trainable groups, Adam on them, frozen groups set to zero, and only
-    trainable parameters and changed state handed back. `step(*carry, batch, rng)`; then
+    gradient only w.r.t. the trainable groups, Adam on them, frozen groups set to zero, only
+    trainable parameters and changed state handed back, their buffers donated. `step(*carry, batch, rng)`; then
     `carry = next_carry(carry, output)`."""
     import jax
     import optax
 
     from tlx.steps import make_split_train_step
+    from tlx.trainer import DONATED_STEP_ARGS
     from tlx.transfer.groups import assign_groups, flatten
     from tlx.transfer.optim import make_optimizer
     from tlx.transfer.plans import Stage
@@ -101,7 +102,9 @@ def tlx_train_setup(bundle, plan: str, learning_rate: float = 1e-4):
     flat = flatten(params)
     opt_state = tx.init(flat)
     trainable = {p for p, g in group_of.items() if g in train}
-    step = jax.jit(make_split_train_step(bundle.forward, trainable, tx))
+    step = jax.jit(
+        make_split_train_step(bundle.forward, trainable, tx), donate_argnums=DONATED_STEP_ARGS
+    )
     carry = [
         {p: v for p, v in flat.items() if p in trainable},
         {p: v for p, v in flat.items() if p not in trainable},

@@ -63,8 +63,10 @@ class JitMode:
     def put_batch(self, batch: dict) -> dict:
         return parallel.put_batch(batch, self.mesh)
 
-    def compile_train(self, step: Callable) -> Callable:
-        return jax.jit(step)
+    def compile_train(self, step: Callable, donate_argnums: tuple[int, ...] = ()) -> Callable:
+        """`donate_argnums`: inputs the step replaces (parameters, optimizer state), whose
+        buffers XLA then reuses for the outputs instead of allocating new ones every step."""
+        return jax.jit(step, donate_argnums=donate_argnums)
 
     def compile_eval(self, step: Callable) -> Callable:
         return jax.jit(step)
@@ -119,10 +121,15 @@ class PmapMode:
             for k, v in batch.items()
         }
 
-    def compile_train(self, step: Callable) -> Callable:
+    def compile_train(self, step: Callable, donate_argnums: tuple[int, ...] = ()) -> Callable:
         """step(trainable, frozen, state, opt_state, batch or batches, rng, step) with the run's
         key and step number broadcast to every device."""
-        return jax.pmap(step, axis_name=PMAP_AXIS, in_axes=(0, 0, 0, 0, 0, None, None))
+        return jax.pmap(
+            step,
+            axis_name=PMAP_AXIS,
+            in_axes=(0, 0, 0, 0, 0, None, None),
+            donate_argnums=donate_argnums,
+        )
 
     def compile_eval(self, step: Callable) -> Callable:
         return jax.pmap(step, axis_name=PMAP_AXIS)

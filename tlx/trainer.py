@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
@@ -35,6 +36,11 @@ from tlx.transfer.batchnorm import batchnorm_param_paths, check_policy, with_aff
 from tlx.transfer.groups import assign_groups, flatten, unflatten
 from tlx.transfer.optim import StageOptimizers, carry_over
 from tlx.weights.merge import merge_pretrained
+
+# The train step's trainable parameters (0) and optimizer state (3): it returns their new
+# values, so their buffers are donated to XLA. Without it each step allocated a fresh copy of
+# both (VGG16 freeze_half at 112 px: 3.9 s -> 2.9 s a step under load, peak 4.15 -> 2.87 GB).
+DONATED_STEP_ARGS = (0, 3)
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -119,6 +125,8 @@ def train(exp: Experiment, workdir: str | Path, *, log=print, progress: bool = T
     stage_index = plan.stage_index_at(max(start_step - 1, 0))
     tx = optimizer_for(stage_index)
     opt_state = jax.jit(tx.init)(flat)
+    # Shapes from here on: the step donates parameter buffers, so the arrays may be invalidated.
+    flat = {p: jax.ShapeDtypeStruct(np.shape(v), v.dtype) for p, v in flat.items()}
     if start_step:
         like = train_state_of(opt_state, dropout_rng)
         params, train_state, meta, model_state = checkpoints.restore(
@@ -153,7 +161,9 @@ def train(exp: Experiment, workdir: str | Path, *, log=print, progress: bool = T
         stage = plan.stages[index]
         trainable_paths = {p for p, g in group_of.items() if g in stage.trainable}
         merged = {**frozen, **trainable}
-        trainable = {p: v for p, v in merged.items() if p in trainable_paths}
+        # The step donates its trainable inputs, so they get buffers of their own: a parameter
+        # that was frozen may share one with the loaded checkpoint (device_put need not copy).
+        trainable = {p: jnp.copy(v) for p, v in merged.items() if p in trainable_paths}
         frozen = {p: v for p, v in merged.items() if p not in trainable_paths}
         forward = exp.model.forward
         if exp.model.forward_for_stage is not None:  # e.g. BatchNorm policy of frozen groups
@@ -207,9 +217,9 @@ def train(exp: Experiment, workdir: str | Path, *, log=print, progress: bool = T
         step_inputs[index] = (read_frozen, read_state)
         # The step's dropout key is fold_in(run key, step), folded inside the compiled step.
         keyed = lambda *args, fn=step_fn: fn(*args[:-2], jax.random.fold_in(args[-2], args[-1]))
-        compiled[index] = mode.compile_train(keyed)
+        compiled[index] = mode.compile_train(keyed, DONATED_STEP_ARGS)
         # Several steps per call: traced once per chunk length.
-        compiled_multi[index] = mode.compile_train(make_multi_step(keyed))
+        compiled_multi[index] = mode.compile_train(make_multi_step(keyed), DONATED_STEP_ARGS)
         return train_batches
 
     def evaluate_split(split: str) -> dict:
@@ -296,7 +306,7 @@ def train(exp: Experiment, workdir: str | Path, *, log=print, progress: bool = T
             old_stage = plan.stages[stage_index]
             stage_index = plan.stage_index_at(step)
             tx = optimizer_for(stage_index)
-            fresh = mode.replicate(jax.jit(tx.init)(flat))
+            fresh = mode.replicate(jax.jit(tx.init)(mode.unreplicate({**frozen, **trainable})))
             opt_state = carry_over(opt_state, fresh, old_stage, plan.stages[stage_index])
             new_batches = start_stage(stage_index)
             if new_batches is not stage_batches:  # cached features came or went
