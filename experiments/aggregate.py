@@ -33,6 +33,7 @@ import dataclasses
 import json
 import math
 import statistics
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -500,9 +501,10 @@ def publish(result: dict[str, Any], out: str | Path, command: str, machine: str)
     shutil.copyfile(result["files"]["csv"], written[1])
     for name in ("curves", "bars", "against"):
         if name in result["files"]:
-            suffix = "against_" + result["files"][name].stem.removeprefix("against_")
-            target = out.parent / f"{out.name}_{suffix if name == 'against' else name}.png"
-            shutil.copyfile(result["files"][name], target)
+            source = result["files"][name]
+            suffix = source.stem if name == "against" else name  # against_<key>
+            target = out.parent / f"{out.name}_{suffix}.png"
+            shutil.copyfile(source, target)
             written.append(target)
     return written
 
@@ -540,7 +542,7 @@ def main(argv) -> None:
     if f.out:
         from experiments.machine import machine
 
-        command = "python -m experiments.aggregate " + " ".join(argv_flags())
+        command = "python -m experiments.aggregate " + " ".join(sys.argv[1:])
         for path in publish(result, f.out, command, machine()):
             print(f"wrote {path}")
     finished = sum(r["status"] == "finished" for r in result["rows"])
@@ -548,13 +550,6 @@ def main(argv) -> None:
         f"{finished} of {len(result['rows'])} cells finished; wrote aggregate.csv, aggregate.md, "
         f"learning_curves.png, bars.png in {f.workdir}"
     )
-
-
-def argv_flags() -> list[str]:
-    """This run's flags as typed (sys.argv without the program name)."""
-    import sys
-
-    return sys.argv[1:]
 
 
 if __name__ == "__main__":

@@ -482,6 +482,12 @@ class StepTimer:
             self.totals.append(time.perf_counter() - start)
             self.waits.append(got - start)
 
+    def run(self, warmup: int, steps: int) -> StepTimer:
+        """All of it at once: `warmup` steps, then `steps` timed ones."""
+        self.warm(warmup)
+        self.timed(steps)
+        return self
+
     def result(self) -> dict:
         p10, median, p90 = np.percentile(self.totals, [10, 50, 90])
         return {
@@ -505,18 +511,15 @@ def time_steps(
 ) -> dict:
     """`warmup` steps, then `steps` timed ones (see StepTimer); `run_step` must return only once
     the step is done."""
-    timer = StepTimer(run_step, batches, slow_step_s)
-    timer.warm(warmup)
-    timer.timed(steps)
-    return timer.result()
+    return StepTimer(run_step, batches, slow_step_s).run(warmup, steps).result()
 
 
 def time_interleaved(timers: Sequence[StepTimer], steps: int, warmup: int, rounds: int) -> None:
     """Warm every timer, then `rounds` rounds of about steps/rounds timed steps each, in turn, the
     order reversed every other round (A B B A ...): a machine whose speed drifts over minutes
     then slows both alike, instead of whichever ran second. Each round after the first starts
-    with an untimed step. A timer whose step raises keeps the
-    exception in `.error` and is left out from then on; the others go on."""
+    with an untimed step. A timer whose step raises keeps the exception in `.error` and is left
+    out from then on; the others go on."""
 
     def attempt(timer: StepTimer, method: str, n: int) -> None:
         if timer.error is None:
@@ -700,8 +703,7 @@ def tlx_prepare(cell: Cell, cfg: BenchConfig, peak: float | None, stack: context
 def tlx_result(cell: Cell, cfg: BenchConfig, peak: float | None) -> dict:
     with contextlib.ExitStack() as stack:
         timer, finish = tlx_prepare(cell, cfg, peak, stack)
-        timer.warm(cfg.warmup)
-        timer.timed(cfg.steps)
+        timer.run(cfg.warmup, cfg.steps)
         return finish()
 
 
@@ -791,8 +793,7 @@ def torch_prepare(cell: Cell, cfg: BenchConfig, device: str, stack: contextlib.E
 def torch_result(cell: Cell, cfg: BenchConfig, device: str, flops, peak) -> dict:
     with contextlib.ExitStack() as stack:
         timer, finish = torch_prepare(cell, cfg, device, stack)
-        timer.warm(cfg.warmup)
-        timer.timed(cfg.steps)
+        timer.run(cfg.warmup, cfg.steps)
         return finish(flops, peak)
 
 

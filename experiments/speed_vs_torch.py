@@ -80,8 +80,8 @@ def image_bundle(model_name: str, size: int | None = None, dtype=None, **module_
 def tlx_train_setup(bundle, plan: str, learning_rate: float = 1e-4):
     """(jitted step, carry) for the stage of `plan` on any bundle, as the trainer runs it:
     gradient only w.r.t. the trainable groups, Adam on them, frozen groups set to zero, only
-    trainable parameters and changed state handed back, their buffers donated. `step(*carry, batch, rng)`; then
-    `carry = next_carry(carry, output)`."""
+    trainable parameters and changed state handed back, their buffers donated.
+    `step(*carry, batch, rng)`; then `carry = next_carry(carry, output)`."""
     import jax
     import optax
 

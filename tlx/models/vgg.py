@@ -11,10 +11,10 @@ Two details decide numerical equality with torchvision:
   give a 1x1 map that is replicated).
 - The flatten is NHWC, i.e. (H, W, C) order, like Keras; torchvision flattens (C, H, W), so the
   converter permutes fc6's input axis (tlx/weights/torchvision_vgg.py).
+tests/models/test_vgg.py and tests/models/test_keras_vgg.py prove both sources equal.
 
 fc6 and fc7 keep their kernels [out, in] (torch's Linear layout; flax's Dense is [in, out]): see
 :class:`OutInDense` for why.
-tests/models/test_vgg.py and tests/models/test_keras_vgg.py prove both sources equal.
 """
 
 from __future__ import annotations
@@ -71,9 +71,9 @@ class OutInDense(nn.Module):
     """nn.Dense with its kernel stored [out, in] (torch's Linear layout), y = x @ kernel.T + bias.
 
     Why: at a small batch fc6 (8 x 25088 @ 25088 x 4096, 411 MB of weights) only streams its
-    kernel, and XLA's CPU dot streams an [out, in] kernel about 3x faster than flax's [in, out]
-    one (44 against 129 ms here; experiments/results/README.md). The forward of a frozen VGG
-    (feature extraction) spends a quarter of its time in fc6 and fc7.
+    kernel, and XLA's CPU dot streams an [out, in] kernel about 2.5x faster than flax's [in, out]
+    one (40 against 104 ms at batch 8; experiments/results/README.md). Before, the forward of a
+    frozen VGG (feature extraction) spent a quarter of its time in fc6 and fc7.
     """
 
     features: int
