@@ -575,7 +575,7 @@ def step_flops(compiled, lowered, cpu_count=None) -> tuple[float | None, str | N
     """FLOPs of one step from XLA's cost analysis: the largest of the compiled, the lowered and
     (`cpu_count`, on accelerators) the CPU lowering's counts. On GPU the compiled program hands
     convolutions and matmuls to cuDNN and cuBLAS custom calls that the analysis cannot count
-    (ResNet-50 finetune at batch 64: 11.6 GFLOP counted against ~790 real), and the GPU lowering
+    (ResNet-50 finetune at batch 64: 11.6 GFLOP counted against 1,509 real), and the GPU lowering
     had no count at all on the H200 of 2026-11-26; the CPU lowering of the same step counts them."""
     counts = {"cpu_lowering": float(cpu_count)} if cpu_count else {}
     for source, stage in (("compiled", compiled), ("lowered", lowered)):
@@ -1006,6 +1006,13 @@ def markdown(report: dict) -> str:
     ]
     lines += [table_line(row) for row in report["rows"]]
     lines += ["", f"Status: {report['status']}; {report['elapsed_s']:.0f} s."]
+    if recount := report.get("flops_recount"):
+        lines += [
+            "",
+            f"FLOPs and MFU recounted on {recount['date']} (commit {recount['commit']}) by "
+            "`python -m experiments.bench_recount` on the CPU lowering of each step; every time "
+            "is as measured.",
+        ]
     return "\n".join(lines) + "\n"
 
 

@@ -261,6 +261,8 @@ class Runner:
         self._stopping = False
 
     def run_cell(self, cell: Cell, command: list[str]) -> Result:
+        if self._stopping:  # queued behind a cell that was stopped: leave no trace
+            return Result(cell, "failed", returncode=-signal.SIGTERM)
         cell.workdir.mkdir(parents=True, exist_ok=True)
         lock = open(cell.workdir / LOCK_FILE, "w")  # noqa: SIM115 (held while the cell runs)
         try:

@@ -205,6 +205,30 @@ def test_finished_cells_are_skipped_unfinished_rerun_failures_reported(tmp_path)
     assert (failing.workdir / "train.log").read_text().count("experiments.sweep:") == 2  # appended
 
 
+def test_a_stopped_sweep_leaves_the_cells_still_queued_untouched(tmp_path):
+    sweep = sw.plan_sweep(CONFIG, "seed=[0,1,2,3]", tmp_path / "sweep", ["total_steps=4"])
+    started = []
+
+    def report(event, cell, result):
+        if event == "start":
+            started.append(cell)
+
+    def poll():
+        if started:
+            raise KeyboardInterrupt  # what SIGTERM / Ctrl-C raise in the sweep's main thread
+
+    def slow(cell):
+        return [sys.executable, "-c", "import time; time.sleep(60)"]
+
+    with pytest.raises(KeyboardInterrupt):
+        sw.Runner(sweep, workers=1).run(sweep.cells, command=slow, report=report, poll=poll)
+    first, *queued = sweep.cells
+    assert started == [first] and (first.workdir / "train.log").exists()
+    # A later run must not mistake them for started ones: no folder, no log header.
+    assert [c.state() for c in queued] == ["new"] * 3
+    assert not any(c.workdir.exists() for c in queued)
+
+
 def test_sweep_json_grows_with_new_cells_and_refuses_other_settings(tmp_path):
     first = sw.plan_sweep(CONFIG, "seed=[0,1]", tmp_path, ["total_steps=4"])
     sw.write_sweep_json(first)
