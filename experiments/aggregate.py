@@ -213,6 +213,12 @@ def fmt(stat: tuple[float, float, int], digits: int = 4) -> str:
     return f"{mean:.{digits}f} ± {std:.{digits}f}"
 
 
+def metric_digits(metric: str) -> int:
+    if metric.startswith("steps_to"):
+        return 0
+    return 1 if metric.startswith("seconds_to") else 4
+
+
 def markdown(groups, rows, group_by, over, metrics, cells) -> str:
     titles = {
         "examples_per_sec": "examples/s",
@@ -236,10 +242,7 @@ def markdown(groups, rows, group_by, over, metrics, cells) -> str:
         cols = [
             *(str(g["keys"][k]) for k in group_by),
             str(g["n"]),
-            *(
-                fmt(stats[m], digits.get(m, 1 if m.startswith("seconds_to") else 4))
-                for m in metrics
-            ),
+            *(fmt(stats[m], digits.get(m, metric_digits(m))) for m in metrics),
         ]
         lines.append("| " + " | ".join(cols) + " |")
     resumed = [
@@ -262,50 +265,58 @@ def _eval_split(cell: CellData) -> str:
     return data.get("eval_split", "validation") if isinstance(data, dict) else "validation"
 
 
+def group_curves(cells, rows, group_by) -> tuple[dict[str, dict[int, list[float]]], set[str]]:
+    """{group label: {step: [each cell's eval accuracy]}} and the eval splits seen. A resumed cell
+    that logged a step twice counts once, with its latest value."""
+    by_name = {r["cell"]: r for r in rows}
+    curves: dict[str, dict[int, list[float]]] = {}
+    splits = set()
+    for cell in cells:
+        split = _eval_split(cell)
+        points = {
+            int(r["step"]): float(r["accuracy"])
+            for r in cell.metrics
+            if r.get("split") == split and "accuracy" in r
+        }
+        if not points:
+            continue
+        splits.add(split)
+        by_step = curves.setdefault(_label([(k, by_name[cell.name][k]) for k in group_by]), {})
+        for step, accuracy in points.items():
+            by_step.setdefault(step, []).append(accuracy)
+    return curves, splits
+
+
 def plot_curves(cells, rows, group_by, path: Path) -> None:
+    """One line per group: the mean eval accuracy over its cells at each step, ± std shaded (a
+    30-cell sweep drawn a line per cell is unreadable)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    by_name = {r["cell"]: r for r in rows}
-    labels = list(dict.fromkeys(_label([(k, by_name[c.name][k]) for k in group_by]) for c in cells))
-    colors = plt.get_cmap("tab10")
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    shown = set()
-    split_names = set()
-    for cell in cells:
-        split = _eval_split(cell)
-        points = sorted(
-            (r["step"], r["accuracy"])
-            for r in cell.metrics
-            if r.get("split") == split and "accuracy" in r
-        )
-        if not points:
-            continue
-        split_names.add(split)
-        label = _label([(k, by_name[cell.name][k]) for k in group_by])
-        color = colors(labels.index(label) % 10)
-        ax.plot(
-            [p[0] for p in points],
-            [p[1] for p in points],
-            marker="o",
-            markersize=3,
-            color=color,
-            alpha=0.8,
-            label=None if label in shown else label,
-        )
-        shown.add(label)
+    curves, split_names = group_curves(cells, rows, group_by)
+    colors = plt.get_cmap("tab10" if len(curves) <= 10 else "tab20")
+    fig, ax = plt.subplots(figsize=(9, 4.5))
+    for i, (label, by_step) in enumerate(curves.items()):
+        steps = sorted(by_step)
+        stats = [mean_std(by_step[s]) for s in steps]
+        means = [m for m, _, _ in stats]
+        n = max(count for _, _, count in stats)
+        color = colors(i % colors.N)
+        ax.plot(steps, means, marker="o", markersize=3, color=color, label=f"{label} (n={n})")
+        if n > 1:
+            low, high = ([m + sign * d for m, d, _ in stats] for sign in (-1, 1))
+            ax.fill_between(steps, low, high, color=color, alpha=0.15, lw=0)
     ax.set_xlabel("step")
     ax.set_ylabel(f"{' / '.join(sorted(split_names)) or 'validation'} accuracy")
-    ax.set_title("Learning curves (one line per cell)")
-    if shown:
-        ax.legend(fontsize=8)
+    ax.set_title("Learning curves: mean ± std over each group's cells")
+    if curves:  # outside the axes: the curves fill them
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     else:
         ax.text(0.5, 0.5, "no evaluation records yet", ha="center", transform=ax.transAxes)
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)
 
 

@@ -352,6 +352,25 @@ def test_aggregate_times_each_cell_to_a_validation_accuracy(tmp_path):
     assert "| seconds to 0.72 |" in (tmp_path / "aggregate.md").read_text()
 
 
+def test_learning_curves_average_each_group_and_count_a_resumed_step_once(tmp_path):
+    fabricate(tmp_path)
+    metrics = tmp_path / "plan.name=finetune,seed=0" / "metrics.jsonl"
+    # The run was resumed and evaluated step 10 again: only the later value may count.
+    again = {"step": 10, "split": "validation", "accuracy": 0.9, "elapsed_seconds": 3.0}
+    metrics.write_text(metrics.read_text() + json.dumps(again) + "\n")
+    result = agg.aggregate(tmp_path, group_by=None, over="seed", time_to_accuracy=[0.72])
+    _, cells = agg.load_cells(tmp_path)
+    curves, splits = agg.group_curves(cells, result["rows"], ["plan.name"])
+    assert splits == {"validation"}  # final_validation is not a curve point
+    finetune = curves["plan.name=finetune"]
+    assert sorted(finetune) == [5, 10] and len(finetune[10]) == 3
+    assert statistics.fmean(finetune[5]) == pytest.approx(0.72)  # 0.70, 0.72, 0.74
+    assert sorted(finetune[10]) == pytest.approx([0.77, 0.79, 0.9])
+    assert len(curves["plan.name=progressive"][5]) == 2  # seed 2 never ran
+    assert "| steps to 0.72 |" in result["markdown"]
+    assert "| 7 ± 3 |" in result["markdown"]  # 10, 5 and 5 steps, shown as step counts
+
+
 def test_aggregate_publishes_a_headed_table_and_plots_against_a_key(tmp_path):
     fabricate(tmp_path / "sweep")
     resumed = tmp_path / "sweep" / "plan.name=finetune,seed=1" / "summary.json"
