@@ -214,9 +214,12 @@ def fmt(stat: tuple[float, float, int], digits: int = 4) -> str:
 
 
 def metric_digits(metric: str) -> int:
-    if metric.startswith("steps_to"):
+    """Decimals shown for a metric: accuracies and losses 4, times and rates 1, counts 0."""
+    if metric == "peak_memory_bytes" or metric.startswith("steps_to"):
         return 0
-    return 1 if metric.startswith("seconds_to") else 4
+    if metric in ("examples_per_sec", "train_seconds") or metric.startswith("seconds_to"):
+        return 1
+    return 4
 
 
 def markdown(groups, rows, group_by, over, metrics, cells) -> str:
@@ -233,7 +236,6 @@ def markdown(groups, rows, group_by, over, metrics, cells) -> str:
         + " |",
         "|" + "---|" * (len(group_by) + 1 + len(metrics)),
     ]
-    digits = {"examples_per_sec": 1, "train_seconds": 1, "peak_memory_bytes": 0}
     scale = {"peak_memory_bytes": 2.0**-20}  # shown in MiB (the CSV keeps bytes)
     for g in groups:
         stats = {
@@ -242,7 +244,7 @@ def markdown(groups, rows, group_by, over, metrics, cells) -> str:
         cols = [
             *(str(g["keys"][k]) for k in group_by),
             str(g["n"]),
-            *(fmt(stats[m], digits.get(m, metric_digits(m))) for m in metrics),
+            *(fmt(stats[m], metric_digits(m)) for m in metrics),
         ]
         lines.append("| " + " | ".join(cols) + " |")
     resumed = [
@@ -488,16 +490,12 @@ def publish(result: dict[str, Any], out: str | Path, command: str, machine: str)
     command, the date, the machine and the commit that made it."""
     import datetime
     import shutil
-    import subprocess
+
+    from experiments.machine import git_commit
 
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        commit = "unknown"
+    commit = git_commit()
     header = [
         f"# {out.name}",
         "",

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import subprocess
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -26,6 +25,7 @@ from absl import app
 
 from experiments import bench
 from experiments import speed_vs_torch as svt
+from experiments.machine import git_commit
 
 RECOUNT_SOURCE = "cpu_lowering (recounted)"
 
@@ -74,16 +74,6 @@ def recount(report: dict, count: Callable[[CellKey, bench.BenchConfig], float | 
         "cells": len(counts),
     }
     return report
-
-
-def git_commit() -> str | None:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
-        )
-        return out.stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return None
 
 
 def recount_file(path: Path, count=count_step_flops) -> dict:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+import subprocess
 
 # Vector/matrix extensions that decide CPU matmul speed, best first. Without avx512_bf16 or AMX
 # neither XLA nor PyTorch has a native bfloat16 matmul on the CPU.
@@ -49,3 +50,14 @@ def machine() -> str:
     except Exception:  # a table should still name the CPU if JAX cannot start
         pass
     return text
+
+
+def git_commit() -> str:
+    """The checkout's short commit, which every published table names; 'unknown' outside git."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
+        )
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return out.stdout.strip()
