@@ -105,11 +105,19 @@ def _literal(value) -> str:
     return repr(value)
 
 
-def strategy_sweep(rows: Mapping[str, Mapping[str, object]], seeds=(0, 1, 2)) -> str:
-    """`(strategy,field,...)=[('name',v,...),...];seed=[0,1,2]` for experiments.sweep."""
+def strategy_sweep(
+    rows: Mapping[str, Mapping[str, object]], seeds=(0, 1, 2), seeds_first: bool = False
+) -> str:
+    """`(strategy,field,...)=[('name',v,...),...];seed=[0,1,2]` for experiments.sweep.
+
+    seeds_first puts the seed outermost: every strategy runs seed 0 before any runs seed 1, so a
+    sweep stopped early still compares every strategy. It also names the cells `seed=0,strategy=..`.
+    """
     fields = list(next(iter(rows.values())))
     cells = ",".join(
         "(" + ",".join(_literal(v) for v in (name, *(row[f] for f in fields))) + ")"
         for name, row in rows.items()
     )
-    return f"(strategy,{','.join(fields)})=[{cells}];seed=[{','.join(map(str, seeds))}]"
+    strategy_axis = f"(strategy,{','.join(fields)})=[{cells}]"
+    seed_axis = f"seed=[{','.join(map(str, seeds))}]"
+    return f"{seed_axis};{strategy_axis}" if seeds_first else f"{strategy_axis};{seed_axis}"
