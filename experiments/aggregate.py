@@ -20,7 +20,10 @@ span 10x or more; data.train_examples=0, "all", is placed at the cell's real tra
 
 With --out=DIR/NAME the same table, CSV and plots are also written as DIR/NAME.md, NAME.csv,
 NAME_curves.png, NAME_bars.png (and NAME_against_<KEY>.png), the Markdown headed by the command
-that made it, the date, the machine and the commit: what experiments/results/ keeps.
+that made it, the date, the machine and the commit: what experiments/results/ keeps. The finished
+cells' records (summary.json, metrics.jsonl, config.json) and sweep.json go to DIR/NAME_cells/:
+`python -m experiments.aggregate --workdir=DIR/NAME_cells` redoes the table from the repository
+alone, and experiments.restore_cells puts them back into a fresh workdir to resume the sweep.
 
 Cells without summary.json are listed as missing (not an error). Cells finished by a resumed run
 are named under the table: their train seconds cover the last run only.
@@ -157,6 +160,8 @@ def cell_row(
         for r in cell.metrics
         if r.get("split") == "train" and r.get("examples_per_sec") is not None
     ]
+    if not rates and summary.get("restored_from"):  # restore_cells kept the published mean
+        rates = [float(summary["examples_per_sec"])] if "examples_per_sec" in summary else []
     row["examples_per_sec"] = statistics.fmean(rates) if rates else ""
     peak = summary.get("peak_memory_bytes")
     row["peak_memory_bytes"] = "" if peak is None else peak
@@ -255,11 +260,19 @@ def markdown(groups, rows, group_by, over, metrics, cells) -> str:
     if resumed:
         lines += ["", "Finished by a resumed run (train s and examples/s cover that run only):", ""]
         lines += [f"- {name}" for name in resumed]
+    restored = [c for c in cells if c.status == "finished" and _restored_from(c)]
+    if restored:
+        lines += ["", "Restored from an earlier published CSV (final numbers only, no curve):", ""]
+        lines += [f"- {c.name}: {_restored_from(c)}" for c in restored]
     missing = [c for c in cells if c.status != "finished"]
     if missing:
         lines += ["", f"Not finished ({len(missing)}):", ""]
         lines += [f"- {c.name}: {c.status}" for c in missing]
     return "\n".join(lines) + "\n"
+
+
+def _restored_from(cell: CellData) -> str:
+    return str((cell.summary or {}).get("restored_from") or "")
 
 
 def _eval_split(cell: CellData) -> str:
@@ -466,6 +479,8 @@ def aggregate(
         files["against"] = root / f"against_{x_axis}.png"
         plot_against(rows, group_by, x_axis, metric, files["against"])
     return {
+        "root": root,
+        "finished": [c.name for c in cells if c.status == "finished"],
         "rows": rows,
         "groups": groups,
         "markdown": md,
@@ -515,6 +530,30 @@ def publish(result: dict[str, Any], out: str | Path, command: str, machine: str)
             target = out.parent / f"{out.name}_{suffix}.png"
             shutil.copyfile(source, target)
             written.append(target)
+    return written + publish_records(result, out)
+
+
+def publish_records(result: dict[str, Any], out: Path) -> list[Path]:
+    """Copy sweep.json and each finished cell's records to OUT_cells/, so the numbers can be
+    re-aggregated, and the sweep resumed (experiments.restore_cells), from a fresh checkout.
+    Adds and overwrites only: records of cells absent from this workdir are kept."""
+    import shutil
+
+    from experiments.restore_cells import RECORD_FILES, records_dir
+
+    root, target = Path(result["root"]), records_dir(out)
+    written: list[Path] = []
+    if target.exists() and target.resolve() == root.resolve():  # re-aggregated from the records
+        return written
+    for name in result.get("finished", []):
+        for file in RECORD_FILES:
+            if (root / name / file).exists():
+                (target / name).mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(root / name / file, target / name / file)
+                written.append(target / name / file)
+    if written and (root / "sweep.json").exists():
+        shutil.copyfile(root / "sweep.json", target / "sweep.json")
+        written.append(target / "sweep.json")
     return written
 
 
@@ -550,10 +589,16 @@ def main(argv) -> None:
     print(result["markdown"])
     if f.out:
         from experiments.machine import machine
+        from experiments.restore_cells import records_dir
 
         command = "python -m experiments.aggregate " + " ".join(sys.argv[1:])
-        for path in publish(result, f.out, command, machine()):
-            print(f"wrote {path}")
+        written = publish(result, f.out, command, machine())
+        records = records_dir(f.out)
+        for path in written:
+            if records not in path.parents:
+                print(f"wrote {path}")
+        if len(written) > len([p for p in written if records not in p.parents]):
+            print(f"wrote the finished cells' records to {records}/")
     finished = sum(r["status"] == "finished" for r in result["rows"])
     print(
         f"{finished} of {len(result['rows'])} cells finished; wrote aggregate.csv, aggregate.md, "

@@ -1,0 +1,138 @@
+r"""Put a published sweep's finished cells back into a fresh workdir, so the sweep skips them.
+
+Workdirs (runs/...) are not committed and a fresh checkout has none, so a sweep longer than one
+session would start over. `experiments.aggregate --out=PREFIX` therefore also commits each finished
+cell's records (summary.json, metrics.jsonl, config.json) under PREFIX_cells/. This copies them back:
+
+    python -m experiments.restore_cells --published=experiments/results/ablation_minilm_rt \
+        --workdir=runs/ablation_rt
+
+Cells published before records were kept exist only as rows of PREFIX.csv. For those it writes a
+summary.json rebuilt from the row (final accuracy and loss per split, seconds, examples/s, peak
+memory), marked "restored_from": they count in the tables again but have no learning curve. Cells
+already in the workdir are never touched.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+from absl import app, flags
+
+RECORD_FILES = ("summary.json", "metrics.jsonl", "config.json")
+
+
+def records_dir(prefix: str | Path) -> Path:
+    """Where `aggregate --out=prefix` keeps the finished cells' records."""
+    prefix = Path(prefix)
+    return prefix.with_name(prefix.name + "_cells")
+
+
+def _number(text: str) -> float | int | None:
+    if text == "":
+        return None
+    value = float(text)
+    return int(value) if value.is_integer() and "." not in text else value
+
+
+def _provenance(csv_path: Path) -> str:
+    """The CSV and the commit that last wrote it: the CSV itself is rewritten by the next
+    aggregate, so the path alone would not say where the numbers came from."""
+    try:
+        commit = subprocess.run(
+            ["git", "log", "-1", "--format=%h", "--", csv_path.name],
+            cwd=csv_path.parent,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit = ""
+    return f"{csv_path} at commit {commit}" if commit else str(csv_path)
+
+
+def summary_from_row(row: dict[str, str], source: str) -> dict:
+    """A summary.json with the fields `aggregate` reads, from one published CSV row."""
+    results: dict[str, dict[str, float]] = {}
+    for column, text in row.items():
+        for metric in ("accuracy", "loss"):
+            if column.endswith(f"_{metric}") and text != "":
+                results.setdefault(column[: -len(metric) - 1], {})[metric] = float(text)
+    summary = {
+        "restored_from": source,  # no metrics.jsonl: the final numbers only
+        "steps": _number(row["steps"]),
+        "resumed_from_step": _number(row.get("resumed_from_step", "")),
+        "train_examples": _number(row.get("train_examples", "")),
+        "train_seconds_this_run": _number(row.get("train_seconds", "")),
+        # The published value is already the mean over train windows, as aggregate computes it.
+        "examples_per_sec": _number(row.get("examples_per_sec", "")),
+        "peak_memory_bytes": _number(row.get("peak_memory_bytes", "")),
+        "results": results,
+    }
+    return {k: v for k, v in summary.items() if v is not None}
+
+
+def restore(published: str | Path, workdir: str | Path) -> dict[str, list[str]]:
+    """Fill `workdir` from PREFIX_cells/ records, else from finished rows of PREFIX.csv."""
+    published, workdir = Path(published), Path(workdir)
+    csv_path = published.with_name(published.name + ".csv")
+    records = records_dir(published)
+    if not csv_path.exists() and not records.is_dir():
+        raise SystemExit(
+            f"restore_cells: neither {csv_path} nor {records}/ exists; pass the --out prefix that "
+            "experiments.aggregate published, e.g. experiments/results/ablation_minilm_rt"
+        )
+    done: dict[str, list[str]] = {"records": [], "csv": [], "kept": []}
+    workdir.mkdir(parents=True, exist_ok=True)
+    if records.is_dir():
+        for folder in sorted(p for p in records.iterdir() if (p / "summary.json").exists()):
+            target = workdir / folder.name
+            if (target / "summary.json").exists():
+                done["kept"].append(folder.name)
+                continue
+            target.mkdir(exist_ok=True)
+            for name in RECORD_FILES:
+                if (folder / name).exists():
+                    shutil.copy2(folder / name, target / name)
+            done["records"].append(folder.name)
+    if csv_path.exists():
+        source = _provenance(csv_path)
+        with csv_path.open() as f:
+            for row in csv.DictReader(f):
+                target = workdir / row["cell"]
+                if row.get("status") != "finished" or row["cell"] in done["records"]:
+                    continue
+                if (target / "summary.json").exists():
+                    done["kept"].append(row["cell"])
+                    continue
+                target.mkdir(exist_ok=True)
+                summary = summary_from_row(row, source)
+                (target / "summary.json").write_text(json.dumps(summary, indent=1))
+                done["csv"].append(row["cell"])
+    return done
+
+
+def define_flags() -> None:
+    flags.DEFINE_string("published", None, "The --out prefix aggregate published to.")
+    flags.DEFINE_string("workdir", None, "The sweep's workdir to fill.")
+    flags.mark_flags_as_required(["published", "workdir"])
+
+
+def main(argv) -> None:
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    done = restore(flags.FLAGS.published, flags.FLAGS.workdir)
+    print(
+        f"{flags.FLAGS.workdir}: {len(done['records'])} cells from records, "
+        f"{len(done['csv'])} rebuilt from the CSV (no curves), "
+        f"{len(done['kept'])} already there and kept"
+    )
+
+
+if __name__ == "__main__":
+    define_flags()
+    app.run(main)
