@@ -31,6 +31,7 @@ are named under the table: their train seconds cover the last run only.
 
 from __future__ import annotations
 
+import collections
 import csv
 import dataclasses
 import json
@@ -167,6 +168,7 @@ def cell_row(
     row["peak_memory_bytes"] = "" if peak is None else peak
     row["resumed_from_step"] = summary.get("resumed_from_step", "")
     row["train_examples"] = summary.get("train_examples", "")  # distinct labelled examples
+    row["machine"] = summary.get("machine", "")  # timings compare only within one machine
     for threshold in thresholds:  # time to accuracy: the transfer-learning speed claim
         row[f"seconds_to_{threshold:g}"], row[f"steps_to_{threshold:g}"] = time_to(cell, threshold)
     return row
@@ -260,6 +262,18 @@ def markdown(groups, rows, group_by, over, metrics, cells) -> str:
     if resumed:
         lines += ["", "Finished by a resumed run (train s and examples/s cover that run only):", ""]
         lines += [f"- {name}" for name in resumed]
+    machines = collections.Counter(r["machine"] for r in rows if r["status"] == "finished")
+    if len(machines) > 1 and "machine" not in group_by:
+        lines += [
+            "",
+            "The cells ran on more than one machine: compare train s, examples/s and seconds to "
+            "an accuracy within one (`--group_by=...,machine` splits them):",
+            "",
+        ]
+        lines += [
+            f"- {count} cell{'s' * (count != 1)}: {name or 'not recorded'}"
+            for name, count in machines.items()
+        ]
     restored = [c for c in cells if c.status == "finished" and _restored_from(c)]
     if restored:
         lines += ["", "Restored from an earlier published CSV (final numbers only, no curve):", ""]
@@ -506,7 +520,7 @@ def publish(result: dict[str, Any], out: str | Path, command: str, machine: str)
     import datetime
     import shutil
 
-    from experiments.machine import git_commit
+    from tlx.machine import git_commit
 
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -588,8 +602,8 @@ def main(argv) -> None:
     result = aggregate(f.workdir, f.group_by, f.over, f.metric, thresholds, f.x_axis)
     print(result["markdown"])
     if f.out:
-        from experiments.machine import machine
         from experiments.restore_cells import records_dir
+        from tlx.machine import machine
 
         command = "python -m experiments.aggregate " + " ".join(sys.argv[1:])
         written = publish(result, f.out, command, machine())

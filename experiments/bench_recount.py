@@ -25,7 +25,7 @@ from absl import app
 
 from experiments import bench
 from experiments import speed_vs_torch as svt
-from experiments.machine import git_commit
+from tlx.machine import git_commit
 
 RECOUNT_SOURCE = "cpu_lowering (recounted)"
 

@@ -34,7 +34,7 @@ def main(argv):
     import jax.numpy as jnp
     import torch
 
-    from experiments.machine import machine
+    from tlx.machine import machine
     from tlx.models.dropout import Dropout
 
     shape, rate = tuple(int(s) for s in _SHAPE.value), _RATE.value

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from absl import app, flags
 
-from experiments.machine import machine
+from tlx.machine import machine
 
 _FAMILIES = flags.DEFINE_list("families", ["mnv2_fmnist", "minilm_rt"], "Config families.")
 _EPOCHS = flags.DEFINE_integer("epochs", 4, "Epochs per run (the first is not compared).")

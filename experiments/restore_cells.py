@@ -9,7 +9,7 @@ cell's records (summary.json, metrics.jsonl, config.json) under PREFIX_cells/. T
 
 Cells published before records were kept exist only as rows of PREFIX.csv. For those it writes a
 summary.json rebuilt from the row (final accuracy and loss per split, seconds, examples/s, peak
-memory), marked "restored_from": they count in the tables again but have no learning curve. Cells
+memory, the machine), marked "restored_from": they count in the tables again but have no learning curve. Cells
 already in the workdir are never touched.
 """
 
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -55,7 +56,18 @@ def _provenance(csv_path: Path) -> str:
     return f"{csv_path} at commit {commit}" if commit else str(csv_path)
 
 
-def summary_from_row(row: dict[str, str], source: str) -> dict:
+def published_machine(md_path: Path) -> str:
+    """The machine named in PREFIX.md's header ("Made by `...` on DATE (...), on MACHINE."),
+    for CSVs written before each row named its own; '' if there is none."""
+    try:
+        text = md_path.read_text()
+    except OSError:
+        return ""
+    found = re.search(r"^Made by `.*`.*, on (.+)\.$", text, flags=re.MULTILINE)
+    return found.group(1) if found else ""
+
+
+def summary_from_row(row: dict[str, str], source: str, machine: str = "") -> dict:
     """A summary.json with the fields `aggregate` reads, from one published CSV row."""
     results: dict[str, dict[str, float]] = {}
     for column, text in row.items():
@@ -71,6 +83,7 @@ def summary_from_row(row: dict[str, str], source: str) -> dict:
         # The published value is already the mean over train windows, as aggregate computes it.
         "examples_per_sec": _number(row.get("examples_per_sec", "")),
         "peak_memory_bytes": _number(row.get("peak_memory_bytes", "")),
+        "machine": row.get("machine") or machine or None,
         "results": results,
     }
     return {k: v for k, v in summary.items() if v is not None}
@@ -101,6 +114,7 @@ def restore(published: str | Path, workdir: str | Path) -> dict[str, list[str]]:
             done["records"].append(folder.name)
     if csv_path.exists():
         source = _provenance(csv_path)
+        machine = published_machine(published.with_name(published.name + ".md"))
         with csv_path.open() as f:
             for row in csv.DictReader(f):
                 target = workdir / row["cell"]
@@ -110,7 +124,7 @@ def restore(published: str | Path, workdir: str | Path) -> dict[str, list[str]]:
                     done["kept"].append(row["cell"])
                     continue
                 target.mkdir(exist_ok=True)
-                summary = summary_from_row(row, source)
+                summary = summary_from_row(row, source, machine)
                 (target / "summary.json").write_text(json.dumps(summary, indent=1))
                 done["csv"].append(row["cell"])
     return done

@@ -210,7 +210,7 @@ def time_torch(model_name: str, size: int, plan: str, batch: int, steps: int, wa
 
 
 def machine() -> str:
-    from experiments.machine import machine as machine_line
+    from tlx.machine import machine as machine_line
 
     return machine_line()
 

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from absl import app, flags
 
-from experiments.machine import machine
+from tlx.machine import machine
 
 _TARGETS = flags.DEFINE_list(
     "targets", ["0.78", "0.80", "0.81", "0.82"], "Validation accuracies to time."

@@ -77,6 +77,13 @@ def test_cells_published_before_records_are_rebuilt_from_the_csv(tmp_path):
     assert "Restored from an earlier published CSV" in again["markdown"]
     assert f"- {FINISHED[1]}: {prefix}.csv" in again["markdown"]  # (no git repository here)
     assert f"- {FINISHED[0]}:" not in again["markdown"]  # a real record, not a restored one
+    # The machine comes from the published header; the kept cell recorded none.
+    assert {r["machine"] for r in again["rows"] if r["cell"] in done["csv"]} == {"a machine"}
+    assert "The cells ran on more than one machine" in again["markdown"]
+    assert "- 4 cells: a machine" in again["markdown"]
+    assert "- 1 cell: not recorded" in again["markdown"]
+    split = agg.aggregate(fresh, group_by=["plan.name", "machine"], over="seed")
+    assert "more than one machine" not in split["markdown"]  # already split by machine
     _, cells = agg.load_cells(fresh)
     curves, _ = agg.group_curves(cells, again["rows"], ["plan.name"])
     assert "plan.name=progressive" not in curves  # restored cells have no curve to draw

@@ -423,6 +423,7 @@ def test_sweep_then_aggregate_tiny_bert(tiny_bert_dir, rt_data_dir, tmp_path):
     for seed in (0, 1):
         summary = json.loads((root / f"seed={seed}" / "summary.json").read_text())
         assert summary["steps"] == 2
+        assert summary["machine"].endswith("(Linux)") or "CPUs" in summary["machine"]
         assert "experiments.sweep:" in (root / f"seed={seed}" / "train.log").read_text()
     assert result.stdout.count("finished in") == 2
 

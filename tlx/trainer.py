@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 from tlx.checkpoint import Checkpoints
 from tlx.data.iterate import iterate_batches
 from tlx.experiment import Experiment
+from tlx.machine import machine
 from tlx.metrics import MetricWriter, add_sums, peak_memory_bytes, summarize
 from tlx.parallel_modes import make_mode
 from tlx.steps import (
@@ -401,6 +402,7 @@ def train(exp: Experiment, workdir: str | Path, *, log=print, progress: bool = T
             (total_steps - start_step) * int(cfg["batch_size"]) / max(train_seconds, 1e-9), 2
         ),
         "peak_memory_bytes": peak_memory_bytes(),
+        "machine": machine(),  # seconds and examples/s compare only within one machine
         "results": results,
     }
     if is_lead:

@@ -1,4 +1,4 @@
-"""One line naming the machine a benchmark ran on, for every results table."""
+"""The machine a run or benchmark ran on, in one line: for summary.json and results tables."""
 
 from __future__ import annotations
 
