@@ -5,7 +5,7 @@ to an accuracy (`--time_to`) in one table.
 
     python -m experiments.sweep --config=configs/minilm_rt_data_efficiency.py --workdir=runs/data_rt
     python -m experiments.aggregate --workdir=runs/data_rt \
-        --group_by=strategy,data.train_examples --over=seed --time_to=0.7,0.75 \
+        --group_by=strategy,data.train_examples --over=seed --time_to=0.6,0.7,0.75 \
         --x_axis=data.train_examples --out=experiments/results/data_efficiency_minilm_rt
 """
 
