@@ -494,7 +494,6 @@ def aggregate(
         plot_against(rows, group_by, x_axis, metric, files["against"])
     return {
         "root": root,
-        "finished": [c.name for c in cells if c.status == "finished"],
         "rows": rows,
         "groups": groups,
         "markdown": md,
@@ -559,7 +558,7 @@ def publish_records(result: dict[str, Any], out: Path) -> list[Path]:
     written: list[Path] = []
     if target.exists() and target.resolve() == root.resolve():  # re-aggregated from the records
         return written
-    for name in result.get("finished", []):
+    for name in (r["cell"] for r in result["rows"] if r["status"] == "finished"):
         for file in RECORD_FILES:
             if (root / name / file).exists():
                 (target / name).mkdir(parents=True, exist_ok=True)
@@ -608,10 +607,10 @@ def main(argv) -> None:
         command = "python -m experiments.aggregate " + " ".join(sys.argv[1:])
         written = publish(result, f.out, command, machine())
         records = records_dir(f.out)
-        for path in written:
-            if records not in path.parents:
-                print(f"wrote {path}")
-        if len(written) > len([p for p in written if records not in p.parents]):
+        tables_and_plots = [p for p in written if records not in p.parents]
+        for path in tables_and_plots:
+            print(f"wrote {path}")
+        if len(written) > len(tables_and_plots):
             print(f"wrote the finished cells' records to {records}/")
     finished = sum(r["status"] == "finished" for r in result["rows"])
     print(

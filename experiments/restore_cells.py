@@ -9,8 +9,8 @@ cell's records (summary.json, metrics.jsonl, config.json) under PREFIX_cells/. T
 
 Cells published before records were kept exist only as rows of PREFIX.csv. For those it writes a
 summary.json rebuilt from the row (final accuracy and loss per split, seconds, examples/s, peak
-memory, the machine), marked "restored_from": they count in the tables again but have no learning curve. Cells
-already in the workdir are never touched.
+memory, the machine), marked "restored_from": they count in the tables again but have no learning
+curve. Cells already in the workdir are never touched.
 """
 
 from __future__ import annotations
