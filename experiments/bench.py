@@ -53,9 +53,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
-from absl import app, flags
+from absl import flags
 
 from experiments import speed_vs_torch as svt
+from tlx import cli
 from tlx.metrics import peak_memory_bytes, process_max_rss_bytes
 
 # Shared with speed_vs_torch (defined there, so importing both does not define them twice).
@@ -1132,4 +1133,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main, program="experiments.bench")

@@ -25,6 +25,7 @@ from absl import app
 
 from experiments import bench
 from experiments import speed_vs_torch as svt
+from tlx import cli
 from tlx.machine import git_commit
 
 RECOUNT_SOURCE = "cpu_lowering (recounted)"
@@ -102,4 +103,4 @@ def main(argv: Sequence[str]) -> None:
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main, program="experiments.bench_recount")

@@ -19,7 +19,9 @@ import sys
 import time
 from pathlib import Path
 
-from absl import app, flags
+from absl import flags
+
+from tlx import cli
 
 _WORKDIR = flags.DEFINE_string("workdir", "runs/plans", "Folder for one run per plan.")
 _PLANS = flags.DEFINE_list(
@@ -83,4 +85,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main, program="experiments.compare_plans")

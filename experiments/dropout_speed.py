@@ -11,7 +11,9 @@ from __future__ import annotations
 import os
 import time
 
-from absl import app, flags
+from absl import flags
+
+from tlx import cli
 
 _SHAPE = flags.DEFINE_list("shape", ["16", "12", "128", "128"], "Array shape.")
 _RATE = flags.DEFINE_float("rate", 0.1, "Dropout rate.")
@@ -57,4 +59,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main, program="experiments.dropout_speed")

@@ -21,8 +21,9 @@ import statistics
 import time
 from pathlib import Path
 
-from absl import app, flags
+from absl import flags
 
+from tlx import cli
 from tlx.machine import machine
 
 _FAMILIES = flags.DEFINE_list("families", ["mnv2_fmnist", "minilm_rt"], "Config families.")
@@ -134,4 +135,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main, program="experiments.feature_cache_speed")

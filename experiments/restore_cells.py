@@ -24,6 +24,8 @@ from pathlib import Path
 
 from absl import app, flags
 
+from tlx import cli
+
 RECORD_FILES = ("summary.json", "metrics.jsonl", "config.json")
 
 
@@ -149,4 +151,4 @@ def main(argv) -> None:
 
 if __name__ == "__main__":
     define_flags()
-    app.run(main)
+    cli.run(main, program="experiments.restore_cells")

@@ -19,7 +19,9 @@ import statistics
 import time
 from pathlib import Path
 
-from absl import app, flags
+from absl import flags
+
+from tlx import cli
 
 _MODELS = flags.DEFINE_list("models", ["mobilenet_v2", "vgg16"], "Models to time.")
 _SIZES = flags.DEFINE_list("sizes", ["64"], "Square input sizes.")
@@ -250,4 +252,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main, program="experiments.speed_vs_torch")

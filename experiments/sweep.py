@@ -51,6 +51,7 @@ from experiments.sweep_grid import (
     parse_set,
     parse_sweep,
 )
+from tlx import cli
 
 SWEEP_FILE = "sweep.json"
 LOG_FILE = "train.log"
@@ -519,4 +520,4 @@ def main(argv) -> None:
 
 if __name__ == "__main__":
     define_flags()
-    app.run(main)
+    cli.run(main, program="experiments.sweep")

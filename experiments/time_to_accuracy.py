@@ -21,8 +21,9 @@ import shutil
 import time
 from pathlib import Path
 
-from absl import app, flags
+from absl import flags
 
+from tlx import cli
 from tlx.machine import machine
 
 _TARGETS = flags.DEFINE_list(
@@ -162,4 +163,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main, program="experiments.time_to_accuracy")

@@ -22,20 +22,24 @@ def run(*args, env=None, timeout=300):
     )
 
 
-def tiny_overrides(tiny_bert_dir, rt_data_dir, workdir, steps=4):
-    return [
-        f"--workdir={workdir}",
-        f"--config.model.checkpoint={tiny_bert_dir}",
-        f"--config.data.data_dir={rt_data_dir}",
-        "--config.data.train_examples=64",
-        "--config.data.eval_batch_size=256",
-        "--config.batch_size=8",
-        f"--config.total_steps={steps}",
-        "--config.plan.every=1",
-        "--config.eval_every=4",
-        "--config.checkpoint_every=2",
-        "--config.optim.warmup_steps=1",
-    ]
+def tiny_overrides(tiny_bert_dir, rt_data_dir, workdir, steps=4, **settings) -> list[str]:
+    """tlx.train flags for a tiny run: the 2-layer BERT on 64 real Rotten Tomatoes snippets, 8 a
+    step. `settings` replace or add config values; a dotted key is spelt with '__'
+    (``plan__every=2`` is ``--config.plan.every=2``)."""
+    values = {
+        "model.checkpoint": tiny_bert_dir,
+        "data.data_dir": rt_data_dir,
+        "data.train_examples": 64,
+        "data.eval_batch_size": 256,
+        "batch_size": 8,
+        "total_steps": steps,
+        "plan.every": 1,
+        "eval_every": 4,
+        "checkpoint_every": 2,
+        "optim.warmup_steps": 1,
+        **{key.replace("__", "."): value for key, value in settings.items()},
+    }
+    return [f"--workdir={workdir}", *(f"--config.{k}={v}" for k, v in values.items())]
 
 
 def test_train_then_predict(tiny_bert_dir, rt_data_dir, tmp_path):

@@ -218,7 +218,11 @@ def test_non_finite_loss_stops_naming_the_step_and_keeps_last_checkpoint(
     exp.train_batches = nan_at(exp.train_batches, at=5)
     with pytest.raises(NonFiniteLossError, match="at step 5") as err:
         train(exp, tmp_path, log=lambda *_: None, progress=False)
-    assert "last good checkpoint is step 4" in str(err.value)
+    message = str(err.value)
+    assert "The last checkpoint is step 4" in message
+    # advice that fits the config: its learning rate, and no advice to clip what is clipped
+    assert "optim.learning_rate (now 0.001" in message
+    assert "already clipped to norm 1.0" in message and "optim.clip_norm=1.0" not in message
     assert Checkpoints(tmp_path / "checkpoints").latest_step() == 4
 
 

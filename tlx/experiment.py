@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 import grain
 import jax
 
+from tlx.config_checks import check_label_count, check_numbers
 from tlx.data import sources, text
 from tlx.data.sampling import CacheableExamples, Shard
 from tlx.models.registry import ModelBundle, build_model
@@ -65,10 +66,7 @@ def check_config(config: Mapping) -> None:
         raise ValueError(
             f"Config lacks required keys {missing}; every experiment sets {REQUIRED_KEYS}."
         )
-    positive = ("batch_size", "total_steps", "eval_every", "checkpoint_every", "steps_per_call")
-    for key in (*positive, "grad_accum_steps"):
-        if key in config and int(config[key]) < 1:
-            raise ValueError(f"config.{key}={config[key]} must be a positive integer.")
+    check_numbers(config)  # every number finite and in range, all problems in one message
     check_mode(config.get("parallel", "jit"))
     accum = int(config.get("grad_accum_steps", 1))
     if int(config["batch_size"]) % accum:
@@ -89,6 +87,7 @@ def build_experiment(config: Mapping, *, with_data: bool = True) -> Experiment:
         names = image_sources.image_label_names(data_cfg["name"], data_dir)
     else:
         names = sources.label_names(data_cfg["name"], data_dir)
+    check_label_count(names, data_cfg["name"])
     bundle = build_model(config["model"], num_classes=len(names))
 
     # Groups and plan are checked against the real parameter tree before anything is trained.

@@ -13,7 +13,8 @@ from __future__ import annotations
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from tlx import runtime
+from tlx import cli, runtime
+from tlx.errors import ConfigError, TlxError
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Experiment config file.", lock_config=True
@@ -62,12 +63,12 @@ def main(argv):
 
     try:
         experiment = build_experiment(_CONFIG.value, with_data=False)
-    except (ValueError, FileNotFoundError) as e:
-        raise SystemExit(
-            f"tlx.inspect: this experiment cannot run.\n{type(e).__name__}: {e}"
-        ) from e
+    except TlxError:
+        raise
+    except (ValueError, FileNotFoundError) as e:  # a config, checkpoint or data problem
+        raise ConfigError(f"this experiment cannot run: {e}") from e
     print(describe(experiment))
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main, program="tlx.inspect")

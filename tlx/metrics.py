@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
+from absl import logging
 
 
 def process_max_rss_bytes() -> int:
@@ -66,11 +68,18 @@ class MetricWriter:
         if not self.enabled or not self.path.exists():
             return
         kept = [r for r in read_metrics(self.path.parent) if r["step"] <= step]
-        self.path.write_text("".join(json.dumps(r) + "\n" for r in kept))
+        # Atomically: a run killed here must not lose the records it keeps.
+        tmp = self.path.with_name(f".{self.path.name}.tmp")
+        tmp.write_text("".join(json.dumps(r) + "\n" for r in kept))
+        os.replace(tmp, self.path)
 
     def close(self) -> None:
         if self._tb is not None:
-            self._tb.close()
+            try:
+                self._tb.close()
+            except OSError as e:  # e.g. the disk is full: metrics.jsonl has every record anyway
+                logging.warning("TensorBoard events in %s not flushed: %s", self.path.parent, e)
+            self._tb = None
 
 
 def read_metrics(workdir: str | Path) -> list[dict]:

@@ -18,7 +18,8 @@ from __future__ import annotations
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from tlx import distributed, runtime
+from tlx import cli, distributed, runtime
+from tlx.errors import ConfigError, TlxError
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Experiment config file.", lock_config=True
@@ -81,10 +82,10 @@ def main(argv):
 
     try:
         experiment = build_experiment(_CONFIG.value)
+    except TlxError:
+        raise
     except (ValueError, FileNotFoundError) as e:  # a config, checkpoint or data problem
-        raise SystemExit(
-            f"tlx.train: cannot start this experiment.\n{type(e).__name__}: {e}"
-        ) from e
+        raise ConfigError(f"cannot start this experiment: {e}") from e
     summary = train(experiment, _WORKDIR.value)
     import jax
 
@@ -93,4 +94,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main, program="tlx.train")

@@ -20,8 +20,10 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
+from tlx import run_folder
 from tlx.checkpoint import Checkpoints
 from tlx.data.iterate import iterate_batches
+from tlx.errors import CheckpointError, TlxError
 from tlx.experiment import Experiment
 from tlx.machine import machine
 from tlx.metrics import MetricWriter, add_sums, peak_memory_bytes, summarize
@@ -44,8 +46,36 @@ from tlx.weights.merge import merge_pretrained
 DONATED_STEP_ARGS = (0, 3)
 
 
-class NonFiniteLossError(FloatingPointError):
+class NonFiniteLossError(TlxError, FloatingPointError):
     pass
+
+
+def non_finite_message(cfg, loss: float, step: int, stage: int, checkpoints: Checkpoints) -> str:
+    """What happened, what exists on disk, and advice that fits this config."""
+    optim = cfg["optim"]
+    lr, clip = float(optim["learning_rate"]), optim.get("clip_norm", None)
+    last = checkpoints.latest_step()
+    if last is None:
+        saved = (
+            f"No checkpoint was written yet (the first is due at step {cfg['checkpoint_every']})."
+        )
+    else:
+        saved = f"The last checkpoint is step {last} in {checkpoints.directory}."
+    advice = [f"a lower optim.learning_rate (now {lr:g}; try {lr / 10:g})"]
+    if not clip:
+        advice.append("optim.clip_norm=1.0 (gradients are not clipped now)")
+    if cfg["model"].get("compute_dtype") == "float16":
+        advice.append("model.compute_dtype='bfloat16' (float16 overflows above 65504)")
+    clipped = f" Gradients are already clipped to norm {clip}." if clip else ""
+    resume_from = (
+        ""
+        if last is None
+        else f", or --config.init_from=<this workdir> to start from step {last}'s weights"
+    )
+    return (
+        f"Loss became {loss} at step {step} (stage {stage}); stopping. {saved}{clipped} Train "
+        f"again in a new --workdir with {' or '.join(advice)}{resume_from}."
+    )
 
 
 def initial_params(exp: Experiment, rng, log=print):
@@ -62,9 +92,12 @@ def initial_params(exp: Experiment, rng, log=print):
         model_state[collection], _ = merge_pretrained(model_state[collection], flat)
     init_from = exp.config.get("init_from", "")
     if init_from:
-        other = Checkpoints(Path(init_from) / "checkpoints")
-        params = other.restore_params(params_like=params)
-        model_state = other.restore_model_state(model_state)
+        other = Checkpoints(Path(init_from) / run_folder.CHECKPOINTS)
+        try:
+            params = other.restore_params(params_like=params)
+            model_state = other.restore_model_state(model_state)
+        except CheckpointError as e:
+            raise type(e)(f"config.init_from={init_from!r}: {e}") from e
         log(f"Initialised all parameters from the run in {init_from} (its latest checkpoint).")
     return jax.tree_util.tree_map(np.asarray, params), model_state
 
@@ -108,8 +141,7 @@ def train(exp: Experiment, workdir: str | Path, *, log=print, progress: bool = T
         mode.check_batch_size(global_rows, "eval batch size")
     accum_steps = int(cfg.get("grad_accum_steps", 1))
     check_accumulation(int(cfg["batch_size"]) // mode.num_devices, accum_steps)
-    if is_lead:
-        (workdir / "config.json").write_text(cfg.to_json(indent=1))
+    config_changes = run_folder.check_resume(workdir, cfg)  # refuses before anything is written
 
     init_rng, dropout_rng = jax.random.split(jax.random.key(int(cfg["seed"])))
     params, model_state = initial_params(exp, init_rng, log)
@@ -118,24 +150,35 @@ def train(exp: Experiment, workdir: str | Path, *, log=print, progress: bool = T
     plan, group_of = optimizer_labels(exp, group_of, flat, model_state)
     optimizer_for = StageOptimizers(plan, group_of, cfg["optim"], total_steps)
 
-    # Resume: the latest checkpoint in this workdir fixes step, stage, optimizer state and RNG.
-    checkpoints = Checkpoints(workdir / "checkpoints", int(cfg.get("keep_checkpoints", 2)))
-    start_step = checkpoints.latest_step() or 0
-    # The saved optimizer state belongs to the stage of the last step taken (start_step - 1);
-    # if start_step opens a new stage, the loop below moves to it exactly as an unbroken run does.
-    stage_index = plan.stage_index_at(max(start_step - 1, 0))
+    # Resume: the newest intact checkpoint in this workdir fixes step, stage, optimizer state and
+    # RNG (a damaged newer one is set aside, see Checkpoints.restore_latest_intact).
+    checkpoints = Checkpoints(
+        workdir / run_folder.CHECKPOINTS, int(cfg.get("keep_checkpoints", 2)), writer=True
+    )
+
+    stage_at = lambda step: plan.stage_index_at(max(step - 1, 0))
+
+    def restore_at(step: int):
+        # The saved optimizer state belongs to the stage of the last step taken (step - 1); if
+        # step opens a new stage, the loop below moves to it exactly as an unbroken run does.
+        like = train_state_of(jax.eval_shape(optimizer_for(stage_at(step)).init, flat), dropout_rng)
+        return step, checkpoints.restore(step, params, like, model_state)
+
+    resumed = checkpoints.restore_latest_intact(restore_at, log)
+    start_step = resumed[0] if resumed else 0
+    stage_index = stage_at(start_step)
     tx = optimizer_for(stage_index)
-    opt_state = jax.jit(tx.init)(flat)
-    # Shapes from here on: the step donates parameter buffers, so the arrays may be invalidated.
-    flat = {p: jax.ShapeDtypeStruct(np.shape(v), v.dtype) for p, v in flat.items()}
-    if start_step:
-        like = train_state_of(opt_state, dropout_rng)
-        params, train_state, meta, model_state = checkpoints.restore(
-            start_step, params, like, model_state
-        )
+    if resumed:
+        params, train_state, meta, model_state = resumed[1]
         opt_state = train_state["opt_state"]
         dropout_rng = jax.random.wrap_key_data(train_state["rng"])
-        log(f"Resumed from {workdir / 'checkpoints'} at step {start_step} (stage {meta['stage']}).")
+        log(f"Resumed from {checkpoints.directory} at step {start_step} (stage {meta['stage']}).")
+    else:
+        opt_state = jax.jit(tx.init)(flat)
+    if is_lead:
+        run_folder.record_start(workdir, cfg, config_changes, start_step)
+    # Shapes from here on: the step donates parameter buffers, so the arrays may be invalidated.
+    flat = {p: jax.ShapeDtypeStruct(np.shape(v), v.dtype) for p, v in flat.items()}
 
     params, model_state, opt_state = mode.replicate((params, model_state, opt_state))
     if hasattr(mode, "describe"):  # parameters split over a 'model' axis
@@ -233,13 +276,19 @@ def train(exp: Experiment, workdir: str | Path, *, log=print, progress: bool = T
         train_state = train_state_of(mode.unreplicate(opt_state), dropout_rng)
         meta = {"step": step, "stage": plan.stage_index_at(max(step - 1, 0))}
         # One copy of everything (pmap holds one per device): checkpoints are mode-independent.
-        checkpoints.save(
-            step,
-            mode.unreplicate(full_params()),
-            train_state,
-            meta,
-            unflatten(mode.unreplicate(state)),
-        )
+        try:
+            checkpoints.save(
+                step,
+                mode.unreplicate(full_params()),
+                train_state,
+                meta,
+                unflatten(mode.unreplicate(state)),
+            )
+        except CheckpointError:  # e.g. a full disk: stop cleanly, the error says what is intact
+            bar.close()
+            batches.close()
+            writer.close()
+            raise
 
     stage_batches = start_stage(stage_index)
     # One progress bar per run: the lead process draws it.
@@ -277,12 +326,7 @@ def train(exp: Experiment, workdir: str | Path, *, log=print, progress: bool = T
         if not math.isfinite(loss):
             bar.close()
             batches.close()
-            last = checkpoints.latest_step()
-            raise NonFiniteLossError(
-                f"Loss became {loss} at step {step} (stage {stage}); stopping. The last good "
-                f"checkpoint is step {last} in {checkpoints.directory}. Lower optim.learning_rate "
-                "or set optim.clip_norm, then rerun (it resumes from that checkpoint)."
-            )
+            raise NonFiniteLossError(non_finite_message(cfg, loss, step, stage, checkpoints))
         window = add_sums(
             window, {k: metrics[k] for k in ("loss_sum", "correct_sum", "weight_sum")}
         )
@@ -406,5 +450,5 @@ def train(exp: Experiment, workdir: str | Path, *, log=print, progress: bool = T
         "results": results,
     }
     if is_lead:
-        (workdir / "summary.json").write_text(json.dumps(summary, indent=1))
+        (workdir / run_folder.SUMMARY).write_text(json.dumps(summary, indent=1))
     return summary

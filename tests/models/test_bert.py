@@ -1,5 +1,7 @@
 """tlx's BERT against transformers' PyTorch BERT on tiny random configs, every layer compared."""
 
+import copy
+import dataclasses
 import re
 
 import jax
@@ -9,6 +11,7 @@ import pytest
 from flax import traverse_util
 
 from tests.conftest import TINY_BERT
+from tests.models.equivalence import BERT_RTOL, assert_close, max_abs_diff
 from tlx.models.bert import (
     BertConfig,
     BertForSequenceClassification,
@@ -21,7 +24,8 @@ from tlx.weights.merge import merge_pretrained
 TINY = TINY_BERT
 
 # HF's default init (std 0.02) keeps activations so small that exact and tanh GELU agree to 1e-6
-# and a wrong activation would pass; a wider init makes every layer's nonlinearity count.
+# and a wrong activation would pass; a wider init makes every layer's nonlinearity count. It also
+# amplifies float32 rounding: BERT_RTOL (tests/models/equivalence.py) is sized for it.
 INIT_RANGE = 0.5
 
 
@@ -82,33 +86,89 @@ def test_bert_model_matches_transformers_every_layer(tmp_path, hidden_act, weigh
     expected = _torch_outputs(torch_model, batch, output_hidden_states=True)
     assert len(hidden) == len(expected.hidden_states) == TINY["num_hidden_layers"] + 1
     for i, (ours, theirs) in enumerate(zip(hidden, expected.hidden_states)):
-        np.testing.assert_allclose(ours, theirs.numpy(), atol=1e-5, err_msg=f"hidden state {i}")
-    np.testing.assert_allclose(last, expected.last_hidden_state.numpy(), atol=1e-5)
-    np.testing.assert_allclose(pooled, expected.pooler_output.numpy(), atol=1e-5)
+        assert_close(ours, theirs.numpy(), BERT_RTOL, err_msg=f"hidden state {i}")
+    assert_close(last, expected.last_hidden_state.numpy(), BERT_RTOL, err_msg="last hidden state")
+    assert_close(pooled, expected.pooler_output.numpy(), BERT_RTOL, err_msg="pooled")
 
 
-@pytest.mark.parametrize("weights_format", ["safetensors", "bin"])
-def test_sequence_classification_logits_match_transformers(tmp_path, weights_format):
-    torch = pytest.importorskip("torch")
+def _classifier(folder, weights_format="safetensors", **hf_kwargs):
+    """transformers' 3-label classifier (seed 1), saved to folder and read back for tlx."""
+    import torch
     import transformers
 
     torch.manual_seed(1)
-    hf_config = transformers.BertConfig(**TINY, num_labels=3, initializer_range=INIT_RANGE)
+    hf_config = transformers.BertConfig(
+        **TINY, num_labels=3, initializer_range=INIT_RANGE, **hf_kwargs
+    )
     torch_model = transformers.BertForSequenceClassification(hf_config).eval()
-    _save_torch(torch_model, tmp_path, weights_format)
+    _save_torch(torch_model, folder, weights_format)
+    config, flat = load_hf_bert(folder)
+    return torch_model, config, flat
 
-    config, flat = load_hf_bert(tmp_path)
-    assert {"classifier/kernel", "classifier/bias"} <= set(flat)
+
+def _logits(config, flat):
     model = BertForSequenceClassification(config, num_labels=3)
     batch = _batch()
     init = jax.eval_shape(model.init, jax.random.key(0), jnp.asarray(batch[0]))["params"]
     params, report = merge_pretrained(init, flat)
     assert not report.fresh and not report.unexpected
+    return np.asarray(model.apply({"params": params}, *map(jnp.asarray, batch)))
 
-    logits = model.apply({"params": params}, *map(jnp.asarray, batch))
-    expected = _torch_outputs(torch_model, batch).logits.numpy()
+
+@pytest.mark.parametrize("weights_format", ["safetensors", "bin"])
+def test_sequence_classification_logits_match_transformers(tmp_path, weights_format):
+    pytest.importorskip("torch")
+    torch_model, config, flat = _classifier(tmp_path, weights_format)
+    assert {"classifier/kernel", "classifier/bias"} <= set(flat)
+    logits = _logits(config, flat)
+    expected = _torch_outputs(torch_model, _batch()).logits.numpy()
     assert logits.shape == (3, 3)
-    np.testing.assert_allclose(logits, expected, atol=1e-5)
+    assert_close(logits, expected, BERT_RTOL)
+
+
+def test_tolerance_spans_float32_rounding_but_not_a_wrong_conversion(tmp_path):
+    """BERT_RTOL's two ends, on the classifier whose logits differed by 1.8e-5 on an Intel Xeon.
+    Against transformers in float64 (exact, to float32 precision), each float32 result, tlx's and
+    transformers' own, is within half the tolerance, so their difference stays within it on a CPU
+    that rounds up to 8x worse than this one (measured: 15 and 15 ulps of the scale, 128 allowed).
+    A wrong conversion misses it by more than 20x (tanh GELU for exact: 32x; the others: > 10^4x).
+    Scale = the largest logit (4.6): row 2's logits (~0.4) cancel terms as large as the others'."""
+    pytest.importorskip("torch")
+    torch_model, config, flat = _classifier(tmp_path)
+    batch = _batch()
+    exact = _torch_outputs(copy.deepcopy(torch_model).double(), batch).logits.numpy()
+    theirs = _torch_outputs(torch_model, batch).logits.numpy()
+    tol = BERT_RTOL * float(np.max(np.abs(theirs)))
+    assert max_abs_diff(theirs, exact) <= tol / 2, "transformers float32 vs float64"
+    assert max_abs_diff(_logits(config, flat), exact) <= tol / 2, "tlx float32 vs float64"
+
+    attn = "bert/encoder/layer_0/attention/self/"
+    transposed = {**flat, attn + "query/kernel": flat[attn + "query/kernel"].T}
+    swapped = {**flat}
+    for leaf in ("kernel", "bias"):
+        swapped[f"{attn}query/{leaf}"] = flat[f"{attn}key/{leaf}"]
+        swapped[f"{attn}key/{leaf}"] = flat[f"{attn}query/{leaf}"]
+    wrong = {
+        "tanh GELU for exact": _logits(dataclasses.replace(config, hidden_act="gelu_new"), flat),
+        "query kernel not transposed": _logits(config, transposed),
+        "query and key swapped": _logits(config, swapped),
+    }
+    for mistake, logits in wrong.items():
+        assert max_abs_diff(logits, theirs) > 20 * tol, mistake
+        with pytest.raises(AssertionError):
+            assert_close(logits, theirs, BERT_RTOL)
+
+
+def test_layer_norm_eps_comes_from_the_checkpoint(tmp_path):
+    """BERT's eps (1e-12) against a wrong 1e-5 moves these logits by only ~40 ulps, inside the
+    float32 noise, so the tests above cannot tell whether eps is read; a large one shows it."""
+    pytest.importorskip("torch")
+    torch_model, config, flat = _classifier(tmp_path, layer_norm_eps=0.1)
+    assert config.layer_norm_eps == 0.1
+    theirs = _torch_outputs(torch_model, _batch()).logits.numpy()
+    assert_close(_logits(config, flat), theirs, BERT_RTOL)
+    wrong = _logits(dataclasses.replace(config, layer_norm_eps=1e-12), flat)
+    assert max_abs_diff(wrong, theirs) > 20 * BERT_RTOL * float(np.max(np.abs(theirs)))
 
 
 def test_new_head_on_pretrained_encoder_reports_fresh_params(tmp_path):
@@ -150,7 +210,8 @@ def test_mean_pooling_ignores_padding():
     changed = input_ids.at[2, 5].set(7)  # row 2 is padding from position 3 on
     a = model.apply({"params": params}, input_ids, attention_mask)
     b = model.apply({"params": params}, changed, attention_mask)
-    np.testing.assert_allclose(a, b, atol=1e-6)
+    # Exactly: padded keys get softmax weight exp(finfo.min - max) == 0 and mean weight 0.
+    np.testing.assert_array_equal(a, b)
 
 
 def test_dropout_uses_the_dropout_rng_only_when_training():
@@ -185,7 +246,9 @@ def test_bfloat16_compute_stays_close_to_float32():
         {"params": params}, input_ids, attention_mask, token_type_ids
     )
     assert low.dtype == jnp.bfloat16
-    np.testing.assert_allclose(low.astype(jnp.float32), ref, atol=0.1)
+    # bfloat16 keeps 8 significant bits (eps 2**-7); LayerNorm renormalises every layer, so the
+    # error does not compound: measured 1.1 eps of the scale, allowed 4.
+    assert_close(low.astype(jnp.float32), ref, rtol=4 * float(jnp.finfo(jnp.bfloat16).eps))
 
 
 @pytest.mark.parametrize("pooling,has_pooler", [("pooler", True), ("mean", False)])

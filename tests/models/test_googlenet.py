@@ -17,6 +17,7 @@ import pytest
 torch = pytest.importorskip("torch")
 torchvision = pytest.importorskip("torchvision")
 
+from tests.models.equivalence import FLOAT32_EPS  # noqa: E402
 from tests.models.equivalence import assert_close as _assert_close  # noqa: E402
 from tests.models.equivalence import torch_state_dict as _state_dict  # noqa: E402
 from tlx.models.googlenet import (  # noqa: E402
@@ -197,7 +198,8 @@ def test_adaptive_avg_pool_matches_torch(size):
     x = np.random.default_rng(size).standard_normal((2, 3, size, size + 3)).astype(np.float32)
     expected = F.adaptive_avg_pool2d(torch.from_numpy(x), (4, 4)).numpy()
     got = adaptive_avg_pool(jnp.asarray(_nhwc(x)), 4)
-    np.testing.assert_allclose(_nchw(got), expected, rtol=1e-6, atol=1e-6)
+    # Means of at most 20 values, summed in another order than torch's: measured <= 1.4 ulps.
+    _assert_close(_nchw(got), expected, rtol=16 * FLOAT32_EPS)
 
 
 def _init_shapes(**kwargs) -> dict:

@@ -9,6 +9,7 @@ import numpy as np
 
 from tlx.models.bert import BertForSequenceClassification, bert_param_groups
 from tlx.models.registry import ModelBundle, compute_dtype, register
+from tlx.ranges import OPTIONAL_DROPOUT
 from tlx.weights.hf_bert import load_hf_bert, load_tokenizer
 from tlx.weights.resolve import resolve_checkpoint
 
@@ -42,10 +43,7 @@ def build_bert_classifier(cfg: Mapping, num_classes: int) -> ModelBundle:
     random_init = bool(cfg.get("random_init", False))  # the architecture only: from scratch
     dropout = cfg.get("dropout", None)  # None: the checkpoint's own rates
     if dropout is not None:
-        if not 0.0 <= float(dropout) < 1.0:
-            raise ValueError(
-                f"model.dropout={dropout} must be in [0, 1) (or None for the checkpoint's)."
-            )
+        OPTIONAL_DROPOUT.require(dropout, "model.dropout")
         config = dataclasses.replace(
             config, hidden_dropout_prob=float(dropout), attention_probs_dropout_prob=float(dropout)
         )

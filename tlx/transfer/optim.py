@@ -110,9 +110,7 @@ def group_transform(
         optax.add_decayed_weights(cfg.get("weight_decay", 0.0), mask=_decay_mask),
         optax.scale(-float(multiplier)),
     ]
-    warmup = int(cfg.get("unfreeze_warmup_steps", 0) or 0)
-    if warmup < 0:
-        raise ValueError(f"optim.unfreeze_warmup_steps={warmup} must be >= 0.")
+    warmup = int(cfg.get("unfreeze_warmup_steps", 0) or 0)  # >= 0: tlx.config_checks
     if warmup:
         parts.append(optax.scale_by_schedule(unfreeze_warmup(warmup)))
     if own_schedule is not None:

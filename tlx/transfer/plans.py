@@ -19,6 +19,8 @@ import dataclasses
 import re
 from collections.abc import Mapping, Sequence
 
+from tlx.ranges import LAYER_DECAY, POSITIVE, POSITIVE_INT, pair_problem
+
 FROZEN = None  # a group's multiplier when it does not train
 
 
@@ -76,7 +78,7 @@ class Plan:
             if not stage.trainable:
                 problems.append(f"stage {i} (step {stage.start_step}) trains no group")
             for g, m in stage.multipliers.items():
-                if m is not FROZEN and not m > 0:
+                if m is not FROZEN and POSITIVE.problem(m) is not None:
                     problems.append(f"stage {i}: group {g!r} has multiplier {m}; use FROZEN or > 0")
             if total_steps is not None and stage.start_step >= total_steps:
                 problems.append(
@@ -119,8 +121,7 @@ def freeze_to(groups: Sequence[str], k: int) -> Plan:
 def progressive(groups: Sequence[str], every: int, start: int = 1) -> Plan:
     """Top ``start`` groups train first; one more group unfreezes every ``every`` steps."""
     _check_top_k(groups, start, "progressive")
-    if every < 1:
-        raise PlanError(f"progressive: every={every} must be a positive number of steps")
+    POSITIVE_INT.require(every, "progressive: every", PlanError)
     stages = [_stage(i * every, groups, n) for i, n in enumerate(range(start, len(groups) + 1))]
     return Plan(f"progressive(every={every})", tuple(stages))
 
@@ -171,10 +172,9 @@ def with_multipliers(
             raise PlanError(
                 f"lr_multipliers pattern {rx!r} matches no group; groups are {list(groups)}"
             )
-    if not 0 < layer_decay <= 1:
-        raise PlanError(f"layer_decay={layer_decay} must be in (0, 1]")
-    if lr_slice is not None and not (len(lr_slice) == 2 and 0 < lr_slice[0] <= lr_slice[1]):
-        raise PlanError(f"lr_slice={lr_slice} must be (low, high) with 0 < low <= high")
+    LAYER_DECAY.require(layer_decay, "layer_decay", PlanError)
+    if lr_slice is not None and (problem := pair_problem(lr_slice, POSITIVE)):
+        raise PlanError(f"lr_slice={lr_slice} must be {problem}")
 
     def factor(g: str) -> float:
         depth = len(groups) - 1 - list(groups).index(g)  # 0 for the head

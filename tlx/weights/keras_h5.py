@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from tlx.errors import InputError
+
 
 def _text(value) -> str:
     return value.decode("utf8") if isinstance(value, bytes) else str(value)
@@ -22,10 +24,19 @@ def read_keras_h5(path: str | Path) -> dict[str, np.ndarray]:
     import h5py
 
     path = Path(path)
-    with h5py.File(path, "r") as f:
+    try:
+        f = h5py.File(path, "r")
+    except OSError as e:
+        if not path.exists():
+            raise
+        raise InputError(
+            f"{path} is not a readable HDF5 file ({e}): expected a legacy Keras .h5 weight file, "
+            "as keras.applications downloads it."
+        ) from None
+    with f:
         root = f.get("model_weights", f)  # full-model saves nest weights
         if "layer_names" not in root.attrs:
-            raise ValueError(
+            raise InputError(
                 f"{path} is not a legacy Keras HDF5 weight file (no 'layer_names' attribute; "
                 f"top-level groups: {sorted(root.keys())[:8]}). keras.applications' downloads "
                 "use that format; Keras 3 writes it with "

@@ -206,10 +206,10 @@ def read_weights_file(path, file_format: str) -> dict:
     path = pathlib.Path(path)
     if not path.is_file():
         raise CheckpointNotFoundError(f"weights file {path} does not exist")
-    if file_format == "torch":
-        return readers._read_torch(path)  # torch.load(weights_only=True); says how if no torch
+    if file_format == "torch":  # torch.load(weights_only=True); says how if no torch
+        return readers._read_torch(path, "a PyTorch state dict saved with torch.save (.pth)")
     if file_format == "safetensors":
-        return readers._read_safetensors(path)
+        return readers._read_safetensors(path, "a .safetensors file")
     if file_format == "keras_h5":
         return read_keras_h5(path)
     raise ValueError(f"unknown weights format {file_format!r}")

@@ -1,0 +1,147 @@
+"""A run's folder: its file names, and the rule for resuming it with a config.
+
+    workdir/
+      config.json        the config the run was started with (never rewritten)
+      history.jsonl      one line per start and resume: when, from which step, what changed
+      metrics.jsonl      train / eval metrics by step (tlx.metrics)
+      summary.json       final results of the last finished run
+      checkpoints/       orbax steps (tlx.checkpoint); checkpoints_damaged/ the ones set aside
+
+Rerunning ``tlx.train`` with the same workdir resumes it. Before anything is written the new
+config is compared with the run's own: a change that would make the resumed run a different
+experiment (model, data, labels, plan, optimizer, seed, ...) is refused with the differing keys
+listed; a change that only alters how the run is watched, executed or how long it goes on
+(evaluation and checkpoint cadence, devices and parallel mode, micro-batches, feature cache,
+total_steps extended) is allowed and recorded in history.jsonl, next to the original config.json.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+from tlx.errors import ResumeMismatchError
+
+CONFIG = "config.json"
+HISTORY = "history.jsonl"
+SUMMARY = "summary.json"
+CHECKPOINTS = "checkpoints"
+
+# Keys a resume may change. They decide when things are logged, evaluated and saved, or how the
+# same steps are executed (devices, micro-batches, cached features, compiled chunks; each tested
+# to train alike), not what is computed: a run may resume on another machine or in another mode.
+RESUMABLE_KEYS = frozenset(
+    {
+        "eval_every",
+        "log_every",
+        "checkpoint_every",
+        "keep_checkpoints",
+        "steps_per_call",
+        "xla_flags",
+        "parallel",
+        "sharding.model_axis",
+        "sharding.rules",
+        "grad_accum_steps",
+        "feature_cache",
+        "data.workers",
+        "data.eval_batch_size",
+    }
+)
+
+
+def config_changes(old: Mapping, new: Mapping) -> dict[str, tuple]:
+    """{dotted key: (old value, new value)} for every leaf that differs (absent: None)."""
+    old, new = _flat(_as_json(old)), _flat(_as_json(new))
+    return {
+        k: (old.get(k), new.get(k))
+        for k in sorted(old.keys() | new.keys())
+        if old.get(k) != new.get(k)
+    }
+
+
+def refused_changes(changes: Mapping[str, tuple]) -> dict[str, tuple]:
+    """The changes a resume may not make (see the module docstring)."""
+    return {
+        key: (old, new)
+        for key, (old, new) in changes.items()
+        if key not in RESUMABLE_KEYS and not _extends_total_steps(key, old, new)
+    }
+
+
+def check_resume(workdir: str | Path, config: Mapping) -> dict[str, tuple] | None:
+    """None for a new run; else the (allowed) changes from the run's own config.
+
+    Raises ResumeMismatchError, having written nothing, when a change is refused.
+    """
+    path = Path(workdir) / CONFIG
+    if not path.exists():
+        return None
+    try:
+        original = json.loads(path.read_text())
+    except ValueError as e:
+        raise ResumeMismatchError(
+            f"{path} is not valid JSON ({e}), so this run cannot be resumed safely. Use a new "
+            "--workdir."
+        ) from e
+    changes = config_changes(original, config)
+    refused = refused_changes(changes)
+    if refused:
+        lines = [f"  {key}: {old!r} -> {new!r}" for key, (old, new) in list(refused.items())[:12]]
+        if len(refused) > 12:
+            lines.append(f"  ... and {len(refused) - 12} more")
+        raise ResumeMismatchError(
+            f"{workdir} holds a run with a different config, and resuming it with this one would "
+            "mix two experiments. Differences:\n"
+            + "\n".join(lines)
+            + f"\nNothing was written. Either train in a new --workdir, or start a new run from "
+            f"this one's weights with --config.init_from={workdir}. (A resume may change only "
+            f"{', '.join(sorted(RESUMABLE_KEYS))}, and extend total_steps.)"
+        )
+    return changes
+
+
+def record_start(workdir: str | Path, config: Mapping, changes, from_step: int) -> None:
+    """Write config.json for a new run; for a resume, append what changed to history.jsonl."""
+    workdir = Path(workdir)
+    if changes is None:
+        _write_atomic(workdir / CONFIG, json.dumps(_as_json(config), indent=1))
+        event = {"event": "start"}
+    else:
+        event = {
+            "event": "resume",
+            "from_step": from_step,
+            "changed": {k: {"from": old, "to": new} for k, (old, new) in changes.items()},
+        }
+    event["time"] = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+    with open(workdir / HISTORY, "a") as f:
+        f.write(json.dumps(event) + "\n")
+
+
+def _extends_total_steps(key: str, old, new) -> bool:
+    return key == "total_steps" and isinstance(old, int) and isinstance(new, int) and new >= old
+
+
+def _as_json(config: Mapping) -> dict:
+    """Plain JSON values (tuples as lists), as config.json holds them."""
+    if hasattr(config, "to_json"):
+        return json.loads(config.to_json())
+    return json.loads(json.dumps(config))
+
+
+def _flat(tree: Mapping, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, Mapping) and value:
+            flat.update(_flat(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
