@@ -55,7 +55,7 @@ def first_reaching(curve: list[tuple[int, float, float]], target: float):
 
 def run_tlx(epochs: int, workdir: Path) -> dict:
     from tlx.experiment import build_experiment
-    from tlx.metrics import read_metrics
+    from tlx.run_folder import read_metrics
     from tlx.trainer import train
 
     started = time.perf_counter()

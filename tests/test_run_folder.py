@@ -72,3 +72,18 @@ def test_a_config_json_that_is_not_json_refuses_the_resume(tmp_path):
     (tmp_path / run_folder.CONFIG).write_text("{half a file")
     with pytest.raises(ResumeMismatchError, match="not valid JSON"):
         run_folder.check_resume(tmp_path, minilm_rt_progressive.get_config())
+
+
+def test_readers_give_the_config_as_it_now_stands_and_whether_the_run_is_finished(tmp_path):
+    config = minilm_rt_progressive.get_config()
+    run_folder.record_start(tmp_path, config, None, 0)
+    assert not run_folder.is_finished(tmp_path)  # no summary yet
+    (tmp_path / run_folder.SUMMARY).write_text(json.dumps({"steps": 360}))
+    assert run_folder.is_finished(tmp_path)
+    config.total_steps = 720  # a resume extends the run: unfinished until step 720
+    run_folder.record_start(tmp_path, config, run_folder.check_resume(tmp_path, config), 360)
+    assert run_folder.read_config(tmp_path)["total_steps"] == 720
+    assert run_folder.read_config(tmp_path, original=True)["total_steps"] == 360
+    assert not run_folder.is_finished(tmp_path)
+    with pytest.raises(FileNotFoundError, match="expected a run folder written by tlx.train"):
+        run_folder.read_config(tmp_path / "elsewhere")

@@ -46,13 +46,14 @@ import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
 
+from tlx import run_folder
 from tlx.errors import CheckpointError, CheckpointIntegrityError
 
 T = TypeVar("T")
 
 CHECKSUMS = "checksums"  # the key of meta that holds {item: {array path: checksum}}
 FILE_LIST = "tlx_files.json"  # beside the items: every file's size and CRC-32, to name damage
-DAMAGED_DIR = "checkpoints_damaged"  # beside checkpoints/: where resume moves damaged steps
+DAMAGED_DIR = run_folder.DAMAGED_CHECKPOINTS  # beside checkpoints/: damaged steps go there
 _ARRAY_ITEMS = ("params", "model_state", "train_state")
 
 

@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 from absl import logging
 
+from tlx import run_folder
+
 
 def process_max_rss_bytes() -> int:
     import resource
@@ -47,12 +49,12 @@ class MetricWriter:
 
     def __init__(self, workdir: str | Path, enabled: bool = True):
         self.enabled = enabled
-        self.path = Path(workdir) / "metrics.jsonl"
+        self.path = Path(workdir) / run_folder.METRICS
         self._tb = None
         if enabled:
             from tensorboardX import SummaryWriter
 
-            self._tb = SummaryWriter(str(Path(workdir) / "tensorboard"))
+            self._tb = SummaryWriter(str(Path(workdir) / run_folder.TENSORBOARD))
 
     def write(self, step: int, split: str, values: Mapping[str, float]) -> None:
         if not self.enabled:
@@ -67,7 +69,7 @@ class MetricWriter:
         """On resume, drop records past the checkpoint: those steps are about to be redone."""
         if not self.enabled or not self.path.exists():
             return
-        kept = [r for r in read_metrics(self.path.parent) if r["step"] <= step]
+        kept = [r for r in run_folder.read_metrics(self.path.parent) if r["step"] <= step]
         # Atomically: a run killed here must not lose the records it keeps.
         tmp = self.path.with_name(f".{self.path.name}.tmp")
         tmp.write_text("".join(json.dumps(r) + "\n" for r in kept))
@@ -80,10 +82,3 @@ class MetricWriter:
             except OSError as e:  # e.g. the disk is full: metrics.jsonl has every record anyway
                 logging.warning("TensorBoard events in %s not flushed: %s", self.path.parent, e)
             self._tb = None
-
-
-def read_metrics(workdir: str | Path) -> list[dict]:
-    path = Path(workdir) / "metrics.jsonl"
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

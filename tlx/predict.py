@@ -49,23 +49,18 @@ def load_run(workdir: str | Path, step: int | None = None):
 
 
 def read_run_config(workdir: str | Path):
-    """A run's config (its config.json), or InputError saying what --workdir must be."""
+    """A run's config as it now stands (tlx.run_folder.read_config), or InputError saying what
+    --workdir must be."""
     import ml_collections
 
-    workdir = Path(workdir)
-    config_path = workdir / "config.json"
-    if not config_path.is_file():
-        found = "does not exist" if not workdir.exists() else f"has no {config_path.name}"
-        raise InputError(
-            f"--workdir={workdir} {found}: expected a run folder written by tlx.train "
-            "(config.json, checkpoints/). Check the path."
-        )
     try:
-        config = json.loads(config_path.read_text())
+        config = run_folder.read_config(workdir)
+    except FileNotFoundError as e:
+        raise InputError(f"--workdir={e}") from None
     except (OSError, ValueError) as e:
         raise InputError(
-            f"{config_path} is not readable JSON ({e}): expected the config.json that tlx.train "
-            "wrote; the run folder is damaged."
+            f"{Path(workdir) / run_folder.CONFIG} is not readable JSON ({e}): expected the "
+            "config.json that tlx.train wrote; the run folder is damaged."
         ) from None
     return ml_collections.ConfigDict(config)
 

@@ -4,8 +4,13 @@
       config.json        the config the run was started with (never rewritten)
       history.jsonl      one line per start and resume: when, from which step, what changed
       metrics.jsonl      train / eval metrics by step (tlx.metrics)
-      summary.json       final results of the last finished run
+      summary.json       final results, written when the run reaches its last step
       checkpoints/       orbax steps (tlx.checkpoint); checkpoints_damaged/ the ones set aside
+      audit/             the freeze audit of each stage; tensorboard/ the same metrics as events
+
+The readers below are the one way to read a run folder: its config as it now stands
+(:func:`read_config`: config.json with the changes of later resumes applied), its metrics, its
+summary, and whether it is finished.
 
 Rerunning ``tlx.train`` with the same workdir resumes it. Before anything is written the new
 config is compared with the run's own: a change that would make the resumed run a different
@@ -27,8 +32,12 @@ from tlx.errors import ResumeMismatchError
 
 CONFIG = "config.json"
 HISTORY = "history.jsonl"
+METRICS = "metrics.jsonl"
 SUMMARY = "summary.json"
 CHECKPOINTS = "checkpoints"
+DAMAGED_CHECKPOINTS = "checkpoints_damaged"
+AUDIT = "audit"
+TENSORBOARD = "tensorboard"
 
 # Keys a resume may change. They decide when things are logged, evaluated and saved, or how the
 # same steps are executed (devices, micro-batches, cached features, compiled chunks; each tested
@@ -145,3 +154,73 @@ def _write_atomic(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(text)
     os.replace(tmp, path)
+
+
+def read_config(workdir: str | Path, *, original: bool = False) -> dict:
+    """The run's config: config.json with the changes recorded by later resumes applied (e.g. an
+    extended total_steps); ``original=True`` gives config.json as written at the start.
+
+    Raises FileNotFoundError naming what --workdir must be when there is no run there.
+    """
+    path = Path(workdir) / CONFIG
+    if not path.is_file():
+        found = "does not exist" if not Path(workdir).exists() else f"has no {CONFIG}"
+        raise FileNotFoundError(
+            f"{workdir} {found}: expected a run folder written by tlx.train ({CONFIG}, "
+            f"{CHECKPOINTS}/). Check the path."
+        )
+    config = json.loads(path.read_text())
+    if original:
+        return config
+    for event in read_history(workdir):
+        for key, change in event.get("changed", {}).items():
+            _set_dotted(config, key, change["to"])
+    return config
+
+
+def read_history(workdir: str | Path) -> list[dict]:
+    return _read_jsonl(Path(workdir) / HISTORY)
+
+
+def read_metrics(workdir: str | Path) -> list[dict]:
+    """Every record of metrics.jsonl ({"step", "split", metric: value}), in order written."""
+    return _read_jsonl(Path(workdir) / METRICS)
+
+
+def read_summary(workdir: str | Path) -> dict | None:
+    """summary.json, or None before the run has reached its end."""
+    path = Path(workdir) / SUMMARY
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def is_finished(workdir: str | Path) -> bool:
+    """The run reached the last step of its config as it now stands (a run extended by a resume
+    is unfinished until it reaches the new end)."""
+    summary = read_summary(workdir)
+    if summary is None or not (Path(workdir) / CONFIG).is_file():
+        return False
+    return int(summary.get("steps", -1)) >= int(read_config(workdir)["total_steps"])
+
+
+def latest_step(workdir: str | Path) -> int | None:
+    """The newest checkpoint's step (None: none yet). Not verified: restoring verifies."""
+    from tlx.checkpoint import Checkpoints  # orbax: only when asked
+
+    folder = Path(workdir) / CHECKPOINTS
+    return Checkpoints(folder).latest_step() if folder.is_dir() else None
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _set_dotted(tree: dict, key: str, value) -> None:
+    *parents, leaf = key.split(".")
+    for part in parents:
+        tree = tree.setdefault(part, {})
+    if value is None:
+        tree.pop(leaf, None)
+    else:
+        tree[leaf] = value

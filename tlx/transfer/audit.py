@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tlx import run_folder
 from tlx.transfer.optim import group_states, state_bytes
 from tlx.transfer.plans import FROZEN, Stage
 
@@ -69,7 +70,7 @@ def format_audit(rows: list[GroupAudit], stage_index: int, start_step: int) -> s
 
 
 def save_audit(workdir: Path, rows: list[GroupAudit], stage_index: int, start_step: int) -> None:
-    path = Path(workdir) / "audit" / f"stage_{stage_index}.json"
+    path = Path(workdir) / run_folder.AUDIT / f"stage_{stage_index}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {"stage": stage_index, "start_step": start_step}
     payload["groups"] = [dataclasses.asdict(r) for r in rows]
