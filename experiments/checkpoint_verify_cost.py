@@ -48,8 +48,9 @@ def measure(config_path: str, repeats: int) -> dict:
     from tlx.checkpoint import Checkpoints, _abstract, array_checksums, damaged_files
     from tlx.experiment import build_experiment
     from tlx.trainer import initial_params, train_state_of
-    from tlx.transfer.groups import assign_groups, flatten
+    from tlx.transfer.groups import assign_groups
     from tlx.transfer.optim import StageOptimizers
+    from tlx.tree import flatten
 
     config = importlib.import_module(f"configs.{config_path}").get_config()
     exp = build_experiment(config, with_data=False)

@@ -67,7 +67,7 @@ def image_bundle(model_name: str, size: int | None = None, dtype=None, **module_
     (`model.compute_dtype`), `module_kwargs` go to the model's constructor."""
     import jax.numpy as jnp
 
-    from tlx.models.registry import build_model
+    from tlx.zoo.registry import build_model
 
     arch, kwargs, _ = MODELS[model_name]
     cfg = {"name": "image_classifier", "arch": arch, "checkpoint": ""}
@@ -89,9 +89,10 @@ def tlx_train_setup(bundle, plan: str, learning_rate: float = 1e-4):
 
     from tlx.steps import make_split_train_step
     from tlx.trainer import DONATED_STEP_ARGS
-    from tlx.transfer.groups import assign_groups, flatten
+    from tlx.transfer.groups import assign_groups
     from tlx.transfer.optim import make_optimizer
     from tlx.transfer.plans import Stage
+    from tlx.tree import flatten
 
     variables = jax.jit(bundle.init)(jax.random.key(0))
     params = variables["params"]
@@ -145,7 +146,8 @@ def torch_groups(model_name: str, bundle, names: list[str]) -> dict[str, str]:
     """torchvision parameter name -> tlx group, through tlx's own conversion rule table."""
     import jax
 
-    from tlx.transfer.groups import assign_groups, flatten
+    from tlx.transfer.groups import assign_groups
+    from tlx.tree import flatten
 
     if model_name == "mobilenet_v2":
         from tlx.weights.torchvision_mobilenet import MOBILENET_V2_RULES as rules

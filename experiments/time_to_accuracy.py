@@ -80,7 +80,7 @@ def run_torch(epochs: int) -> dict:
 
     from tlx.experiment import build_experiment
     from tlx.transfer.optim import learning_rate_schedule
-    from tlx.weights.pretrained import resolve_image_weights
+    from tlx.zoo.resolve import resolve_image_weights
 
     started = time.perf_counter()
     torch.manual_seed(0)

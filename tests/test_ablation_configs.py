@@ -5,7 +5,7 @@ anything is run."""
 import pytest
 
 from experiments import sweep as sw
-from experiments.sweep_grid import apply
+from experiments.sweep.fields import apply
 from tlx.experiment import build_experiment
 
 ABLATIONS = {

@@ -10,7 +10,7 @@ import pytest
 
 from tests.conftest import REPO
 from tlx.checkpoint import Checkpoints
-from tlx.transfer.groups import flatten
+from tlx.tree import flatten
 
 CONFIG = "configs/minilm_rt_progressive.py"
 

@@ -205,7 +205,7 @@ def sweep_cells(name, tmp_path):
     yield name, config
     if config.get("sweep"):
         from experiments import sweep as sw
-        from experiments.sweep_grid import apply
+        from experiments.sweep.fields import apply
 
         plan = sw.plan_sweep(f"configs/{name}.py", None, tmp_path)
         assert plan.cells
@@ -225,7 +225,7 @@ def test_every_real_config_and_sweep_cell_passes(name, tmp_path, monkeypatch):
 
 
 def test_build_experiment_refuses_bad_numbers_before_loading_anything(tmp_path, monkeypatch):
-    from tlx.weights.resolve import CheckpointNotFoundError
+    from tlx.zoo.resolve import CheckpointNotFoundError
 
     def loads(*args, **kwargs):
         raise AssertionError("something was loaded before the numbers were checked")

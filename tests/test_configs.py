@@ -35,8 +35,8 @@ def offline_stand_in(config, data_dir):
     """A config whose weights and data need a download: building it here must fail with an error
     naming the checkpoint's URL; the same architecture from scratch, on an offline dataset, then
     proves that its plan fits the model's groups."""
-    from tlx.weights.catalog import get_entry
-    from tlx.weights.resolve import CheckpointNotFoundError
+    from tlx.zoo.catalog import get_entry
+    from tlx.zoo.resolve import CheckpointNotFoundError
 
     entry = get_entry(config.model.checkpoint)
     config.data.name, config.data.data_dir = "fashion_mnist", data_dir

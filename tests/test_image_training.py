@@ -9,9 +9,9 @@ import pytest
 from configs import mnv2_fmnist_finetune, mnv2_fmnist_scratch
 from tlx.checkpoint import Checkpoints
 from tlx.experiment import build_experiment
-from tlx.models.registry import build_model
 from tlx.trainer import train
-from tlx.transfer.groups import flatten
+from tlx.tree import flatten
+from tlx.zoo.registry import build_model
 
 pytest.importorskip("torch")  # reading the .pth
 

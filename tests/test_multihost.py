@@ -23,7 +23,7 @@ from tlx.checkpoint import Checkpoints
 from tlx.data import images, text
 from tlx.data.sampling import Shard
 from tlx.experiment import process_shard
-from tlx.transfer.groups import flatten
+from tlx.tree import flatten
 
 CONFIG = "configs/minilm_rt_progressive.py"
 TIMEOUT = 240  # seconds for any one process; a run that hangs fails instead

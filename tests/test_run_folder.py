@@ -87,3 +87,10 @@ def test_readers_give_the_config_as_it_now_stands_and_whether_the_run_is_finishe
     assert not run_folder.is_finished(tmp_path)
     with pytest.raises(FileNotFoundError, match="expected a run folder written by tlx.train"):
         run_folder.read_config(tmp_path / "elsewhere")
+
+
+def test_latest_step_reads_only_finished_step_folders(tmp_path):
+    assert run_folder.latest_step(tmp_path) is None
+    for name in ("2", "4", "6.orbax-checkpoint-tmp"):  # a save killed at step 6
+        (tmp_path / run_folder.CHECKPOINTS / name).mkdir(parents=True)
+    assert run_folder.latest_step(tmp_path) == 4

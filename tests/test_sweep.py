@@ -10,7 +10,6 @@ import pytest
 
 from experiments import aggregate as agg
 from experiments import sweep as sw
-from experiments import sweep_grid
 from tests.test_cli import run, tiny_overrides
 
 CONFIG = "configs/minilm_rt_progressive.py"
@@ -81,7 +80,7 @@ def test_cell_names_are_stable_and_filesystem_safe():
     assert "/" not in slash and slash != underscore and slash.startswith("init_from=runs_a-")
     assert sw.cell_name({"init_from": "runs/a"}) == slash  # stable
     long = sw.cell_name({"plan.lr_multipliers": "x" * 300})
-    assert len(long) <= sweep_grid.NAME_LIMIT + 9
+    assert len(long) <= sw.NAME_LIMIT + 9
     assert sw.cell_name({}) == "default"
 
 

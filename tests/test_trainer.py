@@ -10,7 +10,7 @@ from configs import minilm_rt_progressive
 from tlx.checkpoint import Checkpoints
 from tlx.experiment import build_experiment
 from tlx.trainer import NonFiniteLossError, initial_params, train
-from tlx.transfer.groups import flatten
+from tlx.tree import flatten
 
 
 def tiny_config(tiny_bert_dir, rt_data_dir, **overrides):

@@ -10,7 +10,7 @@ loaded. A key a config does not have is not checked; which keys a config must ha
 `check_config`'s business.
 
 The ranges are defined once, in `tlx.ranges` (:class:`~tlx.ranges.Number`); the library
-functions that take the same values as arguments (`tlx.transfer.plans`, `tlx.models.text`) check
+functions that take the same values as arguments (`tlx.transfer.plans`, `tlx.zoo.text`) check
 them with the same definitions.
 
 Numbers must be ints or floats (numpy's too): a string such as ``'1e-4'`` is refused, and so is a

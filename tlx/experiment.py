@@ -17,12 +17,14 @@ import jax
 from tlx.config_checks import check_label_count, check_numbers
 from tlx.data import sources, text
 from tlx.data.sampling import CacheableExamples, Shard
-from tlx.models.registry import ModelBundle, build_model
 from tlx.parallel_modes import check_mode
+from tlx.tasks import Classification, Task, get_task
 from tlx.transfer import feature_cache
-from tlx.transfer.groups import assign_groups, flatten
+from tlx.transfer.groups import assign_groups
 from tlx.transfer.optim import check_schedules
 from tlx.transfer.plans import Plan, build_plan
+from tlx.tree import flatten
+from tlx.zoo.registry import ModelBundle, build_model
 
 
 @dataclasses.dataclass
@@ -41,6 +43,8 @@ class Experiment:
     # Distinct labelled training examples the run draws from (data.train_examples, or the
     # whole split); None without data.
     train_size: int | None = None
+    # What the outputs are scored by and reported as (config.task; classification by default).
+    task: Task = dataclasses.field(default_factory=Classification)
 
     @property
     def group_names(self) -> list[str]:
@@ -78,6 +82,7 @@ def check_config(config: Mapping) -> None:
 
 def build_experiment(config: Mapping, *, with_data: bool = True) -> Experiment:
     check_config(config)
+    task = get_task(config.get("task", "classification"))
     data_cfg = config["data"]
     data_dir = data_cfg.get("data_dir") or None
     is_image = _is_image_dataset(data_cfg["name"])
@@ -110,7 +115,7 @@ def build_experiment(config: Mapping, *, with_data: bool = True) -> Experiment:
             config, bundle, data_dir, shard
         )
     return Experiment(
-        config, bundle, plan, names, train_batches, eval_batches, cacheable, train_size
+        config, bundle, plan, names, train_batches, eval_batches, cacheable, train_size, task
     )
 
 

@@ -28,8 +28,9 @@ def describe(experiment) -> str:
 
     from tlx.trainer import optimizer_labels
     from tlx.transfer import audit
-    from tlx.transfer.groups import assign_groups, flatten
+    from tlx.transfer.groups import assign_groups
     from tlx.transfer.optim import StageOptimizers
+    from tlx.tree import flatten
 
     cfg = experiment.config
     variables = jax.eval_shape(experiment.model.init, jax.random.key(0))

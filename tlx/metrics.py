@@ -27,16 +27,6 @@ def peak_memory_bytes() -> int:
     return int(stats.get("peak_bytes_in_use") or process_max_rss_bytes())
 
 
-def summarize(sums: Mapping[str, float]) -> dict[str, float]:
-    """Weighted sums from :func:`tlx.steps.classification_metrics` -> mean loss and accuracy."""
-    weight = float(sums["weight_sum"])
-    return {
-        "loss": float(sums["loss_sum"]) / max(weight, 1e-12),
-        "accuracy": float(sums["correct_sum"]) / max(weight, 1e-12),
-        "examples": int(round(weight)),
-    }
-
-
 def add_sums(total: dict | None, sums: Mapping) -> dict:
     sums = {k: float(np.asarray(v)) for k, v in sums.items()}
     if total is None:

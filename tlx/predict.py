@@ -142,7 +142,7 @@ def _probabilities(experiment, params, model_state, batches):
 
     from tlx.steps import make_predict_fn
 
-    predict = jax.jit(make_predict_fn(experiment.model.forward))
+    predict = jax.jit(make_predict_fn(experiment.model.forward, experiment.task))
     probs = [np.asarray(predict(params, model_state, b))[b["weight"] > 0] for b in batches]
     return np.concatenate(probs)
 

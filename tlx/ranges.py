@@ -2,7 +2,7 @@
 
 :class:`Number` describes a range ("a finite number in (0, 10]") and checks a value against it.
 `tlx.config_checks` walks a whole config with these ranges; the library functions that take the
-same values as arguments (`tlx.transfer.plans`, `tlx.models.text`) check them with
+same values as arguments (`tlx.transfer.plans`, `tlx.zoo.text`) check them with
 :meth:`Number.require`. This module imports nothing from tlx but its errors, so any layer can
 use it.
 """

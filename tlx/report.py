@@ -8,10 +8,14 @@ from rich.table import Table
 
 def result_table(summary: dict, title: str = "Results") -> Table:
     table = Table(title=f"{title}: {summary['plan']} — {summary['model']}")
-    for column in ("split", "accuracy", "loss", "examples"):
-        table.add_column(column, justify="left" if column == "split" else "right")
-    for split, r in summary["results"].items():
-        table.add_row(split, f"{r['accuracy']:.4f}", f"{r['loss']:.4f}", f"{r['examples']:,}")
+    results = summary["results"]
+    # The task's values, in its order (classification: accuracy, loss, examples).
+    columns = list(next(iter(results.values()), {}))
+    table.add_column("split", justify="left")
+    for column in columns:
+        table.add_column(column, justify="right")
+    for split, r in results.items():
+        table.add_row(split, *(_cell(r[column]) for column in columns))
     table.caption = (
         f"{summary['steps']} steps; training time this run {summary['train_seconds_this_run']:.0f} s"
         + (
@@ -21,6 +25,10 @@ def result_table(summary: dict, title: str = "Results") -> Table:
         )
     )
     return table
+
+
+def _cell(value) -> str:
+    return f"{value:,}" if isinstance(value, int) else f"{value:.4f}"
 
 
 def print_result_table(summary: dict, title: str = "Results") -> None:

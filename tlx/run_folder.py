@@ -203,11 +203,11 @@ def is_finished(workdir: str | Path) -> bool:
 
 
 def latest_step(workdir: str | Path) -> int | None:
-    """The newest checkpoint's step (None: none yet). Not verified: restoring verifies."""
-    from tlx.checkpoint import Checkpoints  # orbax: only when asked
-
+    """The newest checkpoint's step (None: none yet), from the step folders' names (orbax names
+    a step's folder by its number once it is complete). Not verified: restoring verifies."""
     folder = Path(workdir) / CHECKPOINTS
-    return Checkpoints(folder).latest_step() if folder.is_dir() else None
+    steps = [int(p.name) for p in folder.iterdir() if p.name.isdigit()] if folder.is_dir() else []
+    return max(steps, default=None)
 
 
 def _read_jsonl(path: Path) -> list[dict]:

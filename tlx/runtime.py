@@ -33,6 +33,7 @@ def configure(num_cpu_devices: int | None = None, experiment_flags: str = "") ->
 
 def enable_compilation_cache() -> None:
     """Persist compiled steps across processes: a resumed or repeated run skips recompiling."""
-    cache = os.environ.get("TLX_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "tlx"))
-    os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(cache, "jax"))
+    from tlx.zoo.places import cache_root  # the one cache root
+
+    os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(cache_root() / "jax"))
     os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")

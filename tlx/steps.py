@@ -13,27 +13,12 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from tlx.transfer.groups import flatten, unflatten
+from tlx.tasks import Classification, Task, batch_weights
+from tlx.tree import flatten, unflatten
+from tlx.types import ForwardFn  # noqa: F401  (re-exported: steps take a ForwardFn)
 
-# forward(params, model_state, batch, rng, train) -> (logits, new_model_state)
-ForwardFn = Callable[..., tuple[jax.Array, dict]]
-
-
-def classification_metrics(logits: jax.Array, labels: jax.Array, weights: jax.Array) -> dict:
-    """Weighted sums (not means) so that batches and devices add up exactly."""
-    losses = optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), labels)
-    correct = (jnp.argmax(logits, -1) == labels).astype(jnp.float32)
-    return {
-        "loss_sum": jnp.sum(losses * weights),
-        "correct_sum": jnp.sum(correct * weights),
-        "weight_sum": jnp.sum(weights),
-    }
-
-
-def _weights(batch) -> jax.Array:
-    if "weight" in batch:
-        return batch["weight"].astype(jnp.float32)
-    return jnp.ones(batch["label"].shape, jnp.float32)
+# The default task of the step builders (callers that predate tasks are classifiers).
+CLASSIFICATION = Classification()
 
 
 def check_accumulation(batch_size: int, accum_steps: int) -> None:
@@ -64,8 +49,10 @@ def make_split_train_step(
     *,
     accum_steps: int = 1,
     axis_name: str | None = None,
+    task: Task = CLASSIFICATION,
 ):
-    """The trainer's step over flat dicts, returning only what changes.
+    """The trainer's step over flat dicts, returning only what changes; `task` scores the
+    outputs (its ``loss_sum`` is the loss).
 
     step(trainable, frozen, state, opt_state, batch, rng) -> (trainable, state_updates,
     opt_state, metrics), where `trainable` and `frozen` split the flat '/'-path parameters,
@@ -95,8 +82,8 @@ def make_split_train_step(
 
         def loss_fn(trainable_params):
             full = unflatten({**frozen, **trainable_params})
-            logits, new_model_state = forward(full, model_state, batch, rng, True)
-            sums = classification_metrics(logits, batch["label"], _weights(batch))
+            outputs, new_model_state = forward(full, model_state, batch, rng, True)
+            sums = task.batch_sums(outputs, batch)
             return sums["loss_sum"] / total_weight, (sums, new_model_state)
 
         (_, (sums, new_model_state)), grads = jax.value_and_grad(loss_fn, has_aux=True)(trainable)
@@ -105,7 +92,7 @@ def make_split_train_step(
         return grads, sums, updates
 
     def accumulated_grads(trainable, frozen, state, batch, rng):
-        total_weight = global_sum(jnp.sum(_weights(batch)))
+        total_weight = global_sum(jnp.sum(batch_weights(batch)))
         if accum_steps == 1:
             return micro_grads(trainable, frozen, state, batch, rng, total_weight)
         micro = micro_batches(batch, accum_steps)
@@ -161,11 +148,12 @@ def make_train_step(
     trainable_paths: Sequence[str],
     tx: optax.GradientTransformation,
     clip_norm: float | None = None,
+    task: Task = CLASSIFICATION,
 ):
     """step(params, model_state, opt_state, batch, rng) -> (params, model_state, opt_state,
     metrics) over nested trees: the split step wrapped for callers that hold whole trees."""
     trainable_paths = tuple(sorted(trainable_paths))
-    split_step = make_split_train_step(forward, trainable_paths, tx, clip_norm)
+    split_step = make_split_train_step(forward, trainable_paths, tx, clip_norm, task=task)
 
     def train_step(params, model_state, opt_state, batch, rng):
         flat = flatten(params)
@@ -211,20 +199,22 @@ def make_multi_step(keyed_step: Callable) -> Callable:
     return multi
 
 
-def make_eval_step(forward: ForwardFn, axis_name: str | None = None):
-    """Metric sums of a batch (under `pmap`, summed over `axis_name`)."""
+def make_eval_step(forward: ForwardFn, axis_name: str | None = None, task: Task = CLASSIFICATION):
+    """The task's metric sums of a batch (under `pmap`, summed over `axis_name`)."""
 
     def eval_step(params, model_state, batch):
-        logits, _ = forward(params, model_state, batch, None, False)
-        sums = classification_metrics(logits, batch["label"], _weights(batch))
+        outputs, _ = forward(params, model_state, batch, None, False)
+        sums = task.batch_sums(outputs, batch)
         return sums if axis_name is None else jax.lax.psum(sums, axis_name)
 
     return eval_step
 
 
-def make_predict_fn(forward: ForwardFn):
+def make_predict_fn(forward: ForwardFn, task: Task = CLASSIFICATION):
+    """What the task predicts per example (classification: class probabilities)."""
+
     def predict(params, model_state, batch):
-        logits, _ = forward(params, model_state, batch, None, False)
-        return jax.nn.softmax(logits.astype(jnp.float32), -1)
+        outputs, _ = forward(params, model_state, batch, None, False)
+        return task.predict(outputs)
 
     return predict

@@ -26,7 +26,7 @@ from tlx.data.iterate import iterate_batches
 from tlx.errors import CheckpointError, TlxError
 from tlx.experiment import Experiment
 from tlx.machine import machine
-from tlx.metrics import MetricWriter, add_sums, peak_memory_bytes, summarize
+from tlx.metrics import MetricWriter, add_sums, peak_memory_bytes
 from tlx.parallel_modes import make_mode
 from tlx.steps import (
     check_accumulation,
@@ -36,8 +36,9 @@ from tlx.steps import (
 )
 from tlx.transfer import audit, feature_cache
 from tlx.transfer.batchnorm import batchnorm_param_paths, check_policy, with_affine_labels
-from tlx.transfer.groups import assign_groups, flatten, unflatten
+from tlx.transfer.groups import assign_groups
 from tlx.transfer.optim import StageOptimizers, carry_over
+from tlx.tree import flatten, unflatten
 from tlx.weights.merge import merge_pretrained
 
 # The train step's trainable parameters (0) and optimizer state (3): it returns their new
@@ -118,12 +119,12 @@ def train_state_of(opt_state, dropout_rng) -> dict:
     return {"opt_state": opt_state, "rng": jax.random.key_data(dropout_rng)}
 
 
-def evaluate(eval_step, params, model_state, batches, mode) -> dict:
+def evaluate(eval_step, params, model_state, batches, mode, task) -> dict:
     total = None
     for batch in batches:
         sums = eval_step(params, model_state, mode.put_batch(batch))
         total = add_sums(total, mode.host_metrics(sums))
-    return summarize(total)
+    return task.summarize(total)
 
 
 def train(exp: Experiment, workdir: str | Path, *, log=print, progress: bool = True) -> dict:
@@ -189,7 +190,8 @@ def train(exp: Experiment, workdir: str | Path, *, log=print, progress: bool = T
     full_params = lambda: unflatten({**frozen, **trainable})
     writer = MetricWriter(workdir, enabled=is_lead)
     writer.truncate_after(start_step)
-    eval_step = mode.compile_eval(make_eval_step(exp.model.forward, mode.axis_name))
+    task = exp.task
+    eval_step = mode.compile_eval(make_eval_step(exp.model.forward, mode.axis_name, task))
     clip_norm = cfg["optim"].get("clip_norm", None)
     compiled: dict[int, object] = {}
     compiled_multi: dict[int, object] = {}  # stage -> several steps per call (steps_per_call)
@@ -237,7 +239,7 @@ def train(exp: Experiment, workdir: str | Path, *, log=print, progress: bool = T
                 progress=progress,
             )
             cached_eval_step = mode.compile_eval(
-                make_eval_step(cache.forward(exp.model.forward), mode.axis_name)
+                make_eval_step(cache.forward(exp.model.forward), mode.axis_name, task)
             )
         if cache is not None:
             forward = cache.forward(forward)
@@ -249,6 +251,7 @@ def train(exp: Experiment, workdir: str | Path, *, log=print, progress: bool = T
             clip_norm,
             accum_steps=accum_steps,
             axis_name=mode.axis_name,
+            task=task,
         )
         read_frozen, read_state = frozen, None  # what the step is passed (None: all the state)
         if cache is not None:
@@ -269,8 +272,9 @@ def train(exp: Experiment, workdir: str | Path, *, log=print, progress: bool = T
     def evaluate_split(split: str) -> dict:
         if cache is not None:  # the frozen bottom's features, computed once per stage
             batches = cache.eval_batches(split, exp.eval_batches[split])
-            return evaluate(cached_eval_step, full_params(), unflatten(state), batches, mode)
-        return evaluate(eval_step, full_params(), unflatten(state), exp.eval_batches[split], mode)
+            return evaluate(cached_eval_step, full_params(), unflatten(state), batches, mode, task)
+        batches = exp.eval_batches[split]
+        return evaluate(eval_step, full_params(), unflatten(state), batches, mode, task)
 
     def save(step: int):
         train_state = train_state_of(mode.unreplicate(opt_state), dropout_rng)
@@ -327,9 +331,7 @@ def train(exp: Experiment, workdir: str | Path, *, log=print, progress: bool = T
             bar.close()
             batches.close()
             raise NonFiniteLossError(non_finite_message(cfg, loss, step, stage, checkpoints))
-        window = add_sums(
-            window, {k: metrics[k] for k in ("loss_sum", "correct_sum", "weight_sum")}
-        )
+        window = add_sums(window, {k: metrics[k] for k in task.sum_keys})
         window_examples += int(cfg["batch_size"])
         last_metrics = metrics
         bar.update(1)
@@ -396,7 +398,7 @@ def train(exp: Experiment, workdir: str | Path, *, log=print, progress: bool = T
 
         if at_log:
             elapsed = time.perf_counter() - window_start
-            values = summarize(window)
+            values = task.summarize(window)
             values.pop("examples")
             values["examples_per_sec"] = window_examples / max(elapsed, 1e-9)
             values["input_wait_fraction"] = window_wait / max(elapsed, 1e-9)
@@ -414,9 +416,7 @@ def train(exp: Experiment, workdir: str | Path, *, log=print, progress: bool = T
             writer.write(done, split, {**result, "elapsed_seconds": time.perf_counter() - called})
             if done == total_steps:
                 final_results[split] = result
-            bar.write(
-                f"step {done}: {split} accuracy {result['accuracy']:.4f} loss {result['loss']:.4f}"
-            )
+            bar.write(f"step {done}: {split} {task.headline(result)}")
             window_start = time.perf_counter()  # keep eval time out of examples/s
         if at_save:
             save(done)

@@ -28,7 +28,8 @@ from tlx.models.googlenet import (  # noqa: E402
     googlenet_param_groups,
     max_pool_ceil,
 )
-from tlx.transfer.groups import assign_groups, flatten  # noqa: E402
+from tlx.transfer.groups import assign_groups  # noqa: E402
+from tlx.tree import flatten  # noqa: E402
 from tlx.weights.rules import ConversionError, transpose  # noqa: E402
 from tlx.weights.torchvision_googlenet import convert_googlenet  # noqa: E402
 

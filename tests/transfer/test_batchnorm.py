@@ -5,12 +5,13 @@ import jax
 import numpy as np
 import pytest
 
-from tlx.models.registry import build_model
 from tlx.steps import make_train_step
 from tlx.transfer.batchnorm import batchnorm_param_paths, with_affine_labels
-from tlx.transfer.groups import assign_groups, flatten
+from tlx.transfer.groups import assign_groups
 from tlx.transfer.optim import make_optimizer
 from tlx.transfer.plans import FROZEN, freeze_to
+from tlx.tree import flatten
+from tlx.zoo.registry import build_model
 
 ARCHS = [
     ("mobilenet_v2", {"dropout": 0.0}, 32),

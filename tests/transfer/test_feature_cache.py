@@ -16,8 +16,9 @@ from tests.test_trainer import params_of, tiny_config
 from tlx.experiment import build_experiment
 from tlx.trainer import train
 from tlx.transfer import feature_cache
-from tlx.transfer.groups import assign_groups, flatten
+from tlx.transfer.groups import assign_groups
 from tlx.transfer.plans import feature_extraction, freeze_to
+from tlx.tree import flatten
 
 quiet = dict(progress=False)
 

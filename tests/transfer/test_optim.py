@@ -8,8 +8,9 @@ import pytest
 
 from tlx.steps import make_train_step
 from tlx.transfer import audit, plans
-from tlx.transfer.groups import assign_groups, flatten
+from tlx.transfer.groups import assign_groups
 from tlx.transfer.optim import carry_over, group_states, make_optimizer, state_bytes
+from tlx.tree import flatten
 
 GROUPS = [("layer_0", "^Dense_0/"), ("layer_1", "^Dense_1/"), ("head", "^Dense_2/")]
 OPTIM = {"learning_rate": 1e-2, "weight_decay": 0.01}

@@ -10,11 +10,10 @@ import threading
 import pytest
 
 from tlx.data.preprocess import ImagePreprocessing
-from tlx.weights import pretrained
-from tlx.weights.catalog import CatalogEntry
 from tlx.weights.download import ChecksumError, DownloadError, download, verify_file
-from tlx.weights.pretrained import resolve_image_weights
-from tlx.weights.resolve import CheckpointNotFoundError
+from tlx.zoo import resolve
+from tlx.zoo.catalog import CatalogEntry
+from tlx.zoo.resolve import CheckpointNotFoundError, resolve_image_weights
 
 BODY = bytes(range(256)) * 4096  # 1 MiB, so the transfer takes more than one read
 SHA256 = hashlib.sha256(BODY).hexdigest()
@@ -228,7 +227,7 @@ def test_resolve_downloads_once_then_uses_the_cache(tmp_path, server, base_url, 
     def no_hashing(*args, **kwargs):
         raise AssertionError("the verified cache file was hashed again")
 
-    monkeypatch.setattr(pretrained, "file_digest", no_hashing)
+    monkeypatch.setattr(resolve, "file_digest", no_hashing)
     assert resolve_image_weights(entry, cache_dir=tmp_path, offline=False) == path
     assert server.requests == ["/tiny.pth"]
 

@@ -18,8 +18,8 @@ from tlx.models.bert import BertConfig, BertForSequenceClassification, BertModel
 from tlx.weights.hf_bert import BERT_RULES, load_hf_bert, load_tokenizer
 from tlx.weights.merge import merge_pretrained
 from tlx.weights.readers import read_tensors
-from tlx.weights.resolve import resolve_checkpoint
 from tlx.weights.rules import ConversionError, convert
+from tlx.zoo.resolve import resolve_checkpoint
 
 TINY = TINY_BERT
 

@@ -82,12 +82,16 @@ class EpochIndexBatches(grain.MapDataset):
         )
 
     def _order(self, epoch: int) -> np.ndarray:
-        if epoch not in self._orders:
-            if len(self._orders) >= 4:
-                self._orders.pop(min(self._orders))
-            rng = np.random.default_rng((self.seed, epoch))
-            self._orders[epoch] = rng.permutation(self.num_examples)
-        return self._orders[epoch]
+        # The reading thread (tlx.data.iterate) and the caller may both be here: every dict
+        # operation below is atomic under the GIL, and an epoch another thread evicted first is
+        # simply gone (no lock, which worker processes could not pickle).
+        order = self._orders.get(epoch)
+        if order is None:
+            order = np.random.default_rng((self.seed, epoch)).permutation(self.num_examples)
+            self._orders[epoch] = order
+            for old in sorted(self._orders)[:-4]:  # keep the last 4 epochs' permutations
+                self._orders.pop(old, None)
+        return order
 
     def __getitem__(self, step):
         if isinstance(step, slice):

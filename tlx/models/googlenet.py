@@ -132,7 +132,7 @@ class BasicConv2d(nn.Module):
             name="conv",
         )(x)
         # `use_running_average` is given at call time, not to the constructor, so that a method
-        # interceptor may override it (tlx.models.vision's "frozen" BatchNorm mode does).
+        # interceptor may override it (tlx.zoo.vision's "frozen" BatchNorm mode does).
         x = nn.BatchNorm(
             momentum=0.9,  # torch's momentum=0.1
             epsilon=1e-3,

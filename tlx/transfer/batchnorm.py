@@ -7,7 +7,7 @@
     "train"   statistics re-estimated on the new data (AdaBN, Li et al. 2016); weights fixed
 
 "frozen" and "affine" normalise with the running statistics (the forward of
-:func:`tlx.models.vision.make_forward`); "train" uses batch statistics. For "affine" the optimizer
+:func:`tlx.zoo.vision.make_forward`); "train" uses batch statistics. For "affine" the optimizer
 needs the BatchNorm parameters of a group apart from the rest of it, so :func:`with_affine_labels`
 gives each group that holds BatchNorm layers a second label ``<group>/bn``: it trains with its
 group when the group trains, and at ``model.frozen_batchnorm_lr_multiplier`` while the group is
@@ -20,8 +20,8 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 
-from tlx.transfer.groups import flatten
 from tlx.transfer.plans import FROZEN, Plan, Stage
+from tlx.tree import flatten
 
 POLICIES = ("frozen", "affine", "train")
 

@@ -42,9 +42,9 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from tlx.data.sampling import CacheableExamples
-from tlx.steps import ForwardFn
-from tlx.transfer.groups import flatten
 from tlx.transfer.plans import Stage
+from tlx.tree import flatten
+from tlx.types import ForwardFn
 
 MODES = ("off", "memory", "disk")
 _NOT_INPUTS = ("label", "weight")

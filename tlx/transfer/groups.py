@@ -8,24 +8,13 @@ exactly one group; :func:`assign_groups` checks that and reports every problem a
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
-
-from flax import traverse_util
+from collections.abc import Sequence
 
 GroupSpec = Sequence[tuple[str, str]]
 
 
 class GroupError(ValueError):
     """Parameters that match no group or several groups, or groups that match nothing."""
-
-
-def flatten(tree: Mapping) -> dict[str, object]:
-    """Nested param dict -> {'a/b/kernel': leaf}."""
-    return traverse_util.flatten_dict(dict(tree), sep="/")
-
-
-def unflatten(flat: Mapping[str, object]) -> dict:
-    return traverse_util.unflatten_dict(dict(flat), sep="/")
 
 
 def assign_groups(param_paths: Sequence[str], groups: GroupSpec) -> dict[str, str]:

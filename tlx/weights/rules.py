@@ -12,6 +12,8 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from tlx.tree import flatten, unflatten
+
 
 @dataclasses.dataclass(frozen=True)
 class Rule:
@@ -105,8 +107,6 @@ def _convert(tensors, rules) -> tuple[dict[str, np.ndarray], list[str]]:
 def expected_shapes(variables) -> dict[str, tuple[int, ...]]:
     """{"params/a/b": shape, "batch_stats/...": shape} of a variables tree (or its jax.eval_shape),
     the targets a converter must produce."""
-    from tlx.transfer.groups import flatten
-
     return {
         f"{collection}/{path}": tuple(leaf.shape)
         for collection, tree in variables.items()
@@ -126,8 +126,6 @@ def convert_variables(
     with its shape and nothing else may be; all problems, including unmatched source keys, are
     reported in one ConversionError.
     """
-    from tlx.transfer.groups import unflatten
-
     flat, problems = _convert({k: np.asarray(v) for k, v in tensors.items()}, rules)
     # Views are copied: torch's .numpy() shares memory, and a later torch forward in train mode
     # would silently change converted BatchNorm statistics. Transformed arrays are already new.

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tlx.transfer.groups import unflatten
+from tlx.tree import unflatten
 from tlx.weights.rules import (  # noqa: F401  (conv_kernel: re-exported)
     ConversionError,
     Rule,

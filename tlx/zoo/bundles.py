@@ -1,4 +1,4 @@
-"""The model registry: a name in ``config.model.name`` -> a builder returning a :class:`ModelBundle`.
+"""A model bundle: what the rest of tlx needs to know about a model, built by tlx.zoo.registry.
 
 A bundle is everything the rest of tlx needs to know about a model: the linen module, its ordered
 parameter groups, a uniform ``forward`` over batches, pretrained weights to merge into the init, and
@@ -14,7 +14,7 @@ from typing import Any
 import flax.linen as nn
 import numpy as np
 
-from tlx.steps import ForwardFn
+from tlx.types import ForwardFn
 
 
 @dataclasses.dataclass
@@ -40,26 +40,6 @@ class ModelBundle:
     @property
     def group_names(self) -> list[str]:
         return [name for name, _ in self.groups]
-
-
-_BUILDERS: dict[str, Callable[..., ModelBundle]] = {}
-
-
-def register(name: str):
-    def wrap(fn):
-        _BUILDERS[name] = fn
-        return fn
-
-    return wrap
-
-
-def build_model(model_cfg: Mapping, num_classes: int) -> ModelBundle:
-    from tlx.models import text, vision  # noqa: F401  (register their builders)
-
-    name = model_cfg["name"]
-    if name not in _BUILDERS:
-        raise ValueError(f"Unknown model {name!r}; registered models: {sorted(_BUILDERS)}.")
-    return _BUILDERS[name](model_cfg, num_classes)
 
 
 COMPUTE_DTYPES = ("float32", "bfloat16", "float16")

@@ -29,24 +29,15 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from tlx.data.preprocess import TORCHVISION_IMAGENET, ImagePreprocessing
-from tlx.models.registry import ModelBundle, compute_dtype, register
 from tlx.transfer.batchnorm import check_policy
-from tlx.transfer.groups import flatten
-from tlx.weights.catalog import ARCHITECTURES, get_entry, import_object
+from tlx.tree import flatten
+from tlx.zoo.bundles import ModelBundle, compute_dtype
+from tlx.zoo.catalog import ARCHITECTURES, PARAM_GROUPS, get_entry, import_object
 
-# arch -> its ordered parameter groups function ("module:function", imported when used); the
-# module classes are the catalog's ARCHITECTURES.
-PARAM_GROUPS: Mapping[str, str] = {
-    "mobilenet_v2": "tlx.models.mobilenet_v2:mobilenet_v2_param_groups",
-    "vgg": "tlx.models.vgg:vgg_param_groups",
-    "resnet": "tlx.models.resnet:resnet_param_groups",
-    "inception_v3": "tlx.models.inception_v3:inception_v3_param_groups",
-    "googlenet": "tlx.models.googlenet:googlenet_param_groups",
-}
 BATCHNORM_MODES = ("frozen", "train")
 
 
-def _call_with_accepted(fn, kwargs: Mapping):
+def call_with_accepted(fn, kwargs: Mapping):
     """Call fn with the subset of kwargs its signature names (groups depend on few of them)."""
     accepted = inspect.signature(fn).parameters
     return fn(**{k: v for k, v in kwargs.items() if k in accepted})
@@ -118,7 +109,6 @@ def _head_regex(groups) -> str:
     return groups[-1][1]
 
 
-@register("image_classifier")
 def build_image_classifier(cfg: Mapping, num_classes: int) -> ModelBundle:
     checkpoint = cfg.get("checkpoint", "") or ""
     kwargs = dict(cfg.get("kwargs", {}) or {})
@@ -145,7 +135,7 @@ def build_image_classifier(cfg: Mapping, num_classes: int) -> ModelBundle:
     module = import_object(ARCHITECTURES[arch])(
         num_classes=num_classes, dtype=compute_dtype(cfg), **kwargs
     )
-    groups = _call_with_accepted(import_object(PARAM_GROUPS[arch]), kwargs)
+    groups = call_with_accepted(import_object(PARAM_GROUPS[arch]), kwargs)
     head = _head_regex(groups)
 
     preprocessing: ImagePreprocessing = entry.preprocessing if entry else TORCHVISION_IMAGENET
@@ -156,7 +146,7 @@ def build_image_classifier(cfg: Mapping, num_classes: int) -> ModelBundle:
     # random_init: the checkpoint's architecture and preprocessing, none of its weights.
     random_init = bool(cfg.get("random_init", False))
     if checkpoint and not random_init:
-        from tlx.weights.pretrained import load_catalog_weights  # reads torch / h5 files
+        from tlx.zoo.resolve import load_catalog_weights  # reads torch / h5 files
 
         variables, entry = load_catalog_weights(checkpoint, cfg.get("checkpoint_path") or None)
         pretrained = flatten(variables["params"])

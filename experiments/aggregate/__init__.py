@@ -1,0 +1,99 @@
+"""Collect a sweep's cells into a table, mean ± std over seeds, and plots.
+
+    python -m experiments.aggregate --workdir=runs/sweep [--group_by=plan.name] [--over=seed]
+
+Reads WORKDIR/sweep.json (written by experiments.sweep; without it, every subfolder holding a
+summary.json or config.json is a cell) and each cell's summary.json, metrics.jsonl and
+config.json. Writes, in WORKDIR:
+
+- aggregate.csv: one row per cell: its overrides, status, final accuracy and loss of each
+  evaluated split, train seconds (of the run that finished it), examples/s (mean of its train
+  records) and peak memory (summary.json's peak_memory_bytes, blank where absent);
+- aggregate.md: cells grouped by --group_by (default: every swept key but --over), each metric as
+  mean ± std (sample std over the group's finished cells, n of them), then the missing cells;
+- learning_curves.png: the evaluation split's accuracy against step, one line per cell, one colour
+  per group; bars.png: mean --metric per group with std error bars.
+
+With --x_axis=KEY (e.g. data.train_examples), also against_<KEY>.png: mean --metric ± std
+against KEY's values, one line per group of the other --group_by keys (a log axis when the values
+span 10x or more; data.train_examples=0, "all", is placed at the cell's real training-set size).
+
+With --out=DIR/NAME the same table, CSV and plots are also written as DIR/NAME.md, NAME.csv,
+NAME_curves.png, NAME_bars.png (and NAME_against_<KEY>.png), the Markdown headed by the command
+that made it, the date, the machine and the commit: what experiments/results/ keeps. The finished
+cells' records (summary.json, metrics.jsonl, config.json) and sweep.json go to DIR/NAME_cells/:
+`python -m experiments.aggregate --workdir=DIR/NAME_cells` redoes the table from the repository
+alone, and experiments.restore_cells puts them back into a fresh workdir to resume the sweep.
+
+Cells without summary.json are listed as missing (not an error). Cells finished by a resumed run
+are named under the table: their train seconds cover the last run only.
+"""
+
+from __future__ import annotations
+
+from experiments.aggregate.cells import (
+    SPLIT_ORDER,
+    CellData,
+    cell_row,
+    eval_split,
+    load_cells,
+    splits_of,
+    time_to,
+)
+from experiments.aggregate.collect import (
+    aggregate,
+    sweep_command,
+)
+from experiments.aggregate.command_line import (
+    define_flags,
+    main,
+)
+from experiments.aggregate.plots import (
+    group_curves,
+    plot_against,
+    plot_bars,
+    plot_curves,
+    pyplot,
+    x_value,
+)
+from experiments.aggregate.publishing import (
+    publish,
+    publish_records,
+)
+from experiments.aggregate.table import (
+    fmt,
+    group_label,
+    group_rows,
+    markdown,
+    mean_std,
+    metric_digits,
+)
+
+# The package's names, re-exported from its modules, as `experiments.aggregate.NAME`.
+__all__ = [
+    "SPLIT_ORDER",
+    "CellData",
+    "load_cells",
+    "splits_of",
+    "time_to",
+    "cell_row",
+    "eval_split",
+    "mean_std",
+    "group_label",
+    "group_rows",
+    "fmt",
+    "metric_digits",
+    "markdown",
+    "pyplot",
+    "group_curves",
+    "plot_curves",
+    "plot_bars",
+    "x_value",
+    "plot_against",
+    "aggregate",
+    "sweep_command",
+    "publish",
+    "publish_records",
+    "define_flags",
+    "main",
+]

@@ -1,0 +1,125 @@
+"""A sweep's cells as aggregate reads them (sweep.json, each cell's summary, metrics and config),
+and each cell's row of aggregate.csv."""
+
+from __future__ import annotations
+
+import dataclasses
+import statistics
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from experiments.jsonio import read_json, read_jsonl
+
+SPLIT_ORDER = ("test", "validation")
+
+
+@dataclasses.dataclass
+class CellData:
+    name: str
+    overrides: dict[str, Any]
+    status: str  # finished | incomplete | missing
+    summary: dict | None
+    metrics: list[dict]
+    config: dict | None
+    expected_steps: int | None = None
+
+    def value(self, key: str) -> Any:
+        """An override, else the cell's config.json value at the dotted `key` (None if absent)."""
+        if key in self.overrides:
+            return self.overrides[key]
+        node: Any = self.config
+        for part in key.split("."):
+            if not isinstance(node, dict) or part not in node:
+                return None
+            node = node[part]
+        return node
+
+
+def load_cells(root: str | Path) -> tuple[dict, list[CellData]]:
+    """(sweep.json or a stand-in, the cells in its order)."""
+    root = Path(root)
+    described = read_json(root / "sweep.json")
+    if described is None:
+        names = sorted(
+            p.name
+            for p in root.iterdir()
+            if p.is_dir() and ((p / "summary.json").exists() or (p / "config.json").exists())
+        )
+        described = {"keys": [], "cells": [{"name": n, "overrides": {}} for n in names]}
+    cells = []
+    for entry in described.get("cells", []):
+        folder = root / entry["name"]
+        summary = read_json(folder / "summary.json")
+        expected = entry.get("total_steps")
+        if summary is None:
+            status = "missing"
+        elif expected is not None and int(summary.get("steps", -1)) != int(expected):
+            status = "incomplete"
+        else:
+            status = "finished"
+        cells.append(
+            CellData(
+                entry["name"],
+                dict(entry.get("overrides", {})),
+                status,
+                summary,
+                read_jsonl(folder / "metrics.jsonl"),
+                read_json(folder / "config.json"),
+                expected,
+            )
+        )
+    return described, cells
+
+
+def splits_of(cells: Sequence[CellData]) -> list[str]:
+    found = {s for c in cells if c.summary for s in c.summary.get("results", {})}
+    return [s for s in SPLIT_ORDER if s in found] + sorted(found - set(SPLIT_ORDER))
+
+
+def time_to(cell: CellData, threshold: float) -> tuple[Any, Any]:
+    """(seconds since the run began, step) of the first evaluation whose accuracy reached
+    `threshold`, from the cell's metrics.jsonl (its eval split); ('', '') if it never did."""
+    split = eval_split(cell)
+    for record in cell.metrics:
+        if record.get("split") == split and float(record.get("accuracy", -1)) >= threshold:
+            return record.get("elapsed_seconds", ""), record.get("step", "")
+    return "", ""
+
+
+def cell_row(
+    cell: CellData, keys: Sequence[str], splits: Sequence[str], thresholds: Sequence[float] = ()
+) -> dict[str, Any]:
+    row: dict[str, Any] = {"cell": cell.name, "status": cell.status}
+    for key in keys:
+        value = cell.value(key)
+        row[key] = "" if value is None else value
+    summary = cell.summary or {}
+    row["steps"] = summary.get("steps", "")
+    results = summary.get("results", {})
+    for split in splits:
+        for metric in ("accuracy", "loss"):
+            value = results.get(split, {}).get(metric)
+            row[f"{split}_{metric}"] = "" if value is None else float(value)
+    row["train_seconds"] = summary.get("train_seconds_this_run", "")
+    rates = [
+        float(r["examples_per_sec"])
+        for r in cell.metrics
+        if r.get("split") == "train" and r.get("examples_per_sec") is not None
+    ]
+    if not rates and summary.get("restored_from"):  # restore_cells kept the published mean
+        rates = [float(summary["examples_per_sec"])] if "examples_per_sec" in summary else []
+    row["examples_per_sec"] = statistics.fmean(rates) if rates else ""
+    peak = summary.get("peak_memory_bytes")
+    row["peak_memory_bytes"] = "" if peak is None else peak
+    row["resumed_from_step"] = summary.get("resumed_from_step", "")
+    row["train_examples"] = summary.get("train_examples", "")  # distinct labelled examples
+    row["machine"] = summary.get("machine", "")  # timings compare only within one machine
+    for threshold in thresholds:  # time to accuracy: the transfer-learning speed claim
+        row[f"seconds_to_{threshold:g}"], row[f"steps_to_{threshold:g}"] = time_to(cell, threshold)
+    return row
+
+
+def eval_split(cell: CellData) -> str:
+    data = (cell.config or {}).get("data", {})
+    return data.get("eval_split", "validation") if isinstance(data, dict) else "validation"

@@ -1,0 +1,85 @@
+"""aggregate(): a sweep's folder to aggregate.csv, aggregate.md and the plots."""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from experiments.aggregate.cells import cell_row, load_cells, splits_of
+from experiments.aggregate.plots import plot_against, plot_bars, plot_curves
+from experiments.aggregate.table import group_rows, markdown
+
+
+def aggregate(
+    root: str | Path,
+    group_by: Sequence[str] | None = None,
+    over: str = "seed",
+    metric: str = "test_accuracy",
+    time_to_accuracy: Sequence[float] = (),
+    x_axis: str | None = None,
+) -> dict[str, Any]:
+    """Write aggregate.csv / .md, learning_curves.png, bars.png (and against_<x_axis>.png);
+    return what they show, with the files written under "files"."""
+    root = Path(root)
+    described, cells = load_cells(root)
+    keys = list(described.get("keys") or [])
+    if group_by is None:
+        group_by = [k for k in keys if k != over]
+    keys = list(dict.fromkeys([*keys, *group_by, *([over] if over else [])]))
+    splits = splits_of(cells)
+    rows = [cell_row(c, keys, splits, time_to_accuracy) for c in cells]
+    columns = list(dict.fromkeys(k for r in rows for k in r)) or ["cell", "status"]
+    with open(root / "aggregate.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+    metrics = [
+        *(f"{s}_{m}" for s in splits for m in ("accuracy", "loss")),
+        "train_seconds",
+        "examples_per_sec",
+        *(f"{p}_to_{t:g}" for t in time_to_accuracy for p in ("seconds", "steps")),
+    ]
+    if any(r.get("peak_memory_bytes") not in ("", None) for r in rows):
+        metrics.append("peak_memory_bytes")
+    if metric not in metrics and splits:  # e.g. no test split: the first one evaluated
+        metric = f"{splits[0]}_accuracy"
+    groups = group_rows(rows, group_by, metrics)
+    md = markdown(groups, rows, group_by, over, metrics, cells)
+    (root / "aggregate.md").write_text(md)
+    plot_curves(cells, rows, group_by, root / "learning_curves.png")
+    plot_bars(groups if metric in metrics else [], metric, root / "bars.png")
+    files = {
+        "csv": root / "aggregate.csv",
+        "md": root / "aggregate.md",
+        "curves": root / "learning_curves.png",
+        "bars": root / "bars.png",
+    }
+    if x_axis:
+        if x_axis not in keys:
+            raise ValueError(
+                f"--x_axis={x_axis!r} is neither a swept key nor a --group_by key; "
+                f"choose one of {keys}."
+            )
+        files["against"] = root / f"against_{x_axis}.png"
+        plot_against(rows, group_by, x_axis, metric, files["against"])
+    return {
+        "root": root,
+        "rows": rows,
+        "groups": groups,
+        "markdown": md,
+        "metric": metric,
+        "files": files,
+        "sweep_command": sweep_command(described, root),
+    }
+
+
+def sweep_command(described: dict, root: Path) -> str | None:
+    """The experiments.sweep command that made the cells (from sweep.json), if one did."""
+    if not described.get("config"):
+        return None
+    parts = ["python -m experiments.sweep", f"--config={described['config']}", f"--workdir={root}"]
+    parts += [f"--set={k}={v}" for k, v in (described.get("set") or {}).items()]
+    parts += list(described.get("train_args") or [])
+    return " ".join(parts)

@@ -1,0 +1,126 @@
+"""Groups of finished cells, mean ± sample std per metric, and aggregate.md's table."""
+
+from __future__ import annotations
+
+import collections
+import math
+import statistics
+from collections.abc import Sequence
+from typing import Any
+
+from experiments.aggregate.cells import CellData
+
+
+def mean_std(values: Sequence[float]) -> tuple[float, float, int]:
+    """(mean, sample std (0 for one value), n) of the finite values."""
+    values = [float(v) for v in values if v != "" and v is not None and math.isfinite(float(v))]
+    if not values:
+        return math.nan, math.nan, 0
+    std = statistics.stdev(values) if len(values) > 1 else 0.0
+    return statistics.fmean(values), std, len(values)
+
+
+def group_label(key_values: Sequence[tuple[str, Any]]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in key_values) or "all"
+
+
+def group_rows(
+    rows: Sequence[dict], group_by: Sequence[str], metrics: Sequence[str]
+) -> list[dict[str, Any]]:
+    """Finished rows grouped by the `group_by` columns: {label, keys, n, metric: (mean, std, n)}."""
+    groups: dict[tuple, list[dict]] = {}
+    for row in rows:
+        if row["status"] != "finished":
+            continue
+        groups.setdefault(tuple(str(row.get(k, "")) for k in group_by), []).append(row)
+    out = []
+    for values, members in groups.items():
+        stats = {m: mean_std([r.get(m, "") for r in members]) for m in metrics}
+        out.append(
+            {
+                "label": group_label(list(zip(group_by, values))),
+                "keys": dict(zip(group_by, values)),
+                "n": len(members),
+                "cells": [r["cell"] for r in members],
+                **stats,
+            }
+        )
+    return out
+
+
+def fmt(stat: tuple[float, float, int], digits: int = 4) -> str:
+    mean, std, n = stat
+    if n == 0:
+        return "-"
+    if n == 1:
+        return f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+def metric_digits(metric: str) -> int:
+    """Decimals shown for a metric: accuracies and losses 4, times and rates 1, counts 0."""
+    if metric == "peak_memory_bytes" or metric.startswith("steps_to"):
+        return 0
+    if metric in ("examples_per_sec", "train_seconds") or metric.startswith("seconds_to"):
+        return 1
+    return 4
+
+
+def markdown(groups, rows, group_by, over, metrics, cells) -> str:
+    titles = {
+        "examples_per_sec": "examples/s",
+        "train_seconds": "train s",
+        "peak_memory_bytes": "peak memory (MiB)",
+    }
+    lines = [
+        f"Mean ± sample std over `{over}` (n finished cells per group).",
+        "",
+        "| "
+        + " | ".join([*group_by, "n", *(titles.get(m, m.replace("_", " ")) for m in metrics)])
+        + " |",
+        "|" + "---|" * (len(group_by) + 1 + len(metrics)),
+    ]
+    scale = {"peak_memory_bytes": 2.0**-20}  # shown in MiB (the CSV keeps bytes)
+    for g in groups:
+        stats = {
+            m: (g[m][0] * scale.get(m, 1), g[m][1] * scale.get(m, 1), g[m][2]) for m in metrics
+        }
+        cols = [
+            *(str(g["keys"][k]) for k in group_by),
+            str(g["n"]),
+            *(fmt(stats[m], metric_digits(m)) for m in metrics),
+        ]
+        lines.append("| " + " | ".join(cols) + " |")
+    resumed = [
+        r["cell"]
+        for r in rows
+        if r["status"] == "finished" and r.get("resumed_from_step") not in ("", 0, None)
+    ]
+    if resumed:
+        lines += ["", "Finished by a resumed run (train s and examples/s cover that run only):", ""]
+        lines += [f"- {name}" for name in resumed]
+    machines = collections.Counter(r["machine"] for r in rows if r["status"] == "finished")
+    if len(machines) > 1 and "machine" not in group_by:
+        lines += [
+            "",
+            "The cells ran on more than one machine: compare train s, examples/s and seconds to "
+            "an accuracy within one (`--group_by=...,machine` splits them):",
+            "",
+        ]
+        lines += [
+            f"- {count} cell{'s' * (count != 1)}: {name or 'not recorded'}"
+            for name, count in machines.items()
+        ]
+    restored = [c for c in cells if c.status == "finished" and _restored_from(c)]
+    if restored:
+        lines += ["", "Restored from an earlier published CSV (final numbers only, no curve):", ""]
+        lines += [f"- {c.name}: {_restored_from(c)}" for c in restored]
+    missing = [c for c in cells if c.status != "finished"]
+    if missing:
+        lines += ["", f"Not finished ({len(missing)}):", ""]
+        lines += [f"- {c.name}: {c.status}" for c in missing]
+    return "\n".join(lines) + "\n"
+
+
+def _restored_from(cell: CellData) -> str:
+    return str((cell.summary or {}).get("restored_from") or "")

@@ -1,0 +1,79 @@
+"""`python -m experiments.bench`'s flags and main (see experiments.bench)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from absl import flags
+
+from experiments import speed_vs_torch as svt  # noqa: F401 (defines the shared flags)
+from experiments.bench.config import PROFILES, BenchConfig, with_overrides
+from experiments.bench.report import markdown
+from experiments.bench.run import run_bench
+
+# Shared with speed_vs_torch (defined there, so importing both does not define them twice).
+_MODELS, _PLANS, _STEPS, _WARMUP, _OUT = (
+    flags.FLAGS[name] for name in ("models", "plans", "steps", "warmup", "out")
+)
+_PROFILE = flags.DEFINE_enum(
+    "profile", "cpu_small", ["cpu_small", "cpu_transfer", "gpu"], "Cells and step counts."
+)
+_BATCH_SIZES = flags.DEFINE_list("batch_sizes", None, "Batch sizes, for every model.")
+_PRECISIONS = flags.DEFINE_list("precisions", None, "float32 and/or bfloat16.")
+_IMAGE_SIZE = flags.DEFINE_integer("image_size", None, "Square input size of the CNNs.")
+_SEQ_LEN = flags.DEFINE_integer("seq_len", None, "Tokens per example for BERT.")
+_TORCH = flags.DEFINE_boolean("torch", None, "Also time the same cells in PyTorch.")
+_TIME_BUDGET = flags.DEFINE_float(
+    "time_budget_s", None, "Start no cell past this many seconds (the rest are 'skipped')."
+)
+_SLOW_STEP = flags.DEFINE_float(
+    "slow_step_s",
+    None,
+    "A framework whose first warm-up step takes longer than this is timed on one step only.",
+)
+_CHANNELS_LAST = flags.DEFINE_boolean(
+    "torch_channels_last", True, "PyTorch CNNs run in channels_last (NHWC) memory format."
+)
+_TF32 = flags.DEFINE_boolean("tf32", True, "GPU float32: allow TF32 (JAX's default) in both.")
+_ROUNDS = flags.DEFINE_integer(
+    "rounds",
+    None,
+    "With --torch: time both frameworks in this many alternating rounds (1: one after the other).",
+)
+_MEASURE_CPU_PEAK = flags.DEFINE_boolean(
+    "measure_cpu_peak", False, "On CPU, time large matmuls first and use them as the peak."
+)
+
+
+def config_from_flags() -> BenchConfig:
+    """The profile with every flag that was given on the command line laid over it."""
+    holders = {
+        "models": _MODELS,
+        "plans": _PLANS,
+        "batch_sizes": _BATCH_SIZES,
+        "precisions": _PRECISIONS,
+        "steps": _STEPS,
+        "warmup": _WARMUP,
+        "image_size": _IMAGE_SIZE,
+        "seq_len": _SEQ_LEN,
+        "torch": _TORCH,
+        "time_budget_s": _TIME_BUDGET,
+        "slow_step_s": _SLOW_STEP,
+        "rounds": _ROUNDS,
+    }
+    given = {name: holder.value for name, holder in holders.items() if holder.present}
+    return with_overrides(
+        PROFILES[_PROFILE.value],
+        tf32=_TF32.value,
+        torch_channels_last=_CHANNELS_LAST.value,
+        **given,
+    )
+
+
+def main(argv):
+    del argv
+    cfg = config_from_flags()
+    out = Path(_OUT.value if _OUT.present else f"runs/bench_{cfg.profile}")
+    report = run_bench(cfg, out, _MEASURE_CPU_PEAK.value)
+    print(markdown(report))
+    print(f"wrote {out}/bench.json, bench.md, bench.png")

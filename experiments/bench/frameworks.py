@@ -1,0 +1,146 @@
+"""One cell in each framework, set up and ready to time: tlx's compiled train step and the same
+model and plan in PyTorch."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from typing import TYPE_CHECKING
+
+from experiments import speed_vs_torch as svt
+from experiments.bench.flops import cpu_lowering_flops, step_flops, xla_step_bytes
+from experiments.bench.inputs import PrefetchedBatches, numpy_batch
+from experiments.bench.models import is_text, tlx_bundle, torch_model
+from experiments.bench.timing import StepTimer, add_throughput
+from tlx.metrics import peak_memory_bytes, process_max_rss_bytes
+
+if TYPE_CHECKING:
+    from experiments.bench.config import BenchConfig, Cell
+
+
+def tlx_prepare(cell: Cell, cfg: BenchConfig, peak: float | None, stack: contextlib.ExitStack):
+    """(timer, finish): the cell's compiled tlx step ready to time, and finish() -> its result."""
+    import jax
+
+    bundle = tlx_bundle(cell.model, cell.precision, cfg)
+    step, carry = svt.tlx_train_setup(bundle, cell.plan)
+    rng = jax.random.key(1)
+    make = lambda seed: numpy_batch(cell.model, cell.batch, cfg, seed, torch_layout=False)
+    batches = stack.enter_context(PrefetchedBatches(make, depth=cfg.prefetch_depth))
+    start = time.perf_counter()
+    first_batch = next(batches)
+    lowered = step.lower(*carry, first_batch, rng)
+    compiled = lowered.compile()
+    compile_s = time.perf_counter() - start
+
+    def run_step(batch):
+        out = compiled(*carry, batch, rng)
+        jax.block_until_ready(out)
+        carry[:] = svt.next_carry(carry, out)
+
+    timer = StepTimer(run_step, batches, cfg.slow_step_s)
+
+    def finish() -> dict:
+        result = timer.result()
+        on_cpu = jax.devices()[0].platform == "cpu"
+        cpu_count = None if on_cpu else cpu_lowering_flops(step, (*carry, first_batch, rng))
+        flops, source = step_flops(compiled, lowered, cpu_count)
+        result.update(compile_s=compile_s, flops=flops, flops_source=source)
+        result["mfu"] = flops / result["step_median_s"] / peak if flops and peak else None
+        result["peak_bytes"] = peak_memory_bytes()
+        result["xla_step_bytes"] = xla_step_bytes(compiled)
+        return add_throughput(result, cell.batch, cfg.seq_len if is_text(cell.model) else None)
+
+    return timer, finish
+
+
+def tlx_result(cell: Cell, cfg: BenchConfig, peak: float | None) -> dict:
+    with contextlib.ExitStack() as stack:
+        timer, finish = tlx_prepare(cell, cfg, peak, stack)
+        timer.run(cfg.warmup, cfg.steps)
+        return finish()
+
+
+def torch_device_for(jax_platform: str) -> str:
+    """torch runs where jax runs: CUDA beside a jax GPU, the CPU beside a jax CPU."""
+    import torch
+
+    if jax_platform == "gpu" and torch.cuda.is_available():
+        return "cuda"
+    if jax_platform == "cpu":
+        return "cpu"
+    raise RuntimeError(f"no torch device matches jax's {jax_platform!r}")
+
+
+def configure_torch(device: str, tf32: bool) -> None:
+    import torch
+
+    if device == "cpu":
+        torch.set_num_threads(os.cpu_count() or 1)
+    else:
+        torch.backends.cudnn.benchmark = True  # fixed shapes: pick kernels once, as XLA does
+        torch.backends.cuda.matmul.allow_tf32 = tf32
+        torch.backends.cudnn.allow_tf32 = tf32
+
+
+def torch_prepare(cell: Cell, cfg: BenchConfig, device: str, stack: contextlib.ExitStack):
+    """(timer, finish): the cell in PyTorch ready to time, and finish(flops, peak) -> its result,
+    MFU counting XLA's FLOPs for the same step (`flops`)."""
+    import torch
+
+    net, opt, logits_of = torch_model(cell)
+    net.to(device)
+    channels_last = cfg.torch_channels_last and not is_text(cell.model)
+    if channels_last:  # NHWC, as XLA's CPU convolutions and oneDNN's fast paths want
+        net.to(memory_format=torch.channels_last)
+    autocast = torch.autocast(device, torch.bfloat16, enabled=cell.precision == "bfloat16")
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+
+    def run_step(batch):
+        batch = {k: torch.from_numpy(v).to(device) for k, v in batch.items()}
+        if channels_last:
+            batch["image"] = batch["image"].contiguous(memory_format=torch.channels_last)
+        opt.zero_grad(set_to_none=True)
+        with autocast:
+            logits = logits_of(batch)
+        torch.nn.functional.cross_entropy(logits.float(), batch["label"]).backward()
+        opt.step()
+        if device == "cuda":
+            torch.cuda.synchronize()
+
+    make = lambda seed: numpy_batch(cell.model, cell.batch, cfg, seed, torch_layout=True)
+    batches = stack.enter_context(PrefetchedBatches(make, depth=cfg.prefetch_depth))
+    timer = StepTimer(run_step, batches, cfg.slow_step_s)
+
+    def finish(flops, peak) -> dict:
+        result = timer.result()
+        result["channels_last"] = channels_last
+        result["mfu"] = flops / result["step_median_s"] / peak if flops and peak else None
+        if device == "cuda":
+            result["peak_bytes"] = int(torch.cuda.max_memory_allocated())
+        else:
+            result["peak_bytes"] = process_max_rss_bytes()
+        return add_throughput(result, cell.batch, cfg.seq_len if is_text(cell.model) else None)
+
+    return timer, finish
+
+
+def torch_result(cell: Cell, cfg: BenchConfig, device: str, flops, peak) -> dict:
+    with contextlib.ExitStack() as stack:
+        timer, finish = torch_prepare(cell, cfg, device, stack)
+        timer.run(cfg.warmup, cfg.steps)
+        return finish(flops, peak)
+
+
+def start_torch(env: dict, tf32: bool) -> str:
+    """Import and set up torch on first use, so that jax has loaded its CUDA libraries (cuDNN
+    among them) first, and return its device; raises where torch has no device like jax's."""
+    if "torch_device" not in env:
+        import torch
+
+        env["torch"] = torch.__version__
+        env["torch_device"] = torch_device_for(env["platform"])
+        configure_torch(env["torch_device"], tf32)
+    return env["torch_device"]

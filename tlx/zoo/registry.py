@@ -1,0 +1,29 @@
+"""The model registry: ``config.model.name`` -> the builder of its :class:`ModelBundle`.
+
+An explicit table: a new kind of model is one line here, no registration by import side effect.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
+
+from tlx.errors import ConfigError
+from tlx.zoo.bundles import ModelBundle
+from tlx.zoo.text import build_bert_classifier
+from tlx.zoo.vision import build_image_classifier
+
+BUILDERS: Mapping[str, Callable[[Mapping, int], ModelBundle]] = MappingProxyType(
+    {
+        "bert_classifier": build_bert_classifier,
+        "image_classifier": build_image_classifier,
+    }
+)
+
+
+def build_model(model_cfg: Mapping, num_classes: int) -> ModelBundle:
+    """The bundle `model_cfg` (a config's ``model`` section) describes, with `num_classes` outputs."""
+    name = model_cfg["name"]
+    if name not in BUILDERS:
+        raise ConfigError(f"Unknown model.name {name!r}; registered models: {sorted(BUILDERS)}.")
+    return BUILDERS[name](model_cfg, num_classes)
