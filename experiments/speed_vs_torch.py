@@ -87,8 +87,8 @@ def tlx_train_setup(bundle, plan: str, learning_rate: float = 1e-4):
     import jax
     import optax
 
+    from tlx.stage_program import DONATED_STEP_ARGS
     from tlx.steps import make_split_train_step
-    from tlx.trainer import DONATED_STEP_ARGS
     from tlx.transfer.groups import assign_groups
     from tlx.transfer.optim import make_optimizer
     from tlx.transfer.plans import Stage

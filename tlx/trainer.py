@@ -16,7 +16,6 @@ import time
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
@@ -28,23 +27,15 @@ from tlx.experiment import Experiment
 from tlx.machine import machine
 from tlx.metrics import MetricWriter, add_sums, peak_memory_bytes
 from tlx.parallel_modes import make_mode
+from tlx.stage_program import StagePrograms
 from tlx.steps import (
     check_accumulation,
-    make_eval_step,
-    make_multi_step,
-    make_split_train_step,
 )
-from tlx.transfer import audit, feature_cache
 from tlx.transfer.batchnorm import batchnorm_param_paths, check_policy, with_affine_labels
 from tlx.transfer.groups import assign_groups
 from tlx.transfer.optim import StageOptimizers, carry_over
 from tlx.tree import flatten, unflatten
 from tlx.weights.merge import merge_pretrained
-
-# The train step's trainable parameters (0) and optimizer state (3): it returns their new
-# values, so their buffers are donated to XLA. Without it each step allocated a fresh copy of
-# both (VGG16 freeze_half at 112 px: 3.9 s -> 2.9 s a step under load, peak 4.15 -> 2.87 GB).
-DONATED_STEP_ARGS = (0, 3)
 
 
 class NonFiniteLossError(TlxError, FloatingPointError):
@@ -119,14 +110,6 @@ def train_state_of(opt_state, dropout_rng) -> dict:
     return {"opt_state": opt_state, "rng": jax.random.key_data(dropout_rng)}
 
 
-def evaluate(eval_step, params, model_state, batches, mode, task) -> dict:
-    total = None
-    for batch in batches:
-        sums = eval_step(params, model_state, mode.put_batch(batch))
-        total = add_sums(total, mode.host_metrics(sums))
-    return task.summarize(total)
-
-
 def train(exp: Experiment, workdir: str | Path, *, log=print, progress: bool = True) -> dict:
     called = time.perf_counter()
     cfg = exp.config
@@ -188,93 +171,36 @@ def train(exp: Experiment, workdir: str | Path, *, log=print, progress: bool = T
     # the stage, never handed back) and the model state ('batch_stats/...' paths).
     trainable, frozen, state = {}, flatten(params), flatten(model_state)
     full_params = lambda: unflatten({**frozen, **trainable})
+    program = None  # the current stage's StageProgram
     writer = MetricWriter(workdir, enabled=is_lead)
     writer.truncate_after(start_step)
     task = exp.task
-    eval_step = mode.compile_eval(make_eval_step(exp.model.forward, mode.axis_name, task))
-    clip_norm = cfg["optim"].get("clip_norm", None)
-    compiled: dict[int, object] = {}
-    compiled_multi: dict[int, object] = {}  # stage -> several steps per call (steps_per_call)
-    step_inputs: dict[int, tuple] = {}  # stage -> (frozen params, state keys) its step reads
-
-    cache_mode = feature_cache.check_mode(cfg.get("feature_cache", "off"))
-    cache = None  # the FeatureCache of the current stage's frozen prefix, if any
-    cached_eval_step = None  # the current cache's jitted evaluation step
+    programs = StagePrograms(
+        exp,
+        plan,
+        group_of,
+        flat,
+        mode,
+        clip_norm=cfg["optim"].get("clip_norm", None),
+        accum_steps=accum_steps,
+        cache_mode=cfg.get("feature_cache", "off"),
+        cache_chunk=int(cfg["data"].get("eval_batch_size", cfg["batch_size"])),
+        workdir=workdir,
+        write_audit=is_lead,
+        log=log,
+        progress=progress,
+    )
 
     def start_stage(index: int):
-        """Compile the stage's step; returns the batches it trains on (cached features or not)."""
-        nonlocal cache, cached_eval_step, trainable, frozen
-        stage = plan.stages[index]
-        trainable_paths = {p for p, g in group_of.items() if g in stage.trainable}
-        merged = {**frozen, **trainable}
-        # The step donates its trainable inputs, so they get buffers of their own: a parameter
-        # that was frozen may share one with the loaded checkpoint (device_put need not copy).
-        trainable = {p: jnp.copy(v) for p, v in merged.items() if p in trainable_paths}
-        frozen = {p: v for p, v in merged.items() if p not in trainable_paths}
-        forward = exp.model.forward
-        if exp.model.forward_for_stage is not None:  # e.g. BatchNorm policy of frozen groups
-            forward = exp.model.forward_for_stage(stage.trainable)
-        rows = audit.audit_stage(stage, group_of, flat, mode.unreplicate(opt_state))
-        log(audit.format_audit(rows, index, stage.start_step))
-        if is_lead:
-            audit.save_audit(workdir, rows, index, stage.start_step)
-        train_batches = exp.train_batches
-        prefix = feature_cache.frozen_prefix(stage, exp.group_names) if cache_mode != "off" else ()
-        if cache is not None and cache.prefix != prefix:
-            log(f"Dropping the feature cache of groups {list(cache.prefix)}.")
-            cache.drop()
-            cache = None
-        if prefix and cache is None:
-            cache = feature_cache.build(
-                stage_forward=forward,
-                params=mode.unreplicate(full_params()),
-                model_state=unflatten(mode.unreplicate(state)),
-                group_of=group_of,
-                prefix=prefix,
-                examples=exp.cacheable,
-                mode=cache_mode,
-                workdir=workdir,
-                chunk=int(cfg["data"].get("eval_batch_size", cfg["batch_size"])),
-                log=log,
-                progress=progress,
-            )
-            cached_eval_step = mode.compile_eval(
-                make_eval_step(cache.forward(exp.model.forward), mode.axis_name, task)
-            )
-        if cache is not None:
-            forward = cache.forward(forward)
-            train_batches = cache.train_batches(exp.cacheable.index_batches)
-        step_fn = make_split_train_step(
-            forward,
-            trainable_paths,
-            tx,
-            clip_norm,
-            accum_steps=accum_steps,
-            axis_name=mode.axis_name,
-            task=task,
+        """Compile the stage's program; returns the batches it trains on (cached or not)."""
+        nonlocal program, trainable, frozen
+        program, trainable, frozen = programs.start(
+            index, {**frozen, **trainable}, state, opt_state, tx
         )
-        read_frozen, read_state = frozen, None  # what the step is passed (None: all the state)
-        if cache is not None:
-            unread_params, unread_state = cache.unread_inputs(group_of, frozen, state)
-            step_fn = feature_cache.skip_unread_inputs(
-                step_fn, frozen, state, unread_params, unread_state
-            )
-            read_frozen = {k: v for k, v in frozen.items() if k not in unread_params}
-            read_state = tuple(k for k in state if k not in unread_state)
-        step_inputs[index] = (read_frozen, read_state)
-        # The step's dropout key is fold_in(run key, step), folded inside the compiled step.
-        keyed = lambda *args, fn=step_fn: fn(*args[:-2], jax.random.fold_in(args[-2], args[-1]))
-        compiled[index] = mode.compile_train(keyed, DONATED_STEP_ARGS)
-        # Several steps per call: traced once per chunk length.
-        compiled_multi[index] = mode.compile_train(make_multi_step(keyed), DONATED_STEP_ARGS)
-        return train_batches
+        return program.train_batches
 
     def evaluate_split(split: str) -> dict:
-        if cache is not None:  # the frozen bottom's features, computed once per stage
-            batches = cache.eval_batches(split, exp.eval_batches[split])
-            return evaluate(cached_eval_step, full_params(), unflatten(state), batches, mode, task)
-        batches = exp.eval_batches[split]
-        return evaluate(eval_step, full_params(), unflatten(state), batches, mode, task)
+        return programs.evaluate(split, {**frozen, **trainable}, state)
 
     def save(step: int):
         train_state = train_state_of(mode.unreplicate(opt_state), dropout_rng)
@@ -307,7 +233,7 @@ def train(exp: Experiment, workdir: str | Path, *, log=print, progress: bool = T
     read_ahead = lambda source, step: iterate_batches(
         source,
         step,
-        num_workers=0 if cache is not None else workers,
+        num_workers=0 if programs.cache is not None else workers,
         to_device=mode.put_batch,
     )
     batches = read_ahead(stage_batches, start_step)
@@ -367,15 +293,13 @@ def train(exp: Experiment, workdir: str | Path, *, log=print, progress: bool = T
         waited = time.perf_counter() - wait_start
         window_wait += waited
         total_wait += waited
-        read_frozen, read_state = step_inputs[stage_index]
-        step_state = state if read_state is None else {k: state[k] for k in read_state}
         # One step per call, or (steps_per_call > 1) a scan over `count` steps that ends at the
         # next log / eval / save / stage step, so everything happens where it would with 1.
-        step_call = compiled[stage_index] if count == 1 else compiled_multi[stage_index]
+        step_call = program.step if count == 1 else program.multi_step
         trainable, state_updates, opt_state, step_metrics = step_call(
             trainable,
-            read_frozen,
-            step_state,
+            program.read_frozen,
+            program.state_for_step(state),
             opt_state,
             chunk[0] if count == 1 else tuple(chunk),
             dropout_rng,
