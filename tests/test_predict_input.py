@@ -81,25 +81,25 @@ def test_long_text_is_truncated_with_a_warning(trained_run):
 def test_json_output_and_step(trained_run):
     result = predict(trained_run, "--json", "--top_k=2", "I love this product!", LONG_TEXT)
     assert result.returncode == 0, result.stderr[-3000:]
-    document = json.loads(result.stdout)  # stdout holds the JSON document and nothing else
-    assert document["step"] == 4 and document["max_length"] == MAX_LENGTH
-    short, long = document["predictions"]
-    assert short["text"] == "I love this product!" and long["text"] == LONG_TEXT
+    # stdout holds one JSON object per input and nothing else
+    short, long = [json.loads(line) for line in result.stdout.splitlines()]
+    assert short["step"] == long["step"] == 4
+    assert short["input"] == "I love this product!" and long["input"] == LONG_TEXT
     assert short["truncated"] is False and short["tokens"] == short["tokens_kept"] < MAX_LENGTH
     assert long["truncated"] is True and long["tokens_kept"] == MAX_LENGTH
     assert long["tokens"] > 10_000
     for row in (short, long):
-        assert sorted(t["label"] for t in row["top_k"]) == ["fresh", "rotten"]
-        assert abs(sum(t["probability"] for t in row["top_k"]) - 1) < 2e-3
-        probs = [t["probability"] for t in row["top_k"]]
-        assert probs == sorted(probs, reverse=True)
+        assert sorted(row["labels"]) == ["fresh", "rotten"]
+        assert sorted(row["class_ids"]) == [0, 1]
+        assert abs(sum(row["probabilities"]) - 1) < 2e-3
+        assert row["probabilities"] == sorted(row["probabilities"], reverse=True)
 
     earlier = predict(trained_run, "--json", "--step=2", "--top_k=2", "I love this product!")
     assert earlier.returncode == 0, earlier.stderr[-3000:]
     at_2 = json.loads(earlier.stdout)
     assert at_2["step"] == 2
-    probability = {t["label"]: t["probability"] for t in at_2["predictions"][0]["top_k"]}
-    latest = {t["label"]: t["probability"] for t in short["top_k"]}
+    probability = dict(zip(at_2["labels"], at_2["probabilities"]))
+    latest = dict(zip(short["labels"], short["probabilities"]))
     assert probability != latest  # another checkpoint, other parameters
 
     missing = predict(trained_run, "--step=3", "I love this product!")

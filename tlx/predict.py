@@ -1,14 +1,18 @@
-"""Predict with a trained run.
+"""Predict with a trained run, or with a pretrained model as it was published.
 
     python -m tlx.predict --workdir=runs/rt "I love this product!" "A tedious mess."
     python -m tlx.predict --workdir=runs/fmnist --top_k=3 photo.jpg scan.png
     python -m tlx.predict --workdir=runs/rt --step=200 --json "I love this product!"
+    python -m tlx.predict --model=torchvision:mobilenet_v2 --top_k=5 photo.jpg
 
 Prints each input's most likely label and its probability (``--top_k`` for more), then the input
 (a text longer than 80 characters is shown as its first 60 and "…"). Text runs take texts; image
 runs take image files, preprocessed exactly as the run's evaluation data. ``--step`` predicts with
-that checkpoint instead of the latest. ``--json`` prints one JSON document instead (for scripts):
-per input the text or file, the top-k labels with their probabilities and whether it was truncated.
+that checkpoint instead of the latest. ``--model`` runs a catalog image model with its original
+head (ImageNet classes) and its own preprocessing, no training run needed. ``--json`` prints one
+JSON object per input instead, for scripts: ``{"input", "labels", "class_ids", "probabilities"}``
+(top-k, best first), plus for a run the checkpoint ``step`` and, for texts, ``truncated``,
+``tokens`` and ``tokens_kept``.
 
 Empty or blank texts are refused before the model is loaded. A text longer than the run's
 ``data.max_length`` tokens is truncated to them, as in training, with a warning on stderr saying
@@ -27,14 +31,22 @@ from tlx import cli, run_folder, runtime
 from tlx.errors import CheckpointError, InputError
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "A folder written by tlx.train.")
+_MODEL = flags.DEFINE_string(
+    "model",
+    None,
+    "Instead of --workdir: a pretrained catalog image model with its original head "
+    "(tlx.zoo.names()), e.g. torchvision:mobilenet_v2.",
+)
 _TOP_K = flags.DEFINE_integer("top_k", 1, "How many labels to print per input.", lower_bound=1)
 _STEP = flags.DEFINE_integer(
     "step", None, "Predict with this checkpoint step (default: the latest).", lower_bound=0
 )
 _JSON = flags.DEFINE_bool(
-    "json", False, "Print one JSON document (inputs, top-k labels, probabilities, truncation)."
+    "json",
+    False,
+    "Print one JSON object per input (input, labels, class_ids, probabilities; for runs also "
+    "step and, for texts, truncation).",
 )
-flags.mark_flags_as_required(["workdir"])
 
 PROGRAM = "tlx.predict"
 ECHO_MAX_CHARS = 80  # an echoed input longer than this is shortened ...
@@ -197,49 +209,92 @@ def warn(message: str) -> None:
     print(f"{PROGRAM}: warning: {message}", file=sys.stderr, flush=True)
 
 
+def top_k_rows(inputs: list[str], probs, label_names, k: int) -> list[dict]:
+    """Per input: its top-k labels, class ids and probabilities, most likely first."""
+    rows = []
+    for given, p in zip(inputs, probs):
+        best = [int(i) for i in p.argsort()[::-1][: min(k, len(label_names))]]
+        rows.append(
+            {
+                "input": given,
+                "labels": [label_names[i] for i in best],
+                "class_ids": best,
+                "probabilities": [float(p[i]) for i in best],
+            }
+        )
+    return rows
+
+
+def print_rows(rows: list[dict], as_json: bool) -> None:
+    """``label probability, ...<TAB>input`` per input, or one JSON object per line."""
+    for row in rows:
+        if as_json:
+            print(json.dumps(row, ensure_ascii=False))
+        else:
+            labels = ", ".join(f"{n} {p:.3f}" for n, p in zip(row["labels"], row["probabilities"]))
+            print(f"{labels}\t{echo(row['input'])}")
+
+
+def predict_with_pretrained(name: str, inputs: list[str]) -> list[dict]:
+    """A catalog model with its original head (e.g. ImageNet classes), no training run."""
+    import numpy as np
+
+    import tlx.zoo
+
+    model = tlx.zoo.load(name)
+    if model.kind != "image" or not model.labels:
+        raise InputError(
+            f"--model={name} is not an image classifier with labelled classes, which "
+            "--model predicts with; for a trained run use --workdir, and for text embeddings "
+            "tlx.zoo.load(name).embed(...) in Python."
+        )
+    logits = np.asarray(model(model.preprocess(read_images(inputs))), np.float64)
+    probs = np.exp(logits - logits.max(-1, keepdims=True))
+    probs /= probs.sum(-1, keepdims=True)
+    return top_k_rows(inputs, probs, list(model.labels), _TOP_K.value)
+
+
+def predict_with_run(workdir: str, step: int | None, inputs: list[str]) -> list[dict]:
+    """A trained run's predictions (checkpoint `step`, default the latest)."""
+    experiment, params, model_state, step = _load_run(workdir, step)
+    if experiment.model.preprocessing is not None:
+        probs = predict_images(experiment, params, model_state, read_images(inputs))
+        rows = top_k_rows(inputs, probs, experiment.label_names, _TOP_K.value)
+        return [{**row, "step": step} for row in rows]
+    max_length = int(experiment.config["data"]["max_length"])
+    truncation = []
+    for number, tokens in enumerate(token_counts(experiment, inputs), start=1):
+        kept = min(tokens, max_length)
+        truncation.append({"truncated": tokens > kept, "tokens": tokens, "tokens_kept": kept})
+        if tokens > kept:
+            warn(
+                f"text {number} ({echo(inputs[number - 1])[:30]!r}...) has {tokens:,} tokens, "
+                f"more than this model reads: truncated, kept the first {kept} of {tokens:,} "
+                "tokens ([CLS] and [SEP] included); the rest did not count."
+            )
+    probs = predict_texts(experiment, params, model_state, inputs)
+    rows = top_k_rows(inputs, probs, experiment.label_names, _TOP_K.value)
+    return [{**row, "step": step, **t} for row, t in zip(rows, truncation)]
+
+
 def main(argv):
     inputs = argv[1:]
+    if (_WORKDIR.value is None) == (_MODEL.value is None):
+        raise InputError(
+            "give either --workdir (a run trained by tlx.train) or --model (a pretrained "
+            "catalog model, e.g. --model=torchvision:mobilenet_v2), not both and not neither."
+        )
     check_inputs(inputs)  # before anything is loaded
     if not flags.FLAGS["verbosity"].present:
         logging.set_verbosity(logging.WARNING)
-    read_run_config(_WORKDIR.value)  # a wrong --workdir fails before JAX starts
+    if _WORKDIR.value is not None:
+        read_run_config(_WORKDIR.value)  # a wrong --workdir fails before JAX starts
     runtime.configure()
-    experiment, params, model_state, step = _load_run(_WORKDIR.value, _STEP.value)
-    is_image = experiment.model.preprocessing is not None
-    if is_image:
-        probs = predict_images(experiment, params, model_state, read_images(inputs))
-        truncation = [{"truncated": False}] * len(inputs)
+    if _MODEL.value is not None:
+        rows = predict_with_pretrained(_MODEL.value, inputs)
     else:
-        max_length = int(experiment.config["data"]["max_length"])
-        truncation = []
-        for number, tokens in enumerate(token_counts(experiment, inputs), start=1):
-            kept = min(tokens, max_length)
-            truncation.append({"truncated": tokens > kept, "tokens": tokens, "tokens_kept": kept})
-            if tokens > kept:
-                warn(
-                    f"text {number} ({echo(inputs[number - 1])[:30]!r}...) has {tokens:,} tokens, "
-                    f"more than this model reads: truncated, kept the first {kept} of {tokens:,} "
-                    "tokens ([CLS] and [SEP] included); the rest did not count."
-                )
-        probs = predict_texts(experiment, params, model_state, inputs)
-    k = min(_TOP_K.value, len(experiment.label_names))
-    rows = []
-    for given, p, truncated in zip(inputs, probs, truncation):
-        top = [
-            {"label": experiment.label_names[i], "probability": float(p[i])}
-            for i in p.argsort()[::-1][:k]
-        ]
-        rows.append({"file" if is_image else "text": given, "top_k": top, **truncated})
-    if _JSON.value:
-        document = {"workdir": str(_WORKDIR.value), "step": step}
-        if not is_image:
-            document["max_length"] = max_length
-        document["predictions"] = rows
-        print(json.dumps(document, ensure_ascii=False, indent=2))
-        return
-    for row, given in zip(rows, inputs):
-        labels = ", ".join(f"{t['label']} {t['probability']:.3f}" for t in row["top_k"])
-        print(f"{labels}\t{echo(given)}")
+        rows = predict_with_run(_WORKDIR.value, _STEP.value, inputs)
+    print_rows(rows, _JSON.value)
 
 
 if __name__ == "__main__":

