@@ -193,13 +193,17 @@ def read_summary(workdir: str | Path) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def is_finished(workdir: str | Path) -> bool:
-    """The run reached the last step of its config as it now stands (a run extended by a resume
-    is unfinished until it reaches the new end)."""
+def is_finished(workdir: str | Path, total_steps: int | None = None) -> bool:
+    """The run reached its last step: `total_steps` (a sweep's cell), by default that of its
+    config as it now stands (a run extended by a resume is unfinished until the new end)."""
     summary = read_summary(workdir)
-    if summary is None or not (Path(workdir) / CONFIG).is_file():
+    if summary is None:
         return False
-    return int(summary.get("steps", -1)) >= int(read_config(workdir)["total_steps"])
+    if total_steps is None:
+        if not (Path(workdir) / CONFIG).is_file():
+            return False
+        total_steps = read_config(workdir)["total_steps"]
+    return int(summary.get("steps", -1)) == int(total_steps)
 
 
 def latest_step(workdir: str | Path) -> int | None:

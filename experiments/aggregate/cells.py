@@ -9,7 +9,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from experiments.jsonio import read_json, read_jsonl
+from experiments.jsonio import read_json
+from tlx import run_folder
 
 SPLIT_ORDER = ("test", "validation")
 
@@ -44,17 +45,18 @@ def load_cells(root: str | Path) -> tuple[dict, list[CellData]]:
         names = sorted(
             p.name
             for p in root.iterdir()
-            if p.is_dir() and ((p / "summary.json").exists() or (p / "config.json").exists())
+            if p.is_dir()
+            and ((p / run_folder.SUMMARY).exists() or (p / run_folder.CONFIG).exists())
         )
         described = {"keys": [], "cells": [{"name": n, "overrides": {}} for n in names]}
     cells = []
     for entry in described.get("cells", []):
         folder = root / entry["name"]
-        summary = read_json(folder / "summary.json")
+        summary = run_folder.read_summary(folder)
         expected = entry.get("total_steps")
         if summary is None:
             status = "missing"
-        elif expected is not None and int(summary.get("steps", -1)) != int(expected):
+        elif expected is not None and not run_folder.is_finished(folder, expected):
             status = "incomplete"
         else:
             status = "finished"
@@ -64,8 +66,8 @@ def load_cells(root: str | Path) -> tuple[dict, list[CellData]]:
                 dict(entry.get("overrides", {})),
                 status,
                 summary,
-                read_jsonl(folder / "metrics.jsonl"),
-                read_json(folder / "config.json"),
+                run_folder.read_metrics(folder),
+                run_folder.read_config(folder) if (folder / run_folder.CONFIG).exists() else None,
                 expected,
             )
         )

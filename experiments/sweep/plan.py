@@ -13,6 +13,7 @@ from typing import Any
 from experiments.jsonio import read_json, write_atomic
 from experiments.sweep.fields import apply, cell_name, coerce, flag_value, load_config
 from experiments.sweep.grammar import SweepError, grid, parse_set, parse_sweep
+from tlx import run_folder
 
 SWEEP_FILE = "sweep.json"
 LOG_FILE = "train.log"
@@ -28,8 +29,7 @@ class Cell:
 
     def state(self) -> str:
         """'finished' (summary.json at total_steps), 'partial' (started) or 'new'."""
-        summary = read_json(self.workdir / "summary.json")
-        if summary is not None and int(summary.get("steps", -1)) == self.total_steps:
+        if run_folder.is_finished(self.workdir, self.total_steps):
             return "finished"
         if self.workdir.exists() and any(self.workdir.iterdir()):
             return "partial"

@@ -17,8 +17,8 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from pathlib import Path
 
-from experiments.jsonio import read_json
 from experiments.sweep.plan import LOCK_FILE, LOG_FILE, Cell, Sweep
+from tlx import run_folder
 
 
 @dataclasses.dataclass
@@ -30,7 +30,7 @@ class Result:
     log_tail: str = ""
 
     def summary(self) -> dict | None:
-        return read_json(self.cell.workdir / "summary.json")
+        return run_folder.read_summary(self.cell.workdir)
 
 
 def tail(path: Path, lines: int = 15) -> str:
@@ -46,7 +46,7 @@ def tail(path: Path, lines: int = 15) -> str:
 
 def latest_step(workdir: Path) -> int:
     """The last step metrics.jsonl has reached (0 before the first log)."""
-    text = tail(workdir / "metrics.jsonl", lines=20)
+    text = tail(workdir / run_folder.METRICS, lines=20)
     step = 0
     for line in text.splitlines():
         try:
