@@ -10,6 +10,7 @@ ends with the same parameters as one that never stopped: the batch for step s is
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import time
@@ -31,9 +32,11 @@ from tlx.stage_program import StagePrograms
 from tlx.steps import (
     check_accumulation,
 )
+from tlx.tasks import batch_weights
 from tlx.transfer.batchnorm import batchnorm_param_paths, check_policy, with_affine_labels
 from tlx.transfer.groups import assign_groups
 from tlx.transfer.optim import StageOptimizers, carry_over
+from tlx.transfer.plans import Plan
 from tlx.tree import flatten, unflatten
 from tlx.weights.merge import merge_pretrained
 
@@ -110,124 +113,143 @@ def train_state_of(opt_state, dropout_rng) -> dict:
     return {"opt_state": opt_state, "rng": jax.random.key_data(dropout_rng)}
 
 
-def train(exp: Experiment, workdir: str | Path, *, log=print, progress: bool = True) -> dict:
-    called = time.perf_counter()
-    cfg = exp.config
-    workdir = Path(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
-    is_lead = jax.process_index() == 0
-    total_steps = int(cfg["total_steps"])
-    mode = make_mode(cfg.get("parallel", "jit"), cfg.get("sharding"))  # jit (+ rules) or pmap
-    mode.check_batch_size(int(cfg["batch_size"]))
-    for batches in exp.eval_batches.values():
-        # several processes: each holds its 1/count of the rows (tlx.data.sampling.Shard)
-        global_rows = len(batches[0]["label"]) * jax.process_count()
-        mode.check_batch_size(global_rows, "eval batch size")
-    accum_steps = int(cfg.get("grad_accum_steps", 1))
-    check_accumulation(int(cfg["batch_size"]) // mode.num_devices, accum_steps)
-    config_changes = run_folder.check_resume(workdir, cfg)  # refuses before anything is written
+@dataclasses.dataclass
+class RunStart:
+    """Where a run begins: step 0 with fresh (or pretrained) parameters, or the newest intact
+    checkpoint of its workdir, which fixes step, stage, optimizer state and RNG."""
 
+    step: int
+    stage_index: int
+    params: dict
+    model_state: dict
+    opt_state: object
+    dropout_rng: jax.Array
+    plan: Plan
+    group_of: dict[str, str]  # parameter path -> optimizer label
+    shapes: dict  # parameter path -> ShapeDtypeStruct
+    optimizer_for: StageOptimizers
+    checkpoints: Checkpoints
+
+
+def start_or_resume(exp: Experiment, workdir: Path, log=print) -> RunStart:
+    cfg = exp.config
     init_rng, dropout_rng = jax.random.split(jax.random.key(int(cfg["seed"])))
     params, model_state = initial_params(exp, init_rng, log)
     flat = flatten(params)
     group_of = assign_groups(list(flat), exp.model.groups)
     plan, group_of = optimizer_labels(exp, group_of, flat, model_state)
-    optimizer_for = StageOptimizers(plan, group_of, cfg["optim"], total_steps)
-
-    # Resume: the newest intact checkpoint in this workdir fixes step, stage, optimizer state and
-    # RNG (a damaged newer one is set aside, see Checkpoints.restore_latest_intact).
+    optimizer_for = StageOptimizers(plan, group_of, cfg["optim"], int(cfg["total_steps"]))
     checkpoints = Checkpoints(
         workdir / run_folder.CHECKPOINTS, int(cfg.get("keep_checkpoints", 2)), writer=True
     )
-
+    # The saved optimizer state belongs to the stage of the last step taken (step - 1); if the
+    # step opens a new stage, the loop moves to it exactly as an unbroken run does.
     stage_at = lambda step: plan.stage_index_at(max(step - 1, 0))
 
     def restore_at(step: int):
-        # The saved optimizer state belongs to the stage of the last step taken (step - 1); if
-        # step opens a new stage, the loop below moves to it exactly as an unbroken run does.
         like = train_state_of(jax.eval_shape(optimizer_for(stage_at(step)).init, flat), dropout_rng)
         return step, checkpoints.restore(step, params, like, model_state)
 
+    # A damaged newer checkpoint is set aside (Checkpoints.restore_latest_intact).
     resumed = checkpoints.restore_latest_intact(restore_at, log)
-    start_step = resumed[0] if resumed else 0
-    stage_index = stage_at(start_step)
-    tx = optimizer_for(stage_index)
+    step = resumed[0] if resumed else 0
     if resumed:
         params, train_state, meta, model_state = resumed[1]
         opt_state = train_state["opt_state"]
         dropout_rng = jax.random.wrap_key_data(train_state["rng"])
-        log(f"Resumed from {checkpoints.directory} at step {start_step} (stage {meta['stage']}).")
+        log(f"Resumed from {checkpoints.directory} at step {step} (stage {meta['stage']}).")
     else:
-        opt_state = jax.jit(tx.init)(flat)
-    if is_lead:
-        run_folder.record_start(workdir, cfg, config_changes, start_step)
+        opt_state = jax.jit(optimizer_for(stage_at(0)).init)(flat)
     # Shapes from here on: the step donates parameter buffers, so the arrays may be invalidated.
-    flat = {p: jax.ShapeDtypeStruct(np.shape(v), v.dtype) for p, v in flat.items()}
+    shapes = {p: jax.ShapeDtypeStruct(np.shape(v), v.dtype) for p, v in flat.items()}
+    return RunStart(
+        step, stage_at(step), params, model_state, opt_state, dropout_rng, plan, group_of,
+        shapes, optimizer_for, checkpoints,
+    )  # fmt: skip
 
-    params, model_state, opt_state = mode.replicate((params, model_state, opt_state))
+
+class TrainWindow:
+    """Train metrics between two log steps: the task's sums, the examples and the time spent
+    waiting for input (how far the input pipeline lags the step)."""
+
+    def __init__(self, task, batch_size: int):
+        self.task, self.batch_size = task, batch_size
+        self.total_wait = 0.0
+        self.reset()
+
+    def reset(self) -> None:
+        self.sums, self.examples, self.waited, self.start = None, 0, 0.0, time.perf_counter()
+
+    def wait(self, seconds: float) -> None:
+        self.waited += seconds
+        self.total_wait += seconds
+
+    def add(self, metrics) -> None:
+        self.sums = add_sums(self.sums, {k: metrics[k] for k in self.task.sum_keys})
+        self.examples += self.batch_size
+
+    def values(self) -> dict:
+        elapsed = max(time.perf_counter() - self.start, 1e-9)
+        values = self.task.summarize(self.sums)
+        values.pop("examples")
+        values["examples_per_sec"] = self.examples / elapsed
+        values["input_wait_fraction"] = self.waited / elapsed
+        return values
+
+
+def check_batch_sizes(exp: Experiment, mode) -> int:
+    """Every batch divides over the devices; returns the micro-batches per step."""
+    cfg = exp.config
+    mode.check_batch_size(int(cfg["batch_size"]))
+    for batches in exp.eval_batches.values():
+        # several processes: each holds its 1/count of the rows (tlx.data.sampling.Shard)
+        global_rows = len(batch_weights(batches[0])) * jax.process_count()
+        mode.check_batch_size(global_rows, "eval batch size")
+    accum_steps = int(cfg.get("grad_accum_steps", 1))
+    check_accumulation(int(cfg["batch_size"]) // mode.num_devices, accum_steps)
+    return accum_steps
+
+
+def train(exp: Experiment, workdir: str | Path, *, log=print, progress: bool = True) -> dict:
+    called = time.perf_counter()
+    cfg, task, workdir = exp.config, exp.task, Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    is_lead = jax.process_index() == 0
+    total_steps, batch_size = int(cfg["total_steps"]), int(cfg["batch_size"])
+    mode = make_mode(cfg.get("parallel", "jit"), cfg.get("sharding"))  # jit (+ rules) or pmap
+    accum_steps = check_batch_sizes(exp, mode)
+    config_changes = run_folder.check_resume(workdir, cfg)  # refuses before anything is written
+    run = start_or_resume(exp, workdir, log)
+    plan, checkpoints, stage_index, dropout_rng = (
+        run.plan,
+        run.checkpoints,
+        run.stage_index,
+        run.dropout_rng,
+    )
+    if is_lead:
+        run_folder.record_start(workdir, cfg, config_changes, run.step)
+    tx = run.optimizer_for(stage_index)
+    params, model_state, opt_state = mode.replicate((run.params, run.model_state, run.opt_state))
     if hasattr(mode, "describe"):  # parameters split over a 'model' axis
         log(mode.describe(params))
     # Steps take and give flat dicts: the stage's trainable parameters, its frozen ones (fixed for
     # the stage, never handed back) and the model state ('batch_stats/...' paths).
     trainable, frozen, state = {}, flatten(params), flatten(model_state)
-    full_params = lambda: unflatten({**frozen, **trainable})
-    program = None  # the current stage's StageProgram
     writer = MetricWriter(workdir, enabled=is_lead)
-    writer.truncate_after(start_step)
-    task = exp.task
+    writer.truncate_after(run.step)
     programs = StagePrograms(
-        exp,
-        plan,
-        group_of,
-        flat,
-        mode,
+        exp, plan, run.group_of, run.shapes, mode,
         clip_norm=cfg["optim"].get("clip_norm", None),
         accum_steps=accum_steps,
         cache_mode=cfg.get("feature_cache", "off"),
-        cache_chunk=int(cfg["data"].get("eval_batch_size", cfg["batch_size"])),
-        workdir=workdir,
-        write_audit=is_lead,
-        log=log,
-        progress=progress,
-    )
-
-    def start_stage(index: int):
-        """Compile the stage's program; returns the batches it trains on (cached or not)."""
-        nonlocal program, trainable, frozen
-        program, trainable, frozen = programs.start(
-            index, {**frozen, **trainable}, state, opt_state, tx
-        )
-        return program.train_batches
-
-    def evaluate_split(split: str) -> dict:
-        return programs.evaluate(split, {**frozen, **trainable}, state)
-
-    def save(step: int):
-        train_state = train_state_of(mode.unreplicate(opt_state), dropout_rng)
-        meta = {"step": step, "stage": plan.stage_index_at(max(step - 1, 0))}
-        # One copy of everything (pmap holds one per device): checkpoints are mode-independent.
-        try:
-            checkpoints.save(
-                step,
-                mode.unreplicate(full_params()),
-                train_state,
-                meta,
-                unflatten(mode.unreplicate(state)),
-            )
-        except CheckpointError:  # e.g. a full disk: stop cleanly, the error says what is intact
-            bar.close()
-            batches.close()
-            writer.close()
-            raise
-
-    stage_batches = start_stage(stage_index)
-    # One progress bar per run: the lead process draws it.
+        cache_chunk=int(cfg["data"].get("eval_batch_size", batch_size)),
+        workdir=workdir, write_audit=is_lead, log=log, progress=progress,
+    )  # fmt: skip
+    program, trainable, frozen = programs.start(stage_index, frozen, state, opt_state, tx)
     bar = tqdm(
-        total=total_steps, initial=start_step, disable=not (progress and is_lead), desc="train"
+        total=total_steps, initial=run.step, disable=not (progress and is_lead), desc="train"
     )
-    window, window_start, window_examples = None, time.perf_counter(), 0
-    # Time blocked waiting for the next batch: how far the input pipeline lags the step.
-    window_wait = total_wait = 0.0
+    window = TrainWindow(task, batch_size)
     workers = int(cfg["data"].get("workers", 0))
     # Worker processes would each copy a feature cache; a thread reads cached batches ahead.
     read_ahead = lambda source, step: iterate_batches(
@@ -236,63 +258,74 @@ def train(exp: Experiment, workdir: str | Path, *, log=print, progress: bool = T
         num_workers=0 if programs.cache is not None else workers,
         to_device=mode.put_batch,
     )
-    batches = read_ahead(stage_batches, start_step)
-    pending = None  # (step, stage, metrics) of the last step taken, not yet read back
-    last_metrics = {}
+    batches = read_ahead(program.train_batches, run.step)
 
-    def record(first_step: int, stage: int, chunk_metrics, count: int) -> None:
-        """Metrics of `count` steps to the host (stacked when count > 1), one step at a time."""
-        chunk_metrics = jax.device_get(
-            mode.host_metrics(chunk_metrics)
-        )  # one wait for the steps, then host values
+    def stop() -> None:  # before raising: the bar, the prefetching and the metric files end
+        bar.close()
+        batches.close()
+        writer.close()
+
+    def record(first_step: int, stage: int, chunk_metrics, count: int) -> dict:
+        """Metrics of `count` steps (stacked when count > 1) to the host, one step at a time:
+        stop on a non-finite loss, else add to the window. Returns the last step's metrics."""
+        chunk_metrics = jax.device_get(mode.host_metrics(chunk_metrics))  # one wait, then host
         for i in range(count):
-            one = chunk_metrics if count == 1 else {k: v[i] for k, v in chunk_metrics.items()}
-            record_step(first_step + i, stage, one)
+            metrics = chunk_metrics if count == 1 else {k: v[i] for k, v in chunk_metrics.items()}
+            loss = float(metrics["loss"])
+            if not math.isfinite(loss):
+                stop()
+                message = non_finite_message(cfg, loss, first_step + i, stage, checkpoints)
+                raise NonFiniteLossError(message)
+            window.add(metrics)
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss:.4f}", stage=stage, refresh=False)  # tqdm paces redraws
+        return metrics
 
-    def record_step(step: int, stage: int, metrics) -> None:
-        """One step's metrics: stop on a non-finite loss, else add to the window."""
-        nonlocal window, window_examples, last_metrics
-        loss = float(metrics["loss"])
-        if not math.isfinite(loss):
-            bar.close()
-            batches.close()
-            raise NonFiniteLossError(non_finite_message(cfg, loss, step, stage, checkpoints))
-        window = add_sums(window, {k: metrics[k] for k in task.sum_keys})
-        window_examples += int(cfg["batch_size"])
-        last_metrics = metrics
-        bar.update(1)
-        bar.set_postfix(loss=f"{loss:.4f}", stage=stage, refresh=False)  # tqdm paces redraws
+    def save(step: int):
+        train_state = train_state_of(mode.unreplicate(opt_state), dropout_rng)
+        meta = {"step": step, "stage": plan.stage_index_at(max(step - 1, 0))}
+        # One copy of everything (pmap holds one per device): checkpoints are mode-independent.
+        params = mode.unreplicate(unflatten({**frozen, **trainable}))
+        try:
+            checkpoints.save(step, params, train_state, meta, unflatten(mode.unreplicate(state)))
+        except CheckpointError:  # e.g. a full disk: stop cleanly, the error says what is intact
+            stop()
+            raise
 
     started = time.perf_counter()
     final_results = {}  # evaluations made at the last step, reused below
     steps_per_call = int(cfg.get("steps_per_call", 1))  # checked by check_config
-    every = [int(cfg.get("log_every", 50)), int(cfg["eval_every"]), int(cfg["checkpoint_every"])]
+    log_every, eval_every = int(cfg.get("log_every", 50)), int(cfg["eval_every"])
+    checkpoint_every = int(cfg["checkpoint_every"])
 
     def chunk_end(step: int) -> int:
         """The first step after `step` where something happens (log, eval, save, new stage)."""
-        ends = [total_steps, *((step // n + 1) * n for n in every)]
+        ends = [
+            total_steps,
+            *((step // n + 1) * n for n in (log_every, eval_every, checkpoint_every)),
+        ]
         return min(ends + [b for b in plan.boundaries if b > step])
 
-    step = start_step
+    step, pending, last_metrics = run.step, None, {}  # pending: the last step's unread metrics
     while step < total_steps:
         if plan.stage_index_at(step) != stage_index:
             old_stage = plan.stages[stage_index]
             stage_index = plan.stage_index_at(step)
-            tx = optimizer_for(stage_index)
+            tx = run.optimizer_for(stage_index)
             fresh = mode.replicate(jax.jit(tx.init)(mode.unreplicate({**frozen, **trainable})))
             opt_state = carry_over(opt_state, fresh, old_stage, plan.stages[stage_index])
-            new_batches = start_stage(stage_index)
-            if new_batches is not stage_batches:  # cached features came or went
+            old_batches = program.train_batches
+            program, trainable, frozen = programs.start(
+                stage_index, {**frozen, **trainable}, state, opt_state, tx
+            )
+            if program.train_batches is not old_batches:  # cached features came or went
                 batches.close()
-                stage_batches = new_batches
-                batches = read_ahead(stage_batches, step)
+                batches = read_ahead(program.train_batches, step)
 
         count = min(steps_per_call, chunk_end(step) - step)
         wait_start = time.perf_counter()
         chunk = [next(batches) for _ in range(count)]  # already on the device(s)
-        waited = time.perf_counter() - wait_start
-        window_wait += waited
-        total_wait += waited
+        window.wait(time.perf_counter() - wait_start)
         # One step per call, or (steps_per_call > 1) a scan over `count` steps that ends at the
         # next log / eval / save / stage step, so everything happens where it would with 1.
         step_call = program.step if count == 1 else program.multi_step
@@ -310,48 +343,43 @@ def train(exp: Experiment, workdir: str | Path, *, log=print, progress: bool = T
         # The step runs asynchronously: read the previous step's metrics while it does, so the
         # host's work overlaps the device's (it matters for steps of a millisecond, e.g. cached).
         if pending is not None:
-            record(*pending)
+            last_metrics = record(*pending)
         pending = (step, stage_index, step_metrics, count)
         done = step + count
-        at_log = done % int(cfg.get("log_every", 50)) == 0 or done == total_steps
-        at_eval = done % int(cfg["eval_every"]) == 0 or done == total_steps
-        at_save = done % int(cfg["checkpoint_every"]) == 0 or done == total_steps
+        at_log = done % log_every == 0 or done == total_steps
+        at_eval = done % eval_every == 0 or done == total_steps
+        at_save = done % checkpoint_every == 0 or done == total_steps
         if at_log or at_eval or at_save:  # nothing is logged or saved past an unchecked loss
-            record(*pending)
-            pending = None
+            last_metrics, pending = record(*pending), None
 
         if at_log:
-            elapsed = time.perf_counter() - window_start
-            values = task.summarize(window)
-            values.pop("examples")
-            values["examples_per_sec"] = window_examples / max(elapsed, 1e-9)
-            values["input_wait_fraction"] = window_wait / max(elapsed, 1e-9)
+            values = window.values()
             values["grad_norm"] = float(last_metrics["grad_norm"])
-            for group, rate in optimizer_for.learning_rates(stage_index, done - 1).items():
+            for group, rate in run.optimizer_for.learning_rates(stage_index, done - 1).items():
                 values[f"lr/{group}"] = rate
             writer.write(done, "train", values)
-            window, window_start, window_examples = None, time.perf_counter(), 0
-            window_wait = 0.0
+            window.reset()
         if at_eval:
             split = cfg["data"].get("eval_split", "validation")
-            result = evaluate_split(split)
+            result = programs.evaluate(split, {**frozen, **trainable}, state)
             # Wall time since train() began (set-up, caches, evaluations included): for
             # time-to-accuracy curves.
             writer.write(done, split, {**result, "elapsed_seconds": time.perf_counter() - called})
             if done == total_steps:
                 final_results[split] = result
             bar.write(f"step {done}: {split} {task.headline(result)}")
-            window_start = time.perf_counter()  # keep eval time out of examples/s
+            window.start = time.perf_counter()  # keep eval time out of examples/s
         if at_save:
             save(done)
-            window_start = time.perf_counter()
+            window.start = time.perf_counter()
         step = done
     bar.close()
     batches.close()  # stops prefetching (and worker processes)
     train_seconds = time.perf_counter() - started
 
     results = {
-        split: final_results.get(split) or evaluate_split(split) for split in exp.eval_batches
+        split: final_results.get(split) or programs.evaluate(split, {**frozen, **trainable}, state)
+        for split in exp.eval_batches
     }
     for split, result in results.items():
         writer.write(total_steps, f"final_{split}", result)
@@ -361,13 +389,13 @@ def train(exp: Experiment, workdir: str | Path, *, log=print, progress: bool = T
         "plan": plan.name,
         "model": exp.model.description,
         "steps": total_steps,
-        "resumed_from_step": start_step,
+        "resumed_from_step": run.step,
         "train_examples": exp.train_size,  # distinct labelled examples drawn from
         "train_seconds_this_run": round(train_seconds, 2),
-        "input_wait_fraction": round(total_wait / max(train_seconds, 1e-9), 4),
+        "input_wait_fraction": round(window.total_wait / max(train_seconds, 1e-9), 4),
         # Whole steps of this run (compilation included), and the memory high-water mark.
         "examples_per_sec": round(
-            (total_steps - start_step) * int(cfg["batch_size"]) / max(train_seconds, 1e-9), 2
+            (total_steps - run.step) * batch_size / max(train_seconds, 1e-9), 2
         ),
         "peak_memory_bytes": peak_memory_bytes(),
         "machine": machine(),  # seconds and examples/s compare only within one machine
