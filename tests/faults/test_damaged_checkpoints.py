@@ -100,3 +100,13 @@ def test_resume_with_no_intact_checkpoint_refuses_and_changes_nothing(
     message = short_error(result, most_lines=16)
     assert "No intact checkpoint" in message and "Nothing was changed" in message
     assert snapshot(run_copy) == before
+
+
+def test_init_from_a_damaged_run_is_refused(run_copy, tiny_bert_dir, rt_data_dir, tmp_path):
+    flip_bytes(run_copy / "checkpoints" / str(LATEST))
+    workdir = tmp_path / "new"
+    args = train_args(tiny_bert_dir, rt_data_dir, workdir, f"--config.init_from={run_copy}")
+    message = short_error(launch(args, module="tlx.train"), most_lines=16)
+    assert f"config.init_from='{run_copy}'" in message and f"step {LATEST}" in message
+    assert "damaged" in message
+    assert not (workdir / "checkpoints").exists() or not any((workdir / "checkpoints").iterdir())
