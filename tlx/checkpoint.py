@@ -357,10 +357,12 @@ def _quiet_async_errors():
 
 def _from_orbax_machinery(tb) -> bool:
     names = [f.filename for f in traceback.extract_tb(tb)] if tb is not None else []
-    return any(
-        "/orbax/" in n or "/asyncio/" in n or "/concurrent/futures/" in n or "tensorstore" in n
-        for n in names
-    )
+    return any("/orbax/" in n or "tensorstore" in n for n in names)
+
+
+# What TensorStore's callbacks raise (through sys.excepthook, with only asyncio's frames) when
+# orbax has closed the event loop of a failed save or restore.
+_ABANDONED_LOOP_ERRORS = ("Event loop is closed", "cannot schedule new futures after shutdown")
 
 
 def _install_orbax_noise_filters() -> None:
@@ -369,14 +371,18 @@ def _install_orbax_noise_filters() -> None:
     previous_unraisable, previous_except = sys.unraisablehook, sys.excepthook
     previous_thread = threading.excepthook
 
-    def unraisable(info):
-        if _from_orbax_machinery(info.exc_traceback):
+    def abandoned(value, tb) -> bool:
+        loop_closed = isinstance(value, RuntimeError) and str(value) in _ABANDONED_LOOP_ERRORS
+        return loop_closed or _from_orbax_machinery(tb)
+
+    def unraisable(info):  # also what C callbacks (TensorStore's) report through
+        if abandoned(info.exc_value, info.exc_traceback):
             logging.debug("orbax, abandoning a failed save or restore: %s", info.exc_value)
         else:
             previous_unraisable(info)
 
-    def excepthook(kind, value, tb):  # also what C callbacks (TensorStore's) print through
-        if isinstance(value, RuntimeError) and _from_orbax_machinery(tb):
+    def excepthook(kind, value, tb):
+        if abandoned(value, tb):
             logging.debug("orbax, abandoning a failed save or restore: %s", value)
         else:
             previous_except(kind, value, tb)
@@ -390,13 +396,18 @@ def _install_orbax_noise_filters() -> None:
     unraisable._tlx_filter = True
     sys.unraisablehook, sys.excepthook, threading.excepthook = unraisable, excepthook, thread_hook
     std_logging.getLogger("absl").addFilter(_OrbaxErrorLogs())
+    # asyncio's "Task exception was never retrieved" for orbax's abandoned writes
+    std_logging.getLogger("asyncio").addFilter(_OrbaxErrorLogs())
 
 
 class _OrbaxErrorLogs(std_logging.Filter):
     """Orbax's own ERROR logs of a failure it then raises: to DEBUG (the raise is reported)."""
 
     def filter(self, record: std_logging.LogRecord) -> bool:
-        if record.levelno >= std_logging.ERROR and "/orbax/" in record.pathname:
+        from_orbax = "/orbax/" in record.pathname or "/orbax/" in str(record.msg)
+        if record.exc_info and _from_orbax_machinery(record.exc_info[2]):
+            from_orbax = True
+        if record.levelno >= std_logging.ERROR and from_orbax:
             logging.debug("orbax: %s", record.getMessage())
             return False
         return True

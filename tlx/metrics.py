@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections.abc import Mapping
@@ -71,4 +72,19 @@ class MetricWriter:
                 self._tb.close()
             except OSError as e:  # e.g. the disk is full: metrics.jsonl has every record anyway
                 logging.warning("TensorBoard events in %s not flushed: %s", self.path.parent, e)
+                _abandon(self._tb)
             self._tb = None
+
+
+def _abandon(summary_writer) -> None:
+    """Mark a tensorboardX writer whose flush failed as closed: its atexit hook would otherwise
+    retry the flush at exit and print the same OSError as a traceback."""
+    for file_writer in (getattr(summary_writer, "all_writers", None) or {}).values():
+        event_writer = getattr(file_writer, "event_writer", None)
+        if event_writer is None:
+            continue
+        worker = getattr(event_writer, "_worker", None)
+        if worker is not None:
+            with contextlib.suppress(Exception):
+                worker.stop()
+        event_writer._closed = True
