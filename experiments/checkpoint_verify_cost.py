@@ -124,7 +124,9 @@ def report(result: dict, machine: str) -> str:
             f"| file-list check, only after a failure (to name files) | {m['files']:.3f} |",
             "",
             f"Verification = {100 * result['verification_fraction_of_restore']:.1f}% of the "
-            "restore time (goal: at most 10%).",
+            "restore time (goal: at most 10%). End to end, the verified restore took "
+            f"{100 * (m['verified_restore'] / m['restore'] - 1):.1f}% longer than the unverified "
+            "one (the difference beyond the checksums is timing noise between the two calls).",
         ]
     )
 
