@@ -13,6 +13,16 @@ os.environ.setdefault(
     os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), ".cache", "jax"),
 )
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
+# Tests run 8 CPU devices (and two processes) on a 2-core machine: a device thread can wait far
+# longer than XLA's 40 s collective deadline for its turn, and XLA then aborts the process. The
+# tests check results, not speed: let collectives wait up to 10 minutes.
+os.environ["XLA_FLAGS"] = " ".join(
+    [
+        os.environ.get("XLA_FLAGS", ""),
+        "--xla_cpu_collective_call_terminate_timeout_seconds=600",
+        "--xla_cpu_collective_timeout_seconds=600",
+    ]
+).strip()
 
 import importlib.util
 import pathlib

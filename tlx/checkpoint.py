@@ -404,7 +404,11 @@ class _OrbaxErrorLogs(std_logging.Filter):
     """Orbax's own ERROR logs of a failure it then raises: to DEBUG (the raise is reported)."""
 
     def filter(self, record: std_logging.LogRecord) -> bool:
-        from_orbax = "/orbax/" in record.pathname or "/orbax/" in str(record.msg)
+        text = str(record.msg)
+        # asyncio's "Future exception was never retrieved" for a TensorStore read or write
+        # abandoned by orbax names only the OCDBT store it failed on.
+        from_orbax = any(mark in text for mark in ("/orbax/", "OCDBT", "TensorStore"))
+        from_orbax = from_orbax or "/orbax/" in record.pathname
         if record.exc_info and _from_orbax_machinery(record.exc_info[2]):
             from_orbax = True
         if record.levelno >= std_logging.ERROR and from_orbax:
