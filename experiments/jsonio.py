@@ -15,21 +15,6 @@ def read_json(path: str | Path) -> dict | None:
         return None
 
 
-def read_jsonl(path: Path) -> list[dict]:
-    """One record per line; a line cut by a killed run is skipped, a missing file is empty."""
-    records = []
-    try:
-        lines = path.read_text().splitlines()
-    except FileNotFoundError:
-        return records
-    for line in lines:
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue  # a line cut by a killed run
-    return records
-
-
 def write_atomic(path: Path, text: str) -> None:
     """Write `text` beside `path` and move it into place, so no reader sees half a file."""
     tmp = path.with_suffix(path.suffix + ".tmp")

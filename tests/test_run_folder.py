@@ -94,3 +94,8 @@ def test_latest_step_reads_only_finished_step_folders(tmp_path):
     for name in ("2", "4", "6.orbax-checkpoint-tmp"):  # a save killed at step 6
         (tmp_path / run_folder.CHECKPOINTS / name).mkdir(parents=True)
     assert run_folder.latest_step(tmp_path) == 4
+
+
+def test_a_metrics_line_cut_by_a_killed_run_is_skipped(tmp_path):
+    (tmp_path / run_folder.METRICS).write_text('{"step": 1, "split": "train"}\n{"step": 2, "sp')
+    assert run_folder.read_metrics(tmp_path) == [{"step": 1, "split": "train"}]

@@ -313,9 +313,7 @@ def write_file_list(step_dir: Path) -> None:
     for path in sorted(step_dir.rglob("*")):
         if path.is_file() and path.name != FILE_LIST:
             files[str(path.relative_to(step_dir))] = _file_checksum(path)
-    tmp = step_dir / f".{FILE_LIST}.tmp"
-    tmp.write_text(json.dumps(files, indent=0))
-    os.replace(tmp, step_dir / FILE_LIST)
+    run_folder.write_atomic(step_dir / FILE_LIST, json.dumps(files, indent=0))
 
 
 def damaged_files(step_dir: Path, items=None) -> list[str]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -62,9 +61,7 @@ class MetricWriter:
             return
         kept = [r for r in run_folder.read_metrics(self.path.parent) if r["step"] <= step]
         # Atomically: a run killed here must not lose the records it keeps.
-        tmp = self.path.with_name(f".{self.path.name}.tmp")
-        tmp.write_text("".join(json.dumps(r) + "\n" for r in kept))
-        os.replace(tmp, self.path)
+        run_folder.write_atomic(self.path, "".join(json.dumps(r) + "\n" for r in kept))
 
     def close(self) -> None:
         if self._tb is not None:

@@ -116,7 +116,7 @@ def record_start(workdir: str | Path, config: Mapping, changes, from_step: int) 
     """Write config.json for a new run; for a resume, append what changed to history.jsonl."""
     workdir = Path(workdir)
     if changes is None:
-        _write_atomic(workdir / CONFIG, json.dumps(_as_json(config), indent=1))
+        write_atomic(workdir / CONFIG, json.dumps(_as_json(config), indent=1))
         event = {"event": "start"}
     else:
         event = {
@@ -150,7 +150,8 @@ def _flat(tree: Mapping, prefix: str = "") -> dict:
     return flat
 
 
-def _write_atomic(path: Path, text: str) -> None:
+def write_atomic(path: Path, text: str) -> None:
+    """`text` written beside `path`, then renamed into place: no reader sees half a file."""
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(text)
     os.replace(tmp, path)
@@ -215,9 +216,17 @@ def latest_step(workdir: str | Path) -> int | None:
 
 
 def _read_jsonl(path: Path) -> list[dict]:
+    """One record per line; a missing file is empty, and a last line cut short by a killed run
+    is skipped (it is rewritten when the run resumes)."""
     if not path.is_file():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    records = []
+    for line in path.read_text().splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return records
 
 
 def _set_dotted(tree: dict, key: str, value) -> None:
