@@ -5,9 +5,10 @@ rise over the first 10% of steps, then linear decay to 1/32 of the peak).
 
     python -m tlx.train --config=configs/minilm_rt_ulmfit.py --workdir=runs/minilm_rt_ulmfit
 
-Result (2-core AMD EPYC CPU, 2026-11-26, `python -m experiments.compare_plans --plans=ulmfit`): test accuracy
-0.8026, validation 0.7812, wall time 13.7 min; below plain progressive (0.8220 / 0.8026) at this budget, one
-seed, learning rate untuned.
+Result (2-core AMD EPYC CPU, 2026-11-26, one `tlx.train` process; the `strategy=ulmfit` cell of
+`python -m experiments.sweep --config=configs/minilm_rt_plans.py --workdir=runs/plans`): test
+accuracy 0.8026, validation 0.7812, wall time 13.7 min; below plain progressive (0.8220 / 0.8026)
+at this budget, one seed, learning rate untuned.
 """
 
 from configs.minilm_rt_base import base_config

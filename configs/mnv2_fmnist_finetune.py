@@ -2,7 +2,8 @@
 
     python -m tlx.train --config=configs/mnv2_fmnist_finetune.py --workdir=runs/mnv2_finetune
 
-Result (2-core AMD EPYC CPU, 2026-11-26, `python -m experiments.compare_plans --family=mnv2_fmnist`):
+Result (2-core AMD EPYC CPU, 2026-11-26, one `tlx.train` process; the `strategy=finetune` cell
+of `python -m experiments.sweep --config=configs/mnv2_fmnist_plans.py --workdir=runs/mnv2_plans`):
 test accuracy 0.8633 (scratch: 0.7492, +11.4 points), validation 0.8687, wall time 5.6 min.
 """
 

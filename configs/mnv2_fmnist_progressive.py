@@ -3,7 +3,8 @@ the head first, then one more group every `plan.every` steps (10 groups: all tra
 
     python -m tlx.train --config=configs/mnv2_fmnist_progressive.py --workdir=runs/mnv2_progressive
 
-Result (2-core AMD EPYC CPU, 2026-11-26, `python -m experiments.compare_plans --family=mnv2_fmnist`):
+Result (2-core AMD EPYC CPU, 2026-11-26, one `tlx.train` process; the `strategy=progressive` cell
+of `python -m experiments.sweep --config=configs/mnv2_fmnist_plans.py --workdir=runs/mnv2_plans`):
 test accuracy 0.8458 (scratch: 0.7492), validation 0.8538, wall time 4.7 min (10 stages, each compiled).
 """
 

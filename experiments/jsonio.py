@@ -15,8 +15,12 @@ def read_json(path: str | Path) -> dict | None:
         return None
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Write `text` beside `path` and move it into place, so no reader sees half a file."""
+def write_atomic(path: Path, data: str | bytes) -> None:
+    """Write `data` (text or bytes) beside `path` and move it into place, so no reader sees half
+    a file."""
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text)
+    if isinstance(data, bytes):
+        tmp.write_bytes(data)
+    else:
+        tmp.write_text(data)
     tmp.replace(path)

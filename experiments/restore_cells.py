@@ -1,16 +1,19 @@
 r"""Put a published sweep's finished cells back into a fresh workdir, so the sweep skips them.
 
 Workdirs (runs/...) are not committed and a fresh checkout has none, so a sweep longer than one
-session would start over. `experiments.aggregate --out=PREFIX` therefore also commits each finished
-cell's records (summary.json, metrics.jsonl, config.json) under PREFIX_cells/. This copies them back:
+session would start over. `experiments.aggregate --out=PREFIX` therefore also commits the study's
+records, PREFIX_records.jsonl.gz (each finished cell's config, summary and metrics; see
+experiments.aggregate.records). This writes them back as the cells' config.json, metrics.jsonl and
+summary.json:
 
     python -m experiments.restore_cells --published=experiments/results/ablation_minilm_rt \
         --workdir=runs/ablation_rt
 
-Cells published before records were kept exist only as rows of PREFIX.csv. For those it writes a
-summary.json rebuilt from the row (final accuracy and loss per split, seconds, examples/s, peak
-memory, the machine), marked "restored_from": they count in the tables again but have no learning
-curve. Cells already in the workdir are never touched.
+(--published may also name the records file itself.) Cells published before records were kept
+exist only as rows of PREFIX.csv. For those it writes a summary.json rebuilt from the row (final
+accuracy and loss per split, seconds, examples/s, peak memory, the machine), marked
+"restored_from": they count in the tables again but have no learning curve. Cells already in the
+workdir (a summary.json there) are never touched.
 """
 
 from __future__ import annotations
@@ -18,21 +21,13 @@ from __future__ import annotations
 import csv
 import json
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
 from absl import app, flags
 
+from experiments.aggregate.records import SUFFIX, RecordsError, records_path, restore_records
 from tlx import cli
-
-RECORD_FILES = ("summary.json", "metrics.jsonl", "config.json")
-
-
-def records_dir(prefix: str | Path) -> Path:
-    """Where `aggregate --out=prefix` keeps the finished cells' records."""
-    prefix = Path(prefix)
-    return prefix.with_name(prefix.name + "_cells")
 
 
 def _number(text: str) -> float | int | None:
@@ -92,35 +87,32 @@ def summary_from_row(row: dict[str, str], source: str, machine: str = "") -> dic
 
 
 def restore(published: str | Path, workdir: str | Path) -> dict[str, list[str]]:
-    """Fill `workdir` from PREFIX_cells/ records, else from finished rows of PREFIX.csv."""
+    """Fill `workdir` from PREFIX_records.jsonl.gz, else from finished rows of PREFIX.csv."""
     published, workdir = Path(published), Path(workdir)
+    if published.name.endswith(SUFFIX):  # the records file itself
+        published = published.with_name(published.name.removesuffix(SUFFIX))
     csv_path = published.with_name(published.name + ".csv")
-    records = records_dir(published)
-    if not csv_path.exists() and not records.is_dir():
+    records = records_path(published)
+    if not csv_path.exists() and not records.exists():
         raise SystemExit(
-            f"restore_cells: neither {csv_path} nor {records}/ exists; pass the --out prefix that "
+            f"restore_cells: neither {csv_path} nor {records} exists; pass the --out prefix that "
             "experiments.aggregate published, e.g. experiments/results/ablation_minilm_rt"
         )
     done: dict[str, list[str]] = {"records": [], "csv": [], "kept": []}
     workdir.mkdir(parents=True, exist_ok=True)
-    if records.is_dir():
-        for folder in sorted(p for p in records.iterdir() if (p / "summary.json").exists()):
-            target = workdir / folder.name
-            if (target / "summary.json").exists():
-                done["kept"].append(folder.name)
-                continue
-            target.mkdir(exist_ok=True)
-            for name in RECORD_FILES:
-                if (folder / name).exists():
-                    shutil.copy2(folder / name, target / name)
-            done["records"].append(folder.name)
+    if records.exists():
+        try:
+            done.update(restore_records(records, workdir))
+        except RecordsError as e:
+            raise SystemExit(f"restore_cells: {e}") from None
     if csv_path.exists():
         source = _provenance(csv_path)
         machine = published_machine(published.with_name(published.name + ".md"))
+        seen = {*done["records"], *done["kept"]}
         with csv_path.open() as f:
             for row in csv.DictReader(f):
                 target = workdir / row["cell"]
-                if row.get("status") != "finished" or row["cell"] in done["records"]:
+                if row.get("status") != "finished" or row["cell"] in seen:
                     continue
                 if (target / "summary.json").exists():
                     done["kept"].append(row["cell"])

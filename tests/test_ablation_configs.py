@@ -67,3 +67,47 @@ def test_data_efficiency_sweep_builds_transfer_and_scratch_at_every_label_count(
         cell = next(c for c in plan.cells if c.overrides["strategy"] == strategy)
         exp = build_experiment(apply(config, cell.overrides), with_data=False)
         assert (exp.model.pretrained is None) == (strategy == "scratch")
+
+
+PLAN_SWEEPS = {
+    "configs/minilm_rt_plans.py": "minilm_rt",
+    "configs/mnv2_fmnist_plans.py": "mnv2_fmnist",
+}
+NOT_PLANS = {"base", "ablation", "data_efficiency", "plans"}
+ADDED = {"strategy", "sweep", "optim.cut_frac", "optim.ratio"}  # unread where their plan is not
+
+
+def flat(config, prefix=""):
+    out = {}
+    for key, value in config.items():
+        if hasattr(value, "items") and len(value):
+            out.update(flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+@pytest.mark.parametrize("path", sorted(PLAN_SWEEPS))
+def test_plans_sweep_trains_each_plan_config_as_it_stands(path, tmp_path, monkeypatch):
+    """The sweep that replaced experiments.compare_plans: one cell per configs/<family>_<plan>.py,
+    each cell's config equal to that plan config's, field by field."""
+    import importlib
+    import pathlib
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    family = PLAN_SWEEPS[path]
+    on_disk = {
+        p.stem.removeprefix(f"{family}_")
+        for p in (pathlib.Path(__file__).parents[1] / "configs").glob(f"{family}_*.py")
+    } - NOT_PLANS
+    plan = sw.plan_sweep(path, None, tmp_path)
+    assert {c.overrides["strategy"] for c in plan.cells} == on_disk
+    assert len(plan.cells) == len(on_disk) and {c.overrides["seed"] for c in plan.cells} == {0}
+    config = sw.load_config(path)
+    for cell in plan.cells:
+        strategy = cell.overrides["strategy"]
+        expected = flat(importlib.import_module(f"configs.{family}_{strategy}").get_config())
+        got = flat(apply(config, cell.overrides))
+        assert {k: got.get(k) for k in expected} == expected, strategy
+        assert set(got) - set(expected) <= ADDED, strategy
+        assert cell.name == f"strategy={strategy},seed=0"

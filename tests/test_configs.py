@@ -6,7 +6,8 @@ import re
 
 import pytest
 
-from tlx.experiment import REQUIRED_KEYS, build_experiment
+from tlx.experiment import build_experiment
+from tlx.spec import REQUIRED_KEYS
 
 CONFIGS = sorted(
     p.stem

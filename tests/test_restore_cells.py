@@ -1,8 +1,8 @@
-"""Published sweeps survive a fresh checkout: aggregate --out keeps each finished cell's records,
-restore_cells puts them (or, for older results, rows of the published CSV) back into a workdir."""
+"""Published sweeps survive a fresh checkout: aggregate --out keeps the study's records file,
+restore_cells puts its cells (or, for older results, rows of the published CSV) back into a
+workdir."""
 
 import json
-import shutil
 
 import pytest
 
@@ -10,6 +10,7 @@ from experiments import aggregate as agg
 from experiments import restore_cells as rc
 from experiments import sweep as sw
 from tests.test_sweep import fabricate
+from tlx import run_folder
 
 FINISHED = [
     f"plan.name={plan},seed={seed}"
@@ -29,32 +30,41 @@ def published(tmp_path):
 
 def test_published_records_redo_the_table_and_resume_a_sweep(tmp_path):
     result, prefix = published(tmp_path)
-    records = rc.records_dir(prefix)
-    assert records == tmp_path / "results" / "abl_cells"
-    assert sorted(p.name for p in records.iterdir() if p.is_dir()) == sorted(FINISHED)
-    for name in FINISHED:
-        for file in rc.RECORD_FILES:
-            assert (records / name / file).read_bytes() == (
-                tmp_path / "sweep" / name / file
-            ).read_bytes()
-    assert not (records / MISSING).exists()  # only finished cells are kept
+    records = agg.records_path(prefix)
+    assert records == tmp_path / "results" / "abl_records.jsonl.gz"
+    assert not (tmp_path / "results" / "abl_cells").exists()  # one file, no folder of files
+    header, cells = agg.read_records(records)
+    assert sorted(cells) == sorted(FINISHED)  # only finished cells are kept
+    assert header["sweep"] == json.loads((tmp_path / "sweep" / "sweep.json").read_text())
 
     # The repository alone redoes the same rows (the missing cell is still listed as missing).
-    again = agg.aggregate(records, group_by=None, over="seed")
+    again = agg.aggregate(tmp_path / "redo", group_by=None, over="seed", records=records)
     assert again["rows"] == result["rows"]
-    assert agg.publish(again, prefix, "python -m x", "a machine")  # onto itself: no copy error
+    assert again["markdown"] == result["markdown"]
+    assert again["sweep_command"] == result["sweep_command"]  # the sweep's own workdir
+    before = records.read_bytes()
+    assert agg.publish(again, prefix, "python -m x", "a machine")  # onto its own source
+    assert records.read_bytes() == before
 
-    # A fresh workdir gets them back, and the sweep then counts them as finished.
-    done = rc.restore(prefix, tmp_path / "fresh")
-    assert sorted(done["records"]) == sorted(FINISHED) and done["csv"] == []
-    cell = sw.Cell(FINISHED[0], {}, 10, tmp_path / "fresh" / FINISHED[0])
+    # A fresh workdir gets them back, as the files the sweep and aggregate read.
+    fresh = tmp_path / "fresh"
+    done = rc.restore(prefix, fresh)
+    assert sorted(done["records"]) == sorted(FINISHED) and done["csv"] == done["kept"] == []
+    for name in FINISHED:
+        original, restored = tmp_path / "sweep" / name, fresh / name
+        assert run_folder.read_summary(restored) == run_folder.read_summary(original)
+        assert run_folder.read_metrics(restored) == run_folder.read_metrics(original)
+        assert run_folder.read_config(restored) == run_folder.read_config(original)
+    cell = sw.Cell(FINISHED[0], {}, 10, fresh / FINISHED[0])
     assert cell.state() == "finished"
-    assert sw.Cell(MISSING, {}, 10, tmp_path / "fresh" / MISSING).state() == "new"
+    assert sw.Cell(MISSING, {}, 10, fresh / MISSING).state() == "new"
+    # The records file itself may be named, and cells already there are kept.
+    assert rc.restore(records, fresh)["kept"] == sorted(FINISHED)
 
 
 def test_cells_published_before_records_are_rebuilt_from_the_csv(tmp_path):
     result, prefix = published(tmp_path)
-    shutil.rmtree(rc.records_dir(prefix))  # as results published before records were kept
+    agg.records_path(prefix).unlink()  # as results published before records were kept
     fresh = tmp_path / "fresh"
     kept = fresh / FINISHED[0] / "summary.json"
     kept.parent.mkdir(parents=True)
@@ -65,7 +75,7 @@ def test_cells_published_before_records_are_rebuilt_from_the_csv(tmp_path):
     assert json.loads(kept.read_text())["results"]["test"]["accuracy"] == 0.5  # untouched
     assert not (fresh / MISSING).exists()
 
-    shutil.copyfile(tmp_path / "sweep" / "sweep.json", fresh / "sweep.json")  # as the sweep would
+    (fresh / "sweep.json").write_bytes((tmp_path / "sweep" / "sweep.json").read_bytes())
     again = agg.aggregate(fresh, group_by=None, over="seed")
     before = {r["cell"]: r for r in result["rows"]}
     columns = ["status", "steps", "test_accuracy", "test_loss", "validation_accuracy"]
@@ -89,6 +99,18 @@ def test_cells_published_before_records_are_rebuilt_from_the_csv(tmp_path):
     assert "plan.name=progressive" not in curves  # restored cells have no curve to draw
 
 
+def test_a_cell_in_both_the_records_and_the_csv_is_restored_once(tmp_path):
+    _, prefix = published(tmp_path)
+    done = rc.restore(prefix, tmp_path / "fresh")
+    assert sorted(done["records"]) == sorted(FINISHED) and done["csv"] == []
+    again = rc.restore(prefix, tmp_path / "fresh")
+    assert again["kept"] == sorted(FINISHED) and again["records"] == again["csv"] == []
+
+
 def test_restore_says_what_to_pass_when_nothing_was_published(tmp_path):
-    with pytest.raises(SystemExit, match="neither .*nope.csv nor .*nope_cells"):
+    with pytest.raises(SystemExit, match="neither .*nope.csv nor .*nope_records.jsonl.gz"):
         rc.restore(tmp_path / "nope", tmp_path / "fresh")
+    broken = tmp_path / "bad_records.jsonl.gz"
+    broken.write_text("not gzip")
+    with pytest.raises(SystemExit, match="bad_records.jsonl.gz cannot be read"):
+        rc.restore(tmp_path / "bad", tmp_path / "fresh")

@@ -27,6 +27,7 @@ def test_changes_are_listed_by_dotted_key_with_both_values():
         ("eval_every", 120, 60, False),
         ("checkpoint_every", 120, 10, False),
         ("data.workers", 0, 4, False),
+        ("data.data_dir", "/old/place", "/new/place", False),  # moved, the same data
         ("parallel", "jit", "pmap", False),  # the same steps, executed otherwise
         ("total_steps", 360, 720, False),  # extended
         ("total_steps", 360, 100, True),  # shortened: another schedule

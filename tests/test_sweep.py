@@ -381,7 +381,15 @@ def test_aggregate_publishes_a_headed_table_and_plots_against_a_key(tmp_path):
     assert result["files"]["against"].read_bytes()[:4] == b"\x89PNG"
     written = agg.publish(result, tmp_path / "results" / "abl", "python -m x --y", "a machine")
     names = sorted(p.name for p in written if p.parent == tmp_path / "results")
-    assert names == ["abl.csv", "abl.md", "abl_against_seed.png", "abl_bars.png", "abl_curves.png"]
+    assert names == [
+        "abl.csv",
+        "abl.md",
+        "abl_against_seed.png",
+        "abl_bars.png",
+        "abl_curves.png",
+        "abl_records.jsonl.gz",  # the study's records: one file (tests/test_records.py)
+    ]
+    assert sorted(p.name for p in (tmp_path / "results").iterdir()) == names
     md = (tmp_path / "results" / "abl.md").read_text()
     assert md.startswith("# abl\n")
     assert "Made by `python -m x --y`" in md and "on a machine." in md

@@ -22,9 +22,9 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
-from tlx.errors import ConfigError
+from tlx.errors import ConfigError, PlanError
 from tlx.ranges import (
     CLIP_NORM,
     COUNT,
@@ -204,7 +204,7 @@ def number_problems(config: Mapping) -> list[str]:
             continue  # tlx.transfer.optim says what a group schedule looks like
         prefix = f"config.optim.group_schedules{_subkey(str(group))}"
         # Only the fields a group schedule may override (the unknown ones are refused there).
-        settings = {k: OPTIM[k] for k in _schedule_fields() if k in OPTIM}
+        settings = {k: OPTIM[k] for k in SCHEDULE_FIELDS if k in OPTIM}
         good = out.section(prefix, fields, settings)
         _check_steps_within_run(out, prefix, good, total_steps)
 
@@ -255,10 +255,32 @@ def check_label_count(names: Sequence[str], dataset: str) -> None:
         )
 
 
-def _schedule_fields() -> Iterable[str]:
-    from tlx.transfer.optim import SCHEDULE_FIELDS  # jax and optax: imported when needed
+# optim fields a group schedule may override (the shape of the schedule, and its peak), and the
+# clocks it may run on (tlx.transfer.optim).
+SCHEDULE_FIELDS = (
+    "learning_rate",
+    "warmup_steps",
+    "decay",
+    "final_fraction",
+    "pct_start",
+    "cut_frac",
+    "ratio",
+)
+CLOCKS = ("run", "group")
 
-    return SCHEDULE_FIELDS
+
+def parse_multipliers(spec: str) -> dict[str, float]:
+    """'head=10,layer_.*=0.5' -> {'head': 10.0, 'layer_.*': 0.5} (flag-friendly form)."""
+    out = {}
+    for item in filter(None, (p.strip() for p in spec.split(","))):
+        rx, sep, value = item.rpartition("=")
+        if not sep or not rx:
+            raise PlanError(f"lr_multipliers item {item!r} must look like 'group_regex=factor'")
+        try:
+            out[rx] = float(value)
+        except ValueError as e:
+            raise PlanError(f"lr_multipliers item {item!r}: {value!r} is not a number") from e
+    return out
 
 
 def _subkey(name: str) -> str:
@@ -294,8 +316,6 @@ def _check_multipliers(out: _Problems, key: str, spec) -> None:
     if not isinstance(spec, str):
         out.add(key, spec, "a string 'group_regex=factor,...'.", LR_MULTIPLIERS_HINT)
         return
-    from tlx.transfer.plans import PlanError, parse_multipliers
-
     try:
         factors = parse_multipliers(spec)
     except PlanError as e:

@@ -35,5 +35,13 @@ class CheckpointIntegrityError(CheckpointError):
     """A checkpoint whose arrays differ from the checksums written with them."""
 
 
+class PlanError(ConfigError):
+    """A transfer plan that is malformed, matches nothing, or freezes nothing it claims to."""
+
+
+class FeatureCacheError(ConfigError):
+    """A feature cache that cannot be built correctly for this run."""
+
+
 class ResumeMismatchError(ConfigError):
     """A resume whose config differs from the run's own in a way that would change the run."""

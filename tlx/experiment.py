@@ -1,9 +1,9 @@
-"""Assemble a run from its config: model + pretrained weights + plan + data.
+"""Assemble a run from its spec: model + pretrained weights + plan + task + data.
 
-This is the one place that reads config sections; the trainer receives a finished
-:class:`Experiment` and never parses configs. Everything here is cheap and fails early: a wrong
-name, a missing checkpoint or dataset, or a plan that does not fit the model raises before any
-training compute.
+The config is read once, by :func:`tlx.spec.read_spec`; this module turns the resulting
+:class:`~tlx.spec.RunSpec` into an :class:`Experiment` that the trainer carries out. Everything
+here is cheap and fails early: a wrong name, a missing checkpoint or dataset, or a plan that does
+not fit the model raises before any training compute.
 """
 
 from __future__ import annotations
@@ -14,12 +14,12 @@ from collections.abc import Mapping, Sequence
 import grain
 import jax
 
-from tlx.config_checks import check_label_count, check_numbers
+from tlx.config_checks import check_label_count
 from tlx.data import sources, text
 from tlx.data.sampling import CacheableExamples, Shard
-from tlx.parallel_modes import check_mode
+from tlx.errors import FeatureCacheError
+from tlx.spec import DataSpec, RunSpec, read_spec
 from tlx.tasks import Classification, Task, get_task
-from tlx.transfer import feature_cache
 from tlx.transfer.groups import assign_groups
 from tlx.transfer.optim import check_schedules
 from tlx.transfer.plans import Plan, build_plan
@@ -29,7 +29,7 @@ from tlx.zoo.registry import ModelBundle, build_model
 
 @dataclasses.dataclass
 class Experiment:
-    config: Mapping
+    spec: RunSpec  # every setting, read and checked (tlx.spec)
     model: ModelBundle
     plan: Plan
     label_names: Sequence[str]
@@ -51,80 +51,46 @@ class Experiment:
         return self.model.group_names
 
 
-REQUIRED_KEYS = (
-    "seed",
-    "batch_size",
-    "total_steps",
-    "eval_every",
-    "checkpoint_every",
-    "plan",
-    "model",
-    "data",
-    "optim",
-)
-
-
-def check_config(config: Mapping) -> None:
-    missing = [k for k in REQUIRED_KEYS if k not in config]
-    if missing:
-        raise ValueError(
-            f"Config lacks required keys {missing}; every experiment sets {REQUIRED_KEYS}."
-        )
-    check_numbers(config)  # every number finite and in range, all problems in one message
-    check_mode(config.get("parallel", "jit"))
-    accum = int(config.get("grad_accum_steps", 1))
-    if int(config["batch_size"]) % accum:
-        raise ValueError(
-            f"config.grad_accum_steps={accum} must divide config.batch_size="
-            f"{config['batch_size']} (and each device's share of it)."
-        )
-
-
-def build_experiment(config: Mapping, *, with_data: bool = True) -> Experiment:
-    check_config(config)
-    task = get_task(config.get("task", "classification"))
-    data_cfg = config["data"]
-    data_dir = data_cfg.get("data_dir") or None
-    is_image = _is_image_dataset(data_cfg["name"])
+def build_experiment(config: Mapping | RunSpec, *, with_data: bool = True) -> Experiment:
+    """The run `config` describes (a ConfigDict, a mapping or a RunSpec), assembled and checked."""
+    spec = read_spec(config)
+    task = get_task(spec.task)
+    data = spec.data
+    is_image = _is_image_dataset(data.name)
     if is_image:
         from tlx.data import image_sources
 
-        names = image_sources.image_label_names(data_cfg["name"], data_dir)
+        names = image_sources.image_label_names(data.name, data.data_dir)
     else:
-        names = sources.label_names(data_cfg["name"], data_dir)
-    check_label_count(names, data_cfg["name"])
-    bundle = build_model(config["model"], num_classes=len(names))
+        names = sources.label_names(data.name, data.data_dir)
+    check_label_count(names, data.name)
+    bundle = build_model(spec.model, num_classes=len(names))
 
     # Groups and plan are checked against the real parameter tree before anything is trained.
     shapes = jax.eval_shape(bundle.init, jax.random.key(0))
     assign_groups(list(flatten(shapes["params"])), bundle.groups)
-    plan = build_plan(bundle.group_names, config["plan"], int(config["total_steps"]))
+    plan = build_plan(bundle.group_names, spec.plan, spec.total_steps)
     labels = [*bundle.group_names, *(f"{g}/bn" for g in bundle.group_names)]  # with affine BN
-    check_schedules(config["optim"], labels, int(config["total_steps"]))
+    check_schedules(spec.optim, labels, spec.total_steps)
 
-    _check_feature_cache(config, is_image)
-    shard = process_shard(config)
+    _check_feature_cache(spec, is_image)
+    shard = process_shard(spec)
 
     train_batches, eval_batches, cacheable, train_size = None, {}, None, None
-    if with_data and is_image:
-        train_batches, eval_batches, cacheable, train_size = _image_data(
-            config, bundle, data_dir, shard
-        )
-    elif with_data:
-        train_batches, eval_batches, cacheable, train_size = _text_data(
-            config, bundle, data_dir, shard
-        )
+    if with_data:
+        make_data = _image_data if is_image else _text_data
+        train_batches, eval_batches, cacheable, train_size = make_data(spec, bundle, shard)
     return Experiment(
-        config, bundle, plan, names, train_batches, eval_batches, cacheable, train_size, task
+        spec, bundle, plan, names, train_batches, eval_batches, cacheable, train_size, task
     )
 
 
-def _train_size(data_cfg: Mapping, split_size: int) -> int:
-    wanted = int(data_cfg.get("train_examples", 0))
+def _train_size(data: DataSpec, split_size: int) -> int:
+    wanted = int(data.train_examples)
     return min(wanted, split_size) if wanted else split_size
 
 
-def process_shard(config: Mapping) -> Shard:
+def process_shard(spec: RunSpec) -> Shard:
     """This process's rows of every batch (all of them for one process), with the checks a
     multi-process run needs before anything is built."""
     count = jax.process_count()
@@ -133,10 +99,9 @@ def process_shard(config: Mapping) -> Shard:
     from tlx import parallel
 
     devices = count * jax.local_device_count()
-    data_cfg = config["data"]
     sizes = {
-        "config.batch_size": int(config["batch_size"]),
-        "config.data.eval_batch_size": int(data_cfg.get("eval_batch_size", config["batch_size"])),
+        "config.batch_size": spec.batch_size,
+        "config.data.eval_batch_size": spec.eval_batch_size,
     }
     for what, size in sizes.items():
         if size % devices:
@@ -146,42 +111,41 @@ def process_shard(config: Mapping) -> Shard:
                 f"every process gets the same share; use a multiple of {devices}, e.g. "
                 f"{devices * max(1, size // devices)}."
             )
-    if config.get("parallel", "jit") != "jit":
+    if spec.parallel != "jit":
         raise ValueError(
-            f"config.parallel={config['parallel']!r} runs in one process, and this run has "
+            f"config.parallel={spec.parallel!r} runs in one process, and this run has "
             f"{count}; use config.parallel='jit' across processes."
         )
-    sharding = config.get("sharding") or {}
-    if int(sharding.get("model_axis", 1)) != 1 or sharding.get("rules"):
+    if spec.sharding.model_axis != 1 or spec.sharding.rules:
         raise ValueError(
             "config.sharding (split parameters over a 'model' axis) is not supported with "
             f"several processes yet (this run has {count}); leave sharding.model_axis=1 and "
             "sharding.rules empty."
         )
-    if config.get("feature_cache", "off") != "off":
+    if spec.feature_cache != "off":
         raise ValueError(
-            f"config.feature_cache={config['feature_cache']!r} is not supported with several "
+            f"config.feature_cache={spec.feature_cache!r} is not supported with several "
             f"processes (this run has {count}); set config.feature_cache='off'."
         )
     index, count = parallel.process_rows(parallel.make_mesh())
     return Shard(index, count)
 
 
-def _check_feature_cache(config: Mapping, is_image: bool) -> None:
+def _check_feature_cache(spec: RunSpec, is_image: bool) -> None:
     """A feature cache needs inputs and frozen groups that compute the same thing every epoch."""
-    if feature_cache.check_mode(config.get("feature_cache", "off")) == "off":
+    if spec.feature_cache == "off":
         return
-    augment = config["data"].get("augment", "random_resized_crop")
+    augment = spec.data.augment
     if is_image and augment != "none":
-        raise feature_cache.FeatureCacheError(
-            f"config.feature_cache={config['feature_cache']!r} needs the same input for an "
+        raise FeatureCacheError(
+            f"config.feature_cache={spec.feature_cache!r} needs the same input for an "
             f"example every epoch, but data.augment={augment!r} draws a new crop each time. "
             "Set data.augment='none' (or feature_cache='off')."
         )
-    if config["model"].get("frozen_batchnorm", "frozen") != "frozen":
-        raise feature_cache.FeatureCacheError(
+    if spec.model.frozen_batchnorm != "frozen":
+        raise FeatureCacheError(
             "config.feature_cache needs frozen groups that compute the same features every "
-            f"epoch, but model.frozen_batchnorm={config['model']['frozen_batchnorm']!r} changes "
+            f"epoch, but model.frozen_batchnorm={spec.model.frozen_batchnorm!r} changes "
             "their BatchNorm layers during training. Set model.frozen_batchnorm='frozen' or "
             "feature_cache='off'."
         )
@@ -193,50 +157,46 @@ def _is_image_dataset(name: str) -> bool:
     return name in image_sources.IMAGE_DATASETS or name.startswith("image_folder:")
 
 
-def _image_data(config, bundle: ModelBundle, data_dir, shard: Shard):
+def _image_data(spec: RunSpec, bundle: ModelBundle, shard: Shard):
     from tlx.data import image_sources, images
 
-    data_cfg = config["data"]
+    data = spec.data
     if bundle.preprocessing is None:
         raise ValueError(
-            f"Dataset {data_cfg['name']!r} holds images but model {config['model']['name']!r} "
+            f"Dataset {data.name!r} holds images but model {spec.model.name!r} "
             "has no image preprocessing; use model.name='image_classifier'."
         )
-    train_source = image_sources.load_image_source(data_cfg["name"], "train", data_dir)
+    train_source = image_sources.load_image_source(data.name, "train", data.data_dir)
     common = dict(
-        batch_size=int(config["batch_size"]),
-        seed=int(config["seed"]),
-        num_examples=int(data_cfg.get("train_examples", 0)) or None,
+        batch_size=spec.batch_size, seed=spec.seed, num_examples=data.train_examples or None
     )
-    augment = data_cfg.get("augment", "random_resized_crop")
     train = images.make_image_train_batches(
         train_source,
         bundle.preprocessing,
-        augment=augment,
-        crop_scale=tuple(data_cfg.get("crop_scale", (0.35, 1.0))),
+        augment=data.augment,
+        crop_scale=tuple(data.crop_scale),
         shard=shard,
         **common,
     )
     cacheable = None
-    if augment == "none":
-        recipe = f"{data_cfg['name']} train {data_dir}"
+    if data.augment == "none":
+        recipe = f"{data.name} train {data.data_dir}"
         cacheable = images.image_cacheable_examples(
             train_source, bundle.preprocessing, recipe=recipe, **common
         )
-    eval_batch_size = int(data_cfg.get("eval_batch_size", config["batch_size"]))
-    eval_examples = int(data_cfg.get("eval_examples", 0)) or None
     evals = {
         split: images.make_image_eval_batches(
             _FirstN(
-                image_sources.load_image_source(data_cfg["name"], split, data_dir), eval_examples
+                image_sources.load_image_source(data.name, split, data.data_dir),
+                data.eval_examples or None,
             ),
             bundle.preprocessing,
-            batch_size=eval_batch_size,
+            batch_size=spec.eval_batch_size,
             shard=shard,
         )
-        for split in data_cfg.get("eval_splits", ("validation", "test"))
+        for split in data.eval_splits
     }
-    return train, evals, cacheable, _train_size(data_cfg, len(train_source))
+    return train, evals, cacheable, _train_size(data, len(train_source))
 
 
 class _FirstN:
@@ -254,30 +214,29 @@ class _FirstN:
         return self.source[i]
 
 
-def _text_data(config, bundle: ModelBundle, data_dir, shard: Shard):
-    data_cfg = config["data"]
-    common = dict(max_length=int(data_cfg["max_length"]), buckets=tuple(data_cfg["buckets"]))
-    train_source = sources.load_text_source(data_cfg["name"], "train", data_dir)
+def _text_data(spec: RunSpec, bundle: ModelBundle, shard: Shard):
+    data = spec.data
+    common = dict(max_length=int(data.max_length), buckets=tuple(data.buckets))
+    train_source = sources.load_text_source(data.name, "train", data.data_dir)
     cacheable = text.cacheable_examples(
         train_source,
         bundle.tokenizer,
-        batch_size=int(config["batch_size"]),
-        seed=int(config["seed"]),
-        num_examples=int(data_cfg.get("train_examples", 0)) or None,
-        recipe=f"{data_cfg['name']} train {data_dir} tokenizer {bundle.checkpoint_dir}",
+        batch_size=spec.batch_size,
+        seed=spec.seed,
+        num_examples=data.train_examples or None,
+        recipe=f"{data.name} train {data.data_dir} tokenizer {bundle.checkpoint_dir}",
         **common,
     )
     # = text.make_train_batches: the global batch, or with several processes this one's rows
     train = cacheable.index_batches.map(cacheable.make_batch.for_shard(shard))
-    eval_batch_size = int(data_cfg.get("eval_batch_size", config["batch_size"]))
     evals = {
         split: text.make_eval_batches(
-            sources.load_text_source(data_cfg["name"], split, data_dir),
+            sources.load_text_source(data.name, split, data.data_dir),
             bundle.tokenizer,
-            batch_size=eval_batch_size,
+            batch_size=spec.eval_batch_size,
             shard=shard,
             **common,
         )
-        for split in data_cfg.get("eval_splits", ("validation", "test"))
+        for split in data.eval_splits
     }
-    return train, evals, cacheable, _train_size(data_cfg, len(train_source))
+    return train, evals, cacheable, _train_size(data, len(train_source))

@@ -26,20 +26,19 @@ def describe(experiment) -> str:
     """The groups, stages and per-stage freeze audits of an experiment, as text."""
     import jax
 
-    from tlx.trainer import optimizer_labels
+    from tlx.run_start import optimizer_labels
     from tlx.transfer import audit
     from tlx.transfer.groups import assign_groups
     from tlx.transfer.optim import StageOptimizers
     from tlx.tree import flatten
 
-    cfg = experiment.config
+    spec = experiment.spec
     variables = jax.eval_shape(experiment.model.init, jax.random.key(0))
     shapes = flatten(variables["params"])
     model_state = {k: v for k, v in variables.items() if k != "params"}
     group_of = assign_groups(list(shapes), experiment.model.groups)
     plan, labels = optimizer_labels(experiment, group_of, shapes, model_state)
-    total_steps = int(cfg["total_steps"])
-    optimizer_for = StageOptimizers(plan, labels, cfg["optim"], total_steps)
+    optimizer_for = StageOptimizers(plan, labels, spec.optim, spec.total_steps)
 
     lines = [f"Model: {experiment.model.description}", "Parameter groups (input -> output):"]
     for name, regex in experiment.model.groups:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import jax
 import numpy as np
@@ -27,8 +27,9 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from tlx import parallel
+from tlx.spec import PARALLEL_MODES as MODES
+from tlx.spec import ShardingSpec
 
-MODES = ("jit", "pmap")
 PMAP_AXIS = "devices"
 
 
@@ -227,10 +228,10 @@ class ShardedMode(JitMode):
         )
 
 
-def make_mode(name: str, sharding=None):
+def make_mode(name: str, sharding: ShardingSpec | Mapping | None = None):
     """The mode of `config.parallel`, with `config.sharding` (model_axis, rules) for jit."""
-    sharding = sharding or {}
-    model_axis = int(sharding.get("model_axis", 1))
+    sharding = ShardingSpec.of(sharding or {})
+    model_axis = int(sharding.model_axis)
     if check_mode(name) == "pmap":
         if model_axis != 1:
             raise ValueError(
@@ -238,9 +239,9 @@ def make_mode(name: str, sharding=None):
                 "parameter on every device)."
             )
         return PmapMode()
-    if model_axis == 1 and not sharding.get("rules"):
+    if model_axis == 1 and not sharding.rules:
         return JitMode()
-    return ShardedMode(model_axis, parse_rules(sharding.get("rules", "")))
+    return ShardedMode(model_axis, parse_rules(sharding.rules))
 
 
 def parse_rules(rules) -> tuple[tuple[str, str], ...]:

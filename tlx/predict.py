@@ -5,14 +5,15 @@
     python -m tlx.predict --workdir=runs/rt --step=200 --json "I love this product!"
     python -m tlx.predict --model=torchvision:mobilenet_v2 --top_k=5 photo.jpg
 
-Prints each input's most likely label and its probability (``--top_k`` for more), then the input
-(a text longer than 80 characters is shown as its first 60 and "…"). Text runs take texts; image
-runs take image files, preprocessed exactly as the run's evaluation data. ``--step`` predicts with
-that checkpoint instead of the latest. ``--model`` runs a catalog image model with its original
-head (ImageNet classes) and its own preprocessing, no training run needed. ``--json`` prints one
-JSON object per input instead, for scripts: ``{"input", "labels", "class_ids", "probabilities"}``
-(top-k, best first), plus for a run the checkpoint ``step`` and, for texts, ``truncated``,
-``tokens`` and ``tokens_kept``.
+Prints each input's prediction, then the input (a text longer than 80 characters is shown as its
+first 60 and "…"); the run's task (tlx.tasks) decides what a prediction holds and how it reads. For
+classification that is the most likely label and its probability (``--top_k`` for more). Text runs
+take texts; image runs take image files, preprocessed exactly as the run's evaluation data.
+``--step`` predicts with that checkpoint instead of the latest. ``--model`` runs a catalog image
+model with its original head (ImageNet classes) and its own preprocessing, no training run needed.
+``--json`` prints one JSON object per input instead, for scripts: ``"input"``, then the task's
+fields (classification: ``"labels", "class_ids", "probabilities"``, top-k, best first), plus for a
+run the checkpoint ``step`` and, for texts, ``truncated``, ``tokens`` and ``tokens_kept``.
 
 Empty or blank texts are refused before the model is loaded. A text longer than the run's
 ``data.max_length`` tokens is truncated to them, as in training, with a warning on stderr saying
@@ -21,14 +22,19 @@ how many tokens were kept.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from absl import flags, logging
 
 from tlx import cli, run_folder, runtime
 from tlx.errors import CheckpointError, InputError
+
+if TYPE_CHECKING:
+    from tlx.tasks import Task  # imported late: tlx.tasks loads JAX, refusals come before it
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "A folder written by tlx.train.")
 _MODEL = flags.DEFINE_string(
@@ -44,8 +50,8 @@ _STEP = flags.DEFINE_integer(
 _JSON = flags.DEFINE_bool(
     "json",
     False,
-    "Print one JSON object per input (input, labels, class_ids, probabilities; for runs also "
-    "step and, for texts, truncation).",
+    "Print one JSON object per input (input, the task's fields, e.g. labels, class_ids, "
+    "probabilities; for runs also step and, for texts, truncation).",
 )
 
 PROGRAM = "tlx.predict"
@@ -60,10 +66,10 @@ def load_run(workdir: str | Path, step: int | None = None):
     return experiment, params, model_state
 
 
-def read_run_config(workdir: str | Path):
-    """A run's config as it now stands (tlx.run_folder.read_config), or InputError saying what
-    --workdir must be."""
-    import ml_collections
+def read_run_spec(workdir: str | Path):
+    """A run's spec as its config now stands (tlx.run_folder.read_config), or InputError saying
+    what --workdir must be."""
+    from tlx.spec import read_spec
 
     try:
         config = run_folder.read_config(workdir)
@@ -74,7 +80,7 @@ def read_run_config(workdir: str | Path):
             f"{Path(workdir) / run_folder.CONFIG} is not readable JSON ({e}): expected the "
             "config.json that tlx.train wrote; the run folder is damaged."
         ) from None
-    return ml_collections.ConfigDict(config)
+    return read_spec(config)
 
 
 def _load_run(workdir: str | Path, step: int | None):
@@ -83,9 +89,9 @@ def _load_run(workdir: str | Path, step: int | None):
     from tlx.trainer import initial_params
 
     workdir = Path(workdir)
-    config = read_run_config(workdir)
-    config.init_from = ""  # the run's own checkpoint replaces every parameter below
-    experiment = build_experiment(config, with_data=False)
+    # The run's own checkpoint replaces every parameter below: no init_from.
+    spec = dataclasses.replace(read_run_spec(workdir), init_from="")
+    experiment = build_experiment(spec, with_data=False)
     import jax
 
     params, model_state = initial_params(experiment, jax.random.key(0), log=lambda *_: None)
@@ -133,30 +139,32 @@ def token_counts(experiment, texts: list[str]) -> list[int]:
 
 
 def predict_texts(experiment, params, model_state, texts: list[str]):
-    """Class probabilities [N, C] for raw texts, through the run's own tokenisation."""
+    """The task's per-input predictions (classification: probabilities [N, C]) for raw texts,
+    through the run's own tokenisation."""
     from tlx.data.text import make_eval_batches
 
-    data_cfg = experiment.config["data"]
+    data = experiment.spec.data
     batches = make_eval_batches(
         [{"text": t, "label": 0} for t in texts],
         experiment.model.tokenizer,
         batch_size=max(len(texts), 1),
-        max_length=int(data_cfg["max_length"]),
-        buckets=tuple(data_cfg["buckets"]),
+        max_length=int(data.max_length),
+        buckets=tuple(data.buckets),
     )
-    return _probabilities(experiment, params, model_state, batches)
+    return _predict_batches(experiment, params, model_state, batches)
 
 
-def _probabilities(experiment, params, model_state, batches):
-    """Softmax over the real rows (weight > 0) of evaluation-style batches, concatenated."""
+def _predict_batches(experiment, params, model_state, batches):
+    """The task's `predict` for the real rows (weight > 0) of evaluation-style batches,
+    concatenated."""
     import jax
     import numpy as np
 
     from tlx.steps import make_predict_fn
 
     predict = jax.jit(make_predict_fn(experiment.model.forward, experiment.task))
-    probs = [np.asarray(predict(params, model_state, b))[b["weight"] > 0] for b in batches]
-    return np.concatenate(probs)
+    rows = [np.asarray(predict(params, model_state, b))[b["weight"] > 0] for b in batches]
+    return np.concatenate(rows)
 
 
 def read_images(paths: list[str]) -> list:
@@ -185,7 +193,8 @@ def read_images(paths: list[str]) -> list:
 
 
 def predict_images(experiment, params, model_state, images: list):
-    """Class probabilities [N, C] for uint8 images, through the run's evaluation preprocessing."""
+    """The task's per-input predictions (classification: probabilities [N, C]) for uint8 images,
+    through the run's evaluation preprocessing."""
 
     from tlx.data.images import make_image_eval_batches
 
@@ -194,11 +203,11 @@ def predict_images(experiment, params, model_state, images: list):
         experiment.model.preprocessing,
         batch_size=max(len(images), 1),
     )
-    return _probabilities(experiment, params, model_state, batches)
+    return _predict_batches(experiment, params, model_state, batches)
 
 
 def echo(text: str) -> str:
-    """An input as shown after its labels: one line, at most ECHO_MAX_CHARS characters."""
+    """An input as shown after its prediction: one line, at most ECHO_MAX_CHARS characters."""
     line = " ".join(text.split())
     if len(line) > ECHO_MAX_CHARS:
         return line[:ECHO_KEPT_CHARS] + "…"
@@ -209,37 +218,29 @@ def warn(message: str) -> None:
     print(f"{PROGRAM}: warning: {message}", file=sys.stderr, flush=True)
 
 
-def top_k_rows(inputs: list[str], probs, label_names, k: int) -> list[dict]:
-    """Per input: its top-k labels, class ids and probabilities, most likely first."""
-    rows = []
-    for given, p in zip(inputs, probs):
-        best = [int(i) for i in p.argsort()[::-1][: min(k, len(label_names))]]
-        rows.append(
-            {
-                "input": given,
-                "labels": [label_names[i] for i in best],
-                "class_ids": best,
-                "probabilities": [float(p[i]) for i in best],
-            }
-        )
-    return rows
+def prediction_rows(
+    task: Task, inputs: list[str], predicted, label_names, top_k: int
+) -> list[dict]:
+    """Per input: ``{"input": ..., **the task's fields}`` (Task.predictions)."""
+    predictions = task.predictions(predicted, label_names, top_k)
+    return [{"input": given, **fields} for given, fields in zip(inputs, predictions)]
 
 
-def print_rows(rows: list[dict], as_json: bool) -> None:
-    """``label probability, ...<TAB>input`` per input, or one JSON object per line."""
+def print_rows(task: Task, rows: list[dict], as_json: bool) -> None:
+    """``<the task's line><TAB>input`` per input (Task.format_prediction), or one JSON object per
+    line."""
     for row in rows:
         if as_json:
             print(json.dumps(row, ensure_ascii=False))
         else:
-            labels = ", ".join(f"{n} {p:.3f}" for n, p in zip(row["labels"], row["probabilities"]))
-            print(f"{labels}\t{echo(row['input'])}")
+            print(f"{task.format_prediction(row)}\t{echo(row['input'])}")
 
 
-def predict_with_pretrained(name: str, inputs: list[str]) -> list[dict]:
-    """A catalog model with its original head (e.g. ImageNet classes), no training run."""
-    import numpy as np
-
+def predict_with_pretrained(name: str, inputs: list[str], top_k: int) -> tuple[Task, list[dict]]:
+    """A catalog model with its original head (e.g. ImageNet classes), no training run: its task
+    and one row per input."""
     import tlx.zoo
+    from tlx.tasks import get_task
 
     model = tlx.zoo.load(name)
     if model.kind != "image" or not model.labels:
@@ -248,20 +249,23 @@ def predict_with_pretrained(name: str, inputs: list[str]) -> list[dict]:
             "--model predicts with; for a trained run use --workdir, and for text embeddings "
             "tlx.zoo.load(name).embed(...) in Python."
         )
-    logits = np.asarray(model(model.preprocess(read_images(inputs))), np.float64)
-    probs = np.exp(logits - logits.max(-1, keepdims=True))
-    probs /= probs.sum(-1, keepdims=True)
-    return top_k_rows(inputs, probs, list(model.labels), _TOP_K.value)
+    task = get_task("classification")  # what a catalog model's original head does
+    predicted = task.predict_on_host(model(model.preprocess(read_images(inputs))))
+    return task, prediction_rows(task, inputs, predicted, list(model.labels), top_k)
 
 
-def predict_with_run(workdir: str, step: int | None, inputs: list[str]) -> list[dict]:
-    """A trained run's predictions (checkpoint `step`, default the latest)."""
+def predict_with_run(
+    workdir: str, step: int | None, inputs: list[str], top_k: int
+) -> tuple[Task, list[dict]]:
+    """A trained run's task and predictions, one row per input (checkpoint `step`, default the
+    latest)."""
     experiment, params, model_state, step = _load_run(workdir, step)
+    task = experiment.task
     if experiment.model.preprocessing is not None:
-        probs = predict_images(experiment, params, model_state, read_images(inputs))
-        rows = top_k_rows(inputs, probs, experiment.label_names, _TOP_K.value)
-        return [{**row, "step": step} for row in rows]
-    max_length = int(experiment.config["data"]["max_length"])
+        predicted = predict_images(experiment, params, model_state, read_images(inputs))
+        rows = prediction_rows(task, inputs, predicted, experiment.label_names, top_k)
+        return task, [{**row, "step": step} for row in rows]
+    max_length = int(experiment.spec.data.max_length)
     truncation = []
     for number, tokens in enumerate(token_counts(experiment, inputs), start=1):
         kept = min(tokens, max_length)
@@ -272,9 +276,9 @@ def predict_with_run(workdir: str, step: int | None, inputs: list[str]) -> list[
                 f"more than this model reads: truncated, kept the first {kept} of {tokens:,} "
                 "tokens ([CLS] and [SEP] included); the rest did not count."
             )
-    probs = predict_texts(experiment, params, model_state, inputs)
-    rows = top_k_rows(inputs, probs, experiment.label_names, _TOP_K.value)
-    return [{**row, "step": step, **t} for row, t in zip(rows, truncation)]
+    predicted = predict_texts(experiment, params, model_state, inputs)
+    rows = prediction_rows(task, inputs, predicted, experiment.label_names, top_k)
+    return task, [{**row, "step": step, **t} for row, t in zip(rows, truncation)]
 
 
 def main(argv):
@@ -288,13 +292,13 @@ def main(argv):
     if not flags.FLAGS["verbosity"].present:
         logging.set_verbosity(logging.WARNING)
     if _WORKDIR.value is not None:
-        read_run_config(_WORKDIR.value)  # a wrong --workdir fails before JAX starts
+        read_run_spec(_WORKDIR.value)  # a wrong --workdir fails before JAX starts
     runtime.configure()
     if _MODEL.value is not None:
-        rows = predict_with_pretrained(_MODEL.value, inputs)
+        task, rows = predict_with_pretrained(_MODEL.value, inputs, _TOP_K.value)
     else:
-        rows = predict_with_run(_WORKDIR.value, _STEP.value, inputs)
-    print_rows(rows, _JSON.value)
+        task, rows = predict_with_run(_WORKDIR.value, _STEP.value, inputs, _TOP_K.value)
+    print_rows(task, rows, _JSON.value)
 
 
 if __name__ == "__main__":

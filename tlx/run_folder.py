@@ -29,6 +29,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from tlx.errors import ResumeMismatchError
+from tlx.spec import as_plain
 
 CONFIG = "config.json"
 HISTORY = "history.jsonl"
@@ -57,13 +58,16 @@ RESUMABLE_KEYS = frozenset(
         "feature_cache",
         "data.workers",
         "data.eval_batch_size",
+        # Where the data is, not what it is (a moved dataset folder): the split and the subset
+        # are fixed by data.name, data.train_examples and the seed.
+        "data.data_dir",
     }
 )
 
 
 def config_changes(old: Mapping, new: Mapping) -> dict[str, tuple]:
     """{dotted key: (old value, new value)} for every leaf that differs (absent: None)."""
-    old, new = _flat(_as_json(old)), _flat(_as_json(new))
+    old, new = _flat(as_plain(old)), _flat(as_plain(new))
     return {
         k: (old.get(k), new.get(k))
         for k in sorted(old.keys() | new.keys())
@@ -116,7 +120,7 @@ def record_start(workdir: str | Path, config: Mapping, changes, from_step: int) 
     """Write config.json for a new run; for a resume, append what changed to history.jsonl."""
     workdir = Path(workdir)
     if changes is None:
-        write_atomic(workdir / CONFIG, json.dumps(_as_json(config), indent=1))
+        write_atomic(workdir / CONFIG, json.dumps(as_plain(config), indent=1))
         event = {"event": "start"}
     else:
         event = {
@@ -131,13 +135,6 @@ def record_start(workdir: str | Path, config: Mapping, changes, from_step: int) 
 
 def _extends_total_steps(key: str, old, new) -> bool:
     return key == "total_steps" and isinstance(old, int) and isinstance(new, int) and new >= old
-
-
-def _as_json(config: Mapping) -> dict:
-    """Plain JSON values (tuples as lists), as config.json holds them."""
-    if hasattr(config, "to_json"):
-        return json.loads(config.to_json())
-    return json.loads(json.dumps(config))
 
 
 def _flat(tree: Mapping, prefix: str = "") -> dict:

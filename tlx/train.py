@@ -20,6 +20,7 @@ from ml_collections import config_flags
 
 from tlx import cli, distributed, runtime
 from tlx.errors import ConfigError, TlxError
+from tlx.spec import read_spec
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Experiment config file.", lock_config=True
@@ -59,7 +60,8 @@ def main(argv):
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     if not flags.FLAGS["verbosity"].present:  # tfds and orbax log every step at INFO
         logging.set_verbosity(logging.WARNING)
-    runtime.configure(_CPU_DEVICES.value or None, _CONFIG.value.get("xla_flags", ""))
+    spec = read_spec(_CONFIG.value)  # every config problem, before JAX starts
+    runtime.configure(_CPU_DEVICES.value or None, spec.xla_flags)
     try:  # before anything touches a device: JAX's backend then spans every process
         distributed.initialize(
             _COORDINATOR.value,
@@ -81,7 +83,7 @@ def main(argv):
     from tlx.trainer import train
 
     try:
-        experiment = build_experiment(_CONFIG.value)
+        experiment = build_experiment(spec)
     except TlxError:
         raise
     except (ValueError, FileNotFoundError) as e:  # a config, checkpoint or data problem

@@ -1,6 +1,7 @@
 """Collect a sweep's cells into a table, mean ± std over seeds, and plots.
 
     python -m experiments.aggregate --workdir=runs/sweep [--group_by=plan.name] [--over=seed]
+    python -m experiments.aggregate --records=experiments/results/NAME_records.jsonl.gz [...]
 
 Reads WORKDIR/sweep.json (written by experiments.sweep; without it, every subfolder holding a
 summary.json or config.json is a cell) and each cell's summary.json, metrics.jsonl and
@@ -21,9 +22,14 @@ span 10x or more; data.train_examples=0, "all", is placed at the cell's real tra
 With --out=DIR/NAME the same table, CSV and plots are also written as DIR/NAME.md, NAME.csv,
 NAME_curves.png, NAME_bars.png (and NAME_against_<KEY>.png), the Markdown headed by the command
 that made it, the date, the machine and the commit: what experiments/results/ keeps. The finished
-cells' records (summary.json, metrics.jsonl, config.json) and sweep.json go to DIR/NAME_cells/:
-`python -m experiments.aggregate --workdir=DIR/NAME_cells` redoes the table from the repository
-alone, and experiments.restore_cells puts them back into a fresh workdir to resume the sweep.
+cells' records (config, summary, metrics.jsonl's curve) and sweep.json go to one file,
+DIR/NAME_records.jsonl.gz (experiments.aggregate.records; merged with what it already holds):
+
+    python -m experiments.aggregate --records=DIR/NAME_records.jsonl.gz [--group_by=...]
+
+redoes the table from the repository alone (the aggregate.* files then go to --workdir, by default
+a temporary folder; add --out to keep them), and experiments.restore_cells puts the cells back
+into a fresh workdir to resume the sweep.
 
 Cells without summary.json are listed as missing (not an error). Cells finished by a resumed run
 are named under the table: their train seconds cover the last run only.
@@ -60,6 +66,15 @@ from experiments.aggregate.publishing import (
     publish,
     publish_records,
 )
+from experiments.aggregate.records import (
+    RecordsError,
+    cell_record,
+    load_records,
+    read_records,
+    records_path,
+    restore_records,
+    write_records,
+)
 from experiments.aggregate.table import (
     fmt,
     group_label,
@@ -94,6 +109,13 @@ __all__ = [
     "sweep_command",
     "publish",
     "publish_records",
+    "RecordsError",
+    "records_path",
+    "read_records",
+    "write_records",
+    "cell_record",
+    "load_records",
+    "restore_records",
     "define_flags",
     "main",
 ]

@@ -1,4 +1,5 @@
-"""aggregate(): a sweep's folder to aggregate.csv, aggregate.md and the plots."""
+"""aggregate(): a sweep's folder, or a study's records file, to aggregate.csv, aggregate.md and the
+plots."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ from typing import Any
 
 from experiments.aggregate.cells import cell_row, load_cells, splits_of
 from experiments.aggregate.plots import plot_against, plot_bars, plot_curves
+from experiments.aggregate.records import load_records
 from experiments.aggregate.table import group_rows, markdown
+from experiments.jsonio import read_json
 
 
 def aggregate(
@@ -19,11 +22,21 @@ def aggregate(
     metric: str = "test_accuracy",
     time_to_accuracy: Sequence[float] = (),
     x_axis: str | None = None,
+    records: str | Path | None = None,
 ) -> dict[str, Any]:
-    """Write aggregate.csv / .md, learning_curves.png, bars.png (and against_<x_axis>.png);
-    return what they show, with the files written under "files"."""
+    """Write aggregate.csv / .md, learning_curves.png, bars.png (and against_<x_axis>.png) in
+    `root`; return what they show, with the files written under "files".
+
+    The cells are read from the sweep's folder `root`, or with `records` from that records file
+    (experiments.aggregate.records; `root` then only receives the files)."""
     root = Path(root)
-    described, cells = load_cells(root)
+    if records is None:
+        described, cells = load_cells(root)
+        sweep, workdir = read_json(root / "sweep.json"), str(root)
+    else:
+        header, described, cells = load_records(records)
+        sweep, workdir = header.get("sweep"), header.get("workdir")
+        root.mkdir(parents=True, exist_ok=True)
     keys = list(described.get("keys") or [])
     if group_by is None:
         group_by = [k for k in keys if k != over]
@@ -71,15 +84,19 @@ def aggregate(
         "markdown": md,
         "metric": metric,
         "files": files,
-        "sweep_command": sweep_command(described, root),
+        "sweep_command": sweep_command(described, workdir),
+        "cells": cells,
+        "sweep": sweep,  # sweep.json as read (None without one): what publish records
+        "workdir": workdir,  # the sweep's own folder, also for cells read from records
     }
 
 
-def sweep_command(described: dict, root: Path) -> str | None:
+def sweep_command(described: dict, workdir: str | Path | None) -> str | None:
     """The experiments.sweep command that made the cells (from sweep.json), if one did."""
     if not described.get("config"):
         return None
-    parts = ["python -m experiments.sweep", f"--config={described['config']}", f"--workdir={root}"]
+    parts = ["python -m experiments.sweep", f"--config={described['config']}"]
+    parts += [f"--workdir={workdir}"] if workdir else []
     parts += [f"--set={k}={v}" for k, v in (described.get("set") or {}).items()]
     parts += list(described.get("train_args") or [])
     return " ".join(parts)

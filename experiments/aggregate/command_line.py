@@ -3,16 +3,29 @@
 from __future__ import annotations
 
 import sys
+import tempfile
 from pathlib import Path
 
 from absl import app, flags
 
 from experiments.aggregate.collect import aggregate
 from experiments.aggregate.publishing import publish
+from experiments.aggregate.records import SUFFIX, RecordsError, read_records
 
 
 def define_flags() -> None:
-    flags.DEFINE_string("workdir", None, "A sweep's root folder (experiments.sweep --workdir).")
+    flags.DEFINE_string(
+        "workdir",
+        None,
+        "A sweep's root folder (experiments.sweep --workdir); with --records, where the "
+        "aggregate.* files go (default: a temporary folder).",
+    )
+    flags.DEFINE_string(
+        "records",
+        None,
+        f"A published study's records file (experiments/results/NAME{SUFFIX}, written by "
+        "--out): aggregate its cells instead of a sweep's folder.",
+    )
     flags.DEFINE_list(
         "group_by", None, "Keys whose values form the groups (default: swept keys but --over)."
     )
@@ -27,34 +40,54 @@ def define_flags() -> None:
         "x_axis", None, "Also plot --metric against this key (e.g. data.train_examples)."
     )
     flags.DEFINE_string(
-        "out", None, "Also write DIR/NAME.md (headed by command and machine), .csv and plots."
+        "out",
+        None,
+        f"Also write DIR/NAME.md (headed by command and machine), .csv, plots and NAME{SUFFIX}.",
     )
-    flags.mark_flag_as_required("workdir")
 
 
 def main(argv) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     f = flags.FLAGS
+    if f.records:
+        try:
+            read_records(f.records)
+        except RecordsError as e:
+            raise SystemExit(f"experiments.aggregate: --records={f.records}: {e}") from None
+        if f.workdir:
+            return _run(f, f.workdir)
+        with tempfile.TemporaryDirectory(prefix="aggregate-") as scratch:
+            return _run(f, scratch)
+    if not f.workdir:
+        raise app.UsageError(
+            f"Pass --workdir=SWEEP_FOLDER, or --records=experiments/results/NAME{SUFFIX}."
+        )
+    if Path(f.workdir).is_file():
+        raise SystemExit(
+            f"experiments.aggregate: --workdir={f.workdir} is a file, not a sweep's folder; "
+            f"a published records file (NAME{SUFFIX}) is read with --records={f.workdir}"
+        )
     if not Path(f.workdir).is_dir():
         raise SystemExit(f"experiments.aggregate: no folder {f.workdir}")
+    _run(f, f.workdir)
+
+
+def _run(f, root: str) -> None:
     thresholds = [float(t) for t in f.time_to]
-    result = aggregate(f.workdir, f.group_by, f.over, f.metric, thresholds, f.x_axis)
+    result = aggregate(
+        root, f.group_by, f.over, f.metric, thresholds, f.x_axis, records=f.records or None
+    )
     print(result["markdown"])
     if f.out:
-        from experiments.restore_cells import records_dir
         from tlx.machine import machine
 
         command = "python -m experiments.aggregate " + " ".join(sys.argv[1:])
-        written = publish(result, f.out, command, machine())
-        records = records_dir(f.out)
-        tables_and_plots = [p for p in written if records not in p.parents]
-        for path in tables_and_plots:
+        for path in publish(result, f.out, command, machine()):
             print(f"wrote {path}")
-        if len(written) > len(tables_and_plots):
-            print(f"wrote the finished cells' records to {records}/")
     finished = sum(r["status"] == "finished" for r in result["rows"])
+    where = f.workdir or "a temporary folder (pass --workdir to keep them)"
     print(
         f"{finished} of {len(result['rows'])} cells finished; wrote aggregate.csv, aggregate.md, "
-        f"learning_curves.png, bars.png in {f.workdir}"
+        f"learning_curves.png, bars.png in {where}"
     )

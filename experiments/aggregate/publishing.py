@@ -1,5 +1,5 @@
 """Publishing an aggregate under experiments/results/: the table, CSV and plots headed by their
-provenance, and the finished cells' records."""
+provenance, and the study's records file (the finished cells' summaries, curves and configs)."""
 
 from __future__ import annotations
 
@@ -40,25 +40,14 @@ def publish(result: dict[str, Any], out: str | Path, command: str, machine: str)
     return written + publish_records(result, out)
 
 
-def publish_records(result: dict[str, Any], out: Path) -> list[Path]:
-    """Copy sweep.json and each finished cell's records to OUT_cells/, so the numbers can be
-    re-aggregated, and the sweep resumed (experiments.restore_cells), from a fresh checkout.
-    Adds and overwrites only: records of cells absent from this workdir are kept."""
-    import shutil
+def publish_records(result: dict[str, Any], out: str | Path) -> list[Path]:
+    """Merge the finished cells' records and sweep.json into OUT_records.jsonl.gz (see
+    experiments.aggregate.records), so the numbers can be re-aggregated, and the sweep resumed
+    (experiments.restore_cells), from a fresh checkout. Adds and replaces only: records of cells
+    absent from this aggregate are kept. Nothing is written when no cell has finished."""
+    from experiments.aggregate.records import cell_record, records_path, write_records
 
-    from experiments.restore_cells import RECORD_FILES, records_dir
-
-    root, target = Path(result["root"]), records_dir(out)
-    written: list[Path] = []
-    if target.exists() and target.resolve() == root.resolve():  # re-aggregated from the records
-        return written
-    for name in (r["cell"] for r in result["rows"] if r["status"] == "finished"):
-        for file in RECORD_FILES:
-            if (root / name / file).exists():
-                (target / name).mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(root / name / file, target / name / file)
-                written.append(target / name / file)
-    if written and (root / "sweep.json").exists():
-        shutil.copyfile(root / "sweep.json", target / "sweep.json")
-        written.append(target / "sweep.json")
-    return written
+    cells = {c.name: cell_record(c) for c in result["cells"] if c.status == "finished"}
+    if not cells:
+        return []
+    return [write_records(records_path(out), result["sweep"], result["workdir"], cells)]

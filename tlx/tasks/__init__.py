@@ -2,8 +2,8 @@
 
 The trainer, the compiled steps, evaluation and prediction know no task-specific name: they ask
 the run's :class:`~tlx.tasks.base.Task` for the loss and metric sums of a batch, for the summary of
-an evaluation and for the line the progress bar shows. Classification is the first task; detection
-and domain adaptation add theirs here.
+an evaluation, for the line the progress bar shows and for what a prediction holds and prints as.
+Classification is the first task; detection and domain adaptation add theirs here.
 """
 
 from __future__ import annotations

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 
 class Task(Protocol):
@@ -34,8 +35,31 @@ class Task(Protocol):
         """A summary in a few words, for the progress bar."""
         ...
 
+    # Prediction (tlx.predict): `predict` runs in the compiled step (or `predict_on_host` for a
+    # model run outside it), `predictions` turns its rows into one JSON-ready dict per input and
+    # `format_prediction` into the text printed before the input. tlx.predict adds the "input"
+    # first and its own bookkeeping (checkpoint "step", text truncation) after the task's fields.
+
     def predict(self, outputs: jax.Array) -> jax.Array:
-        """What prediction returns per example (inside jit)."""
+        """What prediction computes per example from the model's outputs (inside jit)."""
+        ...
+
+    def predict_on_host(self, outputs: Any) -> np.ndarray:
+        """`predict` for outputs computed outside the compiled steps (a catalog model run with its
+        original head), in float64 numpy on the host."""
+        ...
+
+    def predictions(
+        self, predicted: np.ndarray, label_names: Sequence[str], top_k: int
+    ) -> list[dict[str, Any]]:
+        """Per input, in order, the task's JSON-ready fields from `predict`'s rows (numpy, one row
+        per input). `label_names` names the model's output classes; `top_k` is how many
+        candidates to report per input (``--top_k``)."""
+        ...
+
+    def format_prediction(self, prediction: Mapping[str, Any]) -> str:
+        """One input's prediction (a dict from `predictions`, possibly with tlx.predict's own keys
+        added) as one line of text, without the input."""
         ...
 
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from tlx.tasks.base import batch_weights
@@ -38,3 +40,30 @@ class Classification:
 
     def predict(self, outputs: jax.Array) -> jax.Array:
         return jax.nn.softmax(outputs.astype(jnp.float32), -1)
+
+    def predict_on_host(self, outputs: Any) -> np.ndarray:
+        logits = np.asarray(outputs, np.float64)
+        probs = np.exp(logits - logits.max(-1, keepdims=True))
+        probs /= probs.sum(-1, keepdims=True)
+        return probs
+
+    def predictions(
+        self, predicted: np.ndarray, label_names: Sequence[str], top_k: int
+    ) -> list[dict[str, Any]]:
+        """Per input: its top-k labels, class ids and probabilities, most likely first."""
+        rows = []
+        for p in predicted:
+            best = [int(i) for i in p.argsort()[::-1][: min(top_k, len(label_names))]]
+            rows.append(
+                {
+                    "labels": [label_names[i] for i in best],
+                    "class_ids": best,
+                    "probabilities": [float(p[i]) for i in best],
+                }
+            )
+        return rows
+
+    def format_prediction(self, prediction: Mapping[str, Any]) -> str:
+        """``label probability, ...``, most likely first."""
+        pairs = zip(prediction["labels"], prediction["probabilities"])
+        return ", ".join(f"{name} {p:.3f}" for name, p in pairs)

@@ -20,10 +20,9 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 
+from tlx.spec import BATCHNORM_POLICIES as POLICIES
 from tlx.transfer.plans import FROZEN, Plan, Stage
 from tlx.tree import flatten
-
-POLICIES = ("frozen", "affine", "train")
 
 
 def check_policy(policy: str) -> str:

@@ -42,16 +42,13 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from tlx.data.sampling import CacheableExamples
+from tlx.errors import FeatureCacheError
+from tlx.spec import FEATURE_CACHE_MODES as MODES
 from tlx.transfer.plans import Stage
 from tlx.tree import flatten
 from tlx.types import ForwardFn
 
-MODES = ("off", "memory", "disk")
 _NOT_INPUTS = ("label", "weight")
-
-
-class FeatureCacheError(ValueError):
-    """A feature cache that cannot be built correctly for this run."""
 
 
 def check_mode(mode: str) -> str:

@@ -25,22 +25,12 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from tlx.config_checks import CLOCKS, SCHEDULE_FIELDS
+from tlx.spec import DECAYS, OptimSpec
 from tlx.transfer.plans import FROZEN, Plan, Stage
 
-# optim fields a group schedule may override (the shape of the schedule, and its peak).
-SCHEDULE_FIELDS = (
-    "learning_rate",
-    "warmup_steps",
-    "decay",
-    "final_fraction",
-    "pct_start",
-    "cut_frac",
-    "ratio",
-)
-CLOCKS = ("run", "group")
 
-
-def learning_rate_schedule(cfg: Mapping, total_steps: int) -> optax.Schedule:
+def learning_rate_schedule(optim: OptimSpec | Mapping, total_steps: int) -> optax.Schedule:
     """Base learning rate over the whole run (per-group multipliers scale it).
 
     optim.decay: "cosine" | "linear" | "constant" after `warmup_steps` of linear warmup;
@@ -48,15 +38,13 @@ def learning_rate_schedule(cfg: Mapping, total_steps: int) -> optax.Schedule:
     "slanted_triangular" (ULMFiT, Howard & Ruder 2018: linear rise for `cut_frac` of the run,
     then linear decay to learning_rate / `ratio`).
     """
-    lr, warmup = float(cfg["learning_rate"]), int(cfg.get("warmup_steps", 0))
-    decay = cfg.get("decay", "cosine")
+    optim = OptimSpec.of(optim)
+    lr, warmup, decay = float(optim.learning_rate), int(optim.warmup_steps), optim.decay
     if decay == "one_cycle":
-        return optax.cosine_onecycle_schedule(
-            total_steps, lr, pct_start=float(cfg.get("pct_start", 0.3))
-        )
+        return optax.cosine_onecycle_schedule(total_steps, lr, pct_start=float(optim.pct_start))
     if decay == "slanted_triangular":
-        cut = max(int(total_steps * float(cfg.get("cut_frac", 0.1))), 1)
-        low = lr / float(cfg.get("ratio", 32))
+        cut = max(int(total_steps * float(optim.cut_frac)), 1)
+        low = lr / float(optim.ratio)
         return optax.join_schedules(
             [
                 optax.linear_schedule(low, lr, cut),
@@ -66,15 +54,14 @@ def learning_rate_schedule(cfg: Mapping, total_steps: int) -> optax.Schedule:
         )
     decay_steps = max(total_steps - warmup, 1)
     if decay == "cosine":
-        after = optax.cosine_decay_schedule(lr, decay_steps, alpha=cfg.get("final_fraction", 0.0))
+        after = optax.cosine_decay_schedule(lr, decay_steps, alpha=optim.final_fraction)
     elif decay == "linear":
-        after = optax.linear_schedule(lr, lr * cfg.get("final_fraction", 0.0), decay_steps)
+        after = optax.linear_schedule(lr, lr * optim.final_fraction, decay_steps)
     elif decay == "constant":
         after = optax.constant_schedule(lr)
     else:
         raise ValueError(
-            f"optim.decay={decay!r}; expected 'cosine', 'linear', 'constant', 'one_cycle' or "
-            "'slanted_triangular'"
+            f"optim.decay={decay!r}; expected {', '.join(map(repr, DECAYS[:-1]))} or {DECAYS[-1]!r}"
         )
     if warmup == 0:
         return after
@@ -95,7 +82,7 @@ def unfreeze_warmup(steps: int) -> optax.Schedule:
 
 
 def group_transform(
-    multiplier: float | None, cfg: Mapping, own_schedule: optax.Schedule | None = None
+    multiplier: float | None, optim: OptimSpec, own_schedule: optax.Schedule | None = None
 ) -> optax.GradientTransformation:
     """optim.unfreeze_warmup_steps > 0 gives every group its own linear warm-up after it starts
     training, on top of the run's schedule (newly unfrozen layers then do not take full-size steps
@@ -104,13 +91,11 @@ def group_transform(
     if multiplier is FROZEN:
         return optax.set_to_zero()
     parts = [
-        optax.scale_by_adam(
-            b1=cfg.get("b1", 0.9), b2=cfg.get("b2", 0.999), eps=cfg.get("eps", 1e-8)
-        ),
-        optax.add_decayed_weights(cfg.get("weight_decay", 0.0), mask=_decay_mask),
+        optax.scale_by_adam(b1=optim.b1, b2=optim.b2, eps=optim.eps),
+        optax.add_decayed_weights(optim.weight_decay, mask=_decay_mask),
         optax.scale(-float(multiplier)),
     ]
-    warmup = int(cfg.get("unfreeze_warmup_steps", 0) or 0)  # >= 0: tlx.config_checks
+    warmup = int(optim.unfreeze_warmup_steps)  # >= 0: tlx.config_checks
     if warmup:
         parts.append(optax.scale_by_schedule(unfreeze_warmup(warmup)))
     if own_schedule is not None:
@@ -121,16 +106,16 @@ def group_transform(
 def make_optimizer(
     stage: Stage,
     group_of: Mapping[str, str],
-    cfg: Mapping,
+    optim: OptimSpec | Mapping,
     schedule: optax.Schedule,
     own_schedules: Mapping[str, optax.Schedule] | None = None,
 ) -> optax.GradientTransformation:
     """Optimizer over the flat ``{path: param}`` dict for one stage. With `own_schedules` (group ->
     schedule of the group's own update count, from :class:`StageOptimizers`) each group scales by
     its own and `schedule` is not used."""
-    own = own_schedules or {}
+    own, optim = own_schedules or {}, OptimSpec.of(optim)
     transforms = {
-        group: group_transform(multiplier, cfg, own.get(group))
+        group: group_transform(multiplier, optim, own.get(group))
         for group, multiplier in stage.multipliers.items()
     }
     return optax.chain(
@@ -139,7 +124,7 @@ def make_optimizer(
     )
 
 
-def group_schedule_overrides(cfg: Mapping, labels: Sequence[str]) -> dict[str, dict]:
+def group_schedule_overrides(optim: OptimSpec | Mapping, labels: Sequence[str]) -> dict[str, dict]:
     """optim.group_schedules resolved to {label: overrides} for the labels it names.
 
     Keys are group names or fnmatch patterns ("layer_1*"); the first key (in the order given)
@@ -149,7 +134,8 @@ def group_schedule_overrides(cfg: Mapping, labels: Sequence[str]) -> dict[str, d
     shared one does) or "group" (it starts at the group's first trained step and spans the steps
     left, like a fresh one-cycle after each unfreeze). Fails on keys that match no label and on
     unknown fields, before anything is built."""
-    given = {str(k): dict(v) for k, v in dict(cfg.get("group_schedules") or {}).items()}
+    schedules = OptimSpec.of(optim).group_schedules
+    given = {str(k): dict(v) for k, v in schedules.items()}
     for key, fields in given.items():
         unknown = sorted(set(fields) - set(SCHEDULE_FIELDS) - {"clock"})
         if unknown:
@@ -177,13 +163,16 @@ def group_schedule_overrides(cfg: Mapping, labels: Sequence[str]) -> dict[str, d
     return resolved
 
 
-def check_schedules(cfg: Mapping, labels: Sequence[str], total_steps: int) -> dict[str, dict]:
+def check_schedules(
+    optim: OptimSpec | Mapping, labels: Sequence[str], total_steps: int
+) -> dict[str, dict]:
     """Builds every schedule the optim section names (so a bad decay or group schedule fails
     here, before any compute) and returns the per-label overrides."""
-    learning_rate_schedule(cfg, total_steps)
-    overrides = group_schedule_overrides(cfg, labels)
+    optim = OptimSpec.of(optim)
+    learning_rate_schedule(optim, total_steps)
+    overrides = group_schedule_overrides(optim, labels)
     for fields in overrides.values():
-        learning_rate_schedule({**cfg, **fields}, total_steps)
+        learning_rate_schedule(optim.with_fields(fields), total_steps)
     return overrides
 
 
@@ -209,30 +198,34 @@ class StageOptimizers:
     A group's own schedule is evaluated at (the step it started training + its own count) with
     clock "run", and at its own count over the steps left from its start with clock "group"."""
 
-    def __init__(self, plan: Plan, group_of: Mapping[str, str], cfg: Mapping, total_steps: int):
-        self.plan, self.group_of, self.cfg = plan, dict(group_of), dict(cfg)
+    def __init__(
+        self, plan: Plan, group_of: Mapping[str, str], optim: OptimSpec | Mapping, total_steps: int
+    ):
+        self.plan, self.group_of, self.optim = plan, dict(group_of), OptimSpec.of(optim)
         self.total_steps = total_steps
-        self.schedule = learning_rate_schedule(cfg, total_steps)
-        self.overrides = check_schedules(cfg, list(plan.stages[0].multipliers), total_steps)
-        self.warmup = int(cfg.get("unfreeze_warmup_steps", 0) or 0)
+        self.schedule = learning_rate_schedule(self.optim, total_steps)
+        self.overrides = check_schedules(self.optim, list(plan.stages[0].multipliers), total_steps)
+        self.warmup = int(self.optim.unfreeze_warmup_steps)
 
     def own_schedule(self, label: str, start: int) -> optax.Schedule:
         """`label`'s schedule as a function of its own update count, given its start step."""
         fields = self.overrides.get(label, {})
         if fields.get("clock", "run") == "group":
-            return learning_rate_schedule({**self.cfg, **fields}, max(self.total_steps - start, 1))
-        shape = learning_rate_schedule({**self.cfg, **fields}, self.total_steps)
+            return learning_rate_schedule(
+                self.optim.with_fields(fields), max(self.total_steps - start, 1)
+            )
+        shape = learning_rate_schedule(self.optim.with_fields(fields), self.total_steps)
         return lambda count: shape(count + start)
 
     def __call__(self, index: int) -> optax.GradientTransformation:
         stage = self.plan.stages[index]
         if not self.overrides:
-            return make_optimizer(stage, self.group_of, self.cfg, self.schedule)
+            return make_optimizer(stage, self.group_of, self.optim, self.schedule)
         own = {
             label: self.own_schedule(label, training_start_step(self.plan, index, label))
             for label in stage.trainable
         }
-        return make_optimizer(stage, self.group_of, self.cfg, self.schedule, own)
+        return make_optimizer(stage, self.group_of, self.optim, self.schedule, own)
 
     def learning_rates(self, index: int, step: int) -> dict[str, float]:
         """{label: learning rate of its update at global `step`} in stage `index` (0 if frozen)."""

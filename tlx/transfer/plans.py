@@ -19,13 +19,12 @@ import dataclasses
 import re
 from collections.abc import Mapping, Sequence
 
+from tlx.config_checks import parse_multipliers
+from tlx.errors import PlanError
 from tlx.ranges import LAYER_DECAY, POSITIVE, POSITIVE_INT, pair_problem
+from tlx.spec import PlanSpec
 
 FROZEN = None  # a group's multiplier when it does not train
-
-
-class PlanError(ValueError):
-    """A plan that is malformed, matches nothing, or freezes nothing it claims to."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -198,41 +197,36 @@ def with_multipliers(
     return dataclasses.replace(plan, stages=stages)
 
 
-def parse_multipliers(spec: str) -> dict[str, float]:
-    """'head=10,layer_.*=0.5' -> {'head': 10.0, 'layer_.*': 0.5} (flag-friendly form)."""
-    out = {}
-    for item in filter(None, (p.strip() for p in spec.split(","))):
-        rx, sep, value = item.rpartition("=")
-        if not sep or not rx:
-            raise PlanError(f"lr_multipliers item {item!r} must look like 'group_regex=factor'")
-        try:
-            out[rx] = float(value)
-        except ValueError as e:
-            raise PlanError(f"lr_multipliers item {item!r}: {value!r} is not a number") from e
-    return out
+def _required(plan: PlanSpec, field: str):
+    value = getattr(plan, field)
+    if value is None:
+        raise PlanError(f"plan.name={plan.name!r} needs plan.{field}; set it in the config.")
+    return value
 
 
 BUILDERS = {
-    "feature_extraction": lambda groups, cfg: feature_extraction(groups, cfg.get("head", 1)),
-    "finetune": lambda groups, cfg: finetune(groups),
-    "freeze_to": lambda groups, cfg: freeze_to(groups, cfg["k"]),
-    "progressive": lambda groups, cfg: progressive(groups, cfg["every"], cfg.get("start", 1)),
-    "custom": lambda groups, cfg: from_rules(groups, cfg["stages"]),
+    "feature_extraction": lambda groups, plan: feature_extraction(groups, plan.head),
+    "finetune": lambda groups, plan: finetune(groups),
+    "freeze_to": lambda groups, plan: freeze_to(groups, _required(plan, "k")),
+    "progressive": lambda groups, plan: progressive(groups, _required(plan, "every"), plan.start),
+    "custom": lambda groups, plan: from_rules(groups, plan.stages),
 }
 
 
-def build_plan(groups: Sequence[str], cfg: Mapping, total_steps: int | None = None) -> Plan:
+def build_plan(
+    groups: Sequence[str], plan: PlanSpec | Mapping, total_steps: int | None = None
+) -> Plan:
     """A plan from a config section: ``name`` plus that builder's fields and the multipliers."""
-    name = cfg["name"]
-    if name not in BUILDERS:
-        raise PlanError(f"Unknown plan {name!r}; choose one of {sorted(BUILDERS)}.")
-    plan = BUILDERS[name](list(groups), cfg)
-    plan = with_multipliers(
-        plan,
+    spec = PlanSpec.of(plan)
+    if spec.name not in BUILDERS:
+        raise PlanError(f"Unknown plan {spec.name!r}; choose one of {sorted(BUILDERS)}.")
+    built = BUILDERS[spec.name](list(groups), spec)
+    built = with_multipliers(
+        built,
         groups,
-        parse_multipliers(cfg.get("lr_multipliers", "") or ""),
-        float(cfg.get("layer_decay", 1.0)),
-        tuple(float(x) for x in cfg["lr_slice"]) if cfg.get("lr_slice") else None,
+        parse_multipliers(spec.lr_multipliers),
+        float(spec.layer_decay),
+        tuple(float(x) for x in spec.lr_slice) if spec.lr_slice else None,
     )
-    plan.validate(groups, total_steps)
-    return plan
+    built.validate(groups, total_steps)
+    return built

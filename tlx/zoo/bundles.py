@@ -14,6 +14,7 @@ from typing import Any
 import flax.linen as nn
 import numpy as np
 
+from tlx.spec import COMPUTE_DTYPES, ModelSpec
 from tlx.types import ForwardFn
 
 
@@ -42,13 +43,10 @@ class ModelBundle:
         return [name for name, _ in self.groups]
 
 
-COMPUTE_DTYPES = ("float32", "bfloat16", "float16")
-
-
-def compute_dtype(model_cfg: Mapping):
+def compute_dtype(model: ModelSpec | Mapping):
     """`model.compute_dtype`: the dtype of activations and matmuls. Parameters, optimizer state
     and the loss stay float32 (mixed precision with float32 master weights)."""
-    name = model_cfg.get("compute_dtype", "float32") or "float32"
+    name = ModelSpec.of(model).compute_dtype
     if name not in COMPUTE_DTYPES:
         raise ValueError(
             f"model.compute_dtype={name!r} is not one of {COMPUTE_DTYPES}; bfloat16 is the "

@@ -9,6 +9,7 @@ from collections.abc import Callable, Mapping
 from types import MappingProxyType
 
 from tlx.errors import ConfigError
+from tlx.spec import ModelSpec
 from tlx.zoo.bundles import ModelBundle
 from tlx.zoo.text import build_bert_classifier
 from tlx.zoo.vision import build_image_classifier
@@ -21,9 +22,11 @@ BUILDERS: Mapping[str, Callable[[Mapping, int], ModelBundle]] = MappingProxyType
 )
 
 
-def build_model(model_cfg: Mapping, num_classes: int) -> ModelBundle:
-    """The bundle `model_cfg` (a config's ``model`` section) describes, with `num_classes` outputs."""
-    name = model_cfg["name"]
-    if name not in BUILDERS:
-        raise ConfigError(f"Unknown model.name {name!r}; registered models: {sorted(BUILDERS)}.")
-    return BUILDERS[name](model_cfg, num_classes)
+def build_model(model: ModelSpec | Mapping, num_classes: int) -> ModelBundle:
+    """The bundle `model` (a config's ``model`` section) describes, with `num_classes` outputs."""
+    spec = ModelSpec.of(model)
+    if spec.name not in BUILDERS:
+        raise ConfigError(
+            f"Unknown model.name {spec.name!r}; registered models: {sorted(BUILDERS)}."
+        )
+    return BUILDERS[spec.name](spec, num_classes)

@@ -9,6 +9,7 @@ import numpy as np
 
 from tlx.models.bert import BertForSequenceClassification, bert_param_groups
 from tlx.ranges import OPTIONAL_DROPOUT
+from tlx.spec import ModelSpec
 from tlx.weights.hf_bert import load_hf_bert, load_tokenizer
 from tlx.zoo.bundles import ModelBundle, compute_dtype
 from tlx.zoo.resolve import resolve_checkpoint
@@ -36,23 +37,24 @@ def bert_forward_and_init(module: BertForSequenceClassification):
     return forward, init
 
 
-def build_bert_classifier(cfg: Mapping, num_classes: int) -> ModelBundle:
-    folder = resolve_checkpoint(cfg["checkpoint"])
+def build_bert_classifier(model: ModelSpec | Mapping, num_classes: int) -> ModelBundle:
+    spec = ModelSpec.of(model)
+    folder = resolve_checkpoint(spec.checkpoint)
     config, pretrained = load_hf_bert(folder)
-    random_init = bool(cfg.get("random_init", False))  # the architecture only: from scratch
-    dropout = cfg.get("dropout", None)  # None: the checkpoint's own rates
+    random_init = bool(spec.random_init)  # the architecture only: from scratch
+    dropout = spec.dropout  # None: the checkpoint's own rates
     if dropout is not None:
         OPTIONAL_DROPOUT.require(dropout, "model.dropout")
         config = dataclasses.replace(
             config, hidden_dropout_prob=float(dropout), attention_probs_dropout_prob=float(dropout)
         )
-    pooling = cfg.get("pooling", "pooler")
+    pooling = spec.pooling
     module = BertForSequenceClassification(
         config,
         num_labels=num_classes,
         pooling=pooling,
-        classifier_dropout=cfg.get("classifier_dropout", None),
-        dtype=compute_dtype(cfg),
+        classifier_dropout=spec.classifier_dropout,
+        dtype=compute_dtype(spec),
     )
     if pooling != "pooler":  # the pooler is not part of this model: its weights are unused
         pretrained = {k: v for k, v in pretrained.items() if not k.startswith("bert/pooler/")}
@@ -73,7 +75,7 @@ def build_bert_classifier(cfg: Mapping, num_classes: int) -> ModelBundle:
         checkpoint_dir=str(folder),
         description=(
             f"BERT {config.num_hidden_layers}x{config.hidden_size} "
-            f"{'random init, shaped as' if random_init else 'from'} {cfg['checkpoint']}, "
+            f"{'random init, shaped as' if random_init else 'from'} {spec.checkpoint}, "
             f"{pooling} pooling, {num_classes} classes"
         ),
     )

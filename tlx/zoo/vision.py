@@ -29,6 +29,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from tlx.data.preprocess import TORCHVISION_IMAGENET, ImagePreprocessing
+from tlx.spec import ModelSpec
 from tlx.transfer.batchnorm import check_policy
 from tlx.tree import flatten
 from tlx.zoo.bundles import ModelBundle, compute_dtype
@@ -109,22 +110,22 @@ def _head_regex(groups) -> str:
     return groups[-1][1]
 
 
-def build_image_classifier(cfg: Mapping, num_classes: int) -> ModelBundle:
-    checkpoint = cfg.get("checkpoint", "") or ""
-    kwargs = dict(cfg.get("kwargs", {}) or {})
+def build_image_classifier(model: ModelSpec | Mapping, num_classes: int) -> ModelBundle:
+    spec = ModelSpec.of(model)
+    checkpoint, kwargs = spec.checkpoint, dict(spec.kwargs)
     variables, entry = None, None
     if checkpoint:
         entry = get_entry(checkpoint)
         arch = entry.arch
         # The task decides the head; a notop entry's num_classes=None only describes its file.
         kwargs = {k: v for k, v in {**entry.model_kwargs, **kwargs}.items() if k != "num_classes"}
-        if cfg.get("arch") and cfg["arch"] != arch:
+        if spec.arch and spec.arch != arch:
             raise ValueError(
-                f"model.arch={cfg['arch']!r} but checkpoint {checkpoint!r} is a {arch!r}; "
+                f"model.arch={spec.arch!r} but checkpoint {checkpoint!r} is a {arch!r}; "
                 "leave model.arch empty or make them agree."
             )
     else:
-        arch = cfg.get("arch", "")
+        arch = spec.arch
     if arch not in PARAM_GROUPS:
         raise ValueError(
             f"Unknown image architecture {arch!r}; known: {sorted(PARAM_GROUPS)}. Set "
@@ -133,30 +134,29 @@ def build_image_classifier(cfg: Mapping, num_classes: int) -> ModelBundle:
     if "dtype" in kwargs:
         raise ValueError("set model.compute_dtype, not model.kwargs.dtype.")
     module = import_object(ARCHITECTURES[arch])(
-        num_classes=num_classes, dtype=compute_dtype(cfg), **kwargs
+        num_classes=num_classes, dtype=compute_dtype(spec), **kwargs
     )
     groups = call_with_accepted(import_object(PARAM_GROUPS[arch]), kwargs)
     head = _head_regex(groups)
 
     preprocessing: ImagePreprocessing = entry.preprocessing if entry else TORCHVISION_IMAGENET
-    if cfg.get("image_size"):
-        preprocessing = preprocessing.scaled_to(int(cfg["image_size"]))
+    if spec.image_size:
+        preprocessing = preprocessing.scaled_to(int(spec.image_size))
 
     pretrained, pretrained_state = None, {}
     # random_init: the checkpoint's architecture and preprocessing, none of its weights.
-    random_init = bool(cfg.get("random_init", False))
+    random_init = bool(spec.random_init)
     if checkpoint and not random_init:
         from tlx.zoo.resolve import load_catalog_weights  # reads torch / h5 files
 
-        variables, entry = load_catalog_weights(checkpoint, cfg.get("checkpoint_path") or None)
+        variables, entry = load_catalog_weights(checkpoint, spec.checkpoint_path or None)
         pretrained = flatten(variables["params"])
         if entry.num_classes != num_classes:  # a new task: the checkpoint's head does not fit
             pretrained = {k: v for k, v in pretrained.items() if not re.search(head, k)}
         pretrained_state = {c: flatten(t) for c, t in variables.items() if c != "params"}
 
     size = preprocessing.image_size
-    batchnorm = cfg.get("batchnorm", "frozen")
-    frozen_batchnorm = cfg.get("frozen_batchnorm", "frozen")
+    batchnorm, frozen_batchnorm = spec.batchnorm, spec.frozen_batchnorm
 
     def init(rng):
         return module.init(rng, jnp.zeros((1, size, size, 3), jnp.float32), train=False)

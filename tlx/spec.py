@@ -1,0 +1,347 @@
+"""A run's settings, read once: typed, frozen specs built from an experiment config.
+
+:func:`read_spec` is the one reader of an experiment's ``ConfigDict`` (or of a plain mapping, such
+as a run folder's config.json). Every default lives in the dataclass fields below and every check
+that needs only the config runs here, before a model or dataset is loaded: the required keys, the
+numbers (:mod:`tlx.config_checks`, every bad value reported at once), the names chosen from a
+fixed list, and the settings that must agree with each other. What needs the model or the data
+(groups, plans, label counts) is checked by :mod:`tlx.experiment` as it assembles the run.
+
+Library functions that take one section (``tlx.transfer.plans.build_plan``,
+``tlx.transfer.optim.StageOptimizers``, ``tlx.zoo.registry.build_model``) accept its spec, or a
+plain mapping that they turn into one through ``<Section>Spec.of`` (handy in notebooks and tests).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Any
+
+from tlx.config_checks import check_numbers
+from tlx.errors import ConfigError, FeatureCacheError
+
+# The names a setting may take, defined once (the modules that act on them import these).
+PARALLEL_MODES = ("jit", "pmap")
+FEATURE_CACHE_MODES = ("off", "memory", "disk")
+BATCHNORM_POLICIES = ("frozen", "affine", "train")
+COMPUTE_DTYPES = ("float32", "bfloat16", "float16")
+DECAYS = ("cosine", "linear", "constant", "one_cycle", "slanted_triangular")
+REQUIRED_KEYS = (
+    "seed",
+    "batch_size",
+    "total_steps",
+    "eval_every",
+    "checkpoint_every",
+    "plan",
+    "model",
+    "data",
+    "optim",
+)
+EMPTY: Mapping = MappingProxyType({})
+CHOICE_HINTS = {
+    "config.model.compute_dtype": " bfloat16 is the mixed-precision choice (float32 "
+    "parameters, bfloat16 compute).",
+    "config.model.frozen_batchnorm": " 'frozen' keeps frozen groups' BatchNorm fixed, 'affine' "
+    "trains its scale and bias, 'train' also updates its statistics.",
+}
+
+
+def frozen_mapping(value) -> Mapping:
+    """A read-only copy of a (possibly nested) mapping; other values are returned as they are."""
+    if value is None:
+        return EMPTY
+    if not hasattr(value, "keys"):
+        return value
+    return MappingProxyType({str(k): frozen_mapping(value[k]) for k in value})
+
+
+class _Section:
+    """Reading one config section into its dataclass: known keys only, defaults for the rest."""
+
+    SECTION = ""  # its key in the config, for messages
+
+    @classmethod
+    def of(cls, section):
+        """`section` as this spec: returned as it is when it is one already."""
+        if isinstance(section, cls):
+            return section
+        if section is None or not hasattr(section, "keys"):
+            raise ConfigError(
+                f"config.{cls.SECTION} must be a section of fields, found {section!r}."
+            )
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(str(k) for k in section if k not in names)
+        if unknown:
+            raise ConfigError(
+                f"config.{cls.SECTION} has unknown fields {unknown}; its fields are "
+                f"{sorted(names)}. Check the spelling in the config file."
+            )
+        required = [
+            f.name
+            for f in dataclasses.fields(cls)
+            if f.default is dataclasses.MISSING
+            and f.default_factory is dataclasses.MISSING
+            and f.name not in section
+        ]
+        if required:
+            raise ConfigError(
+                f"config.{cls.SECTION} lacks {required}, which every {cls.SECTION} section sets."
+            )
+        return cls(**{k: cls._convert(k, section[k]) for k in section})
+
+    @classmethod
+    def _convert(cls, name: str, value):
+        return value
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec(_Section):
+    """``config.model``: which network, from which weights, computing in which dtype."""
+
+    SECTION = "model"
+    name: str  # tlx.zoo.registry.BUILDERS
+    checkpoint: str = ""  # a catalog name, "hf:<repo id>" or a local folder
+    checkpoint_path: str = ""  # a local copy of the catalog file, if elsewhere
+    random_init: bool = False  # the checkpoint's architecture, random weights
+    compute_dtype: str = "float32"  # activations and matmuls (parameters stay float32)
+    # Images
+    arch: str = ""  # from the checkpoint; set for from-scratch models
+    kwargs: Mapping = dataclasses.field(
+        default_factory=lambda: EMPTY
+    )  # the architecture's constructor arguments (e.g. dropout)
+    image_size: int = 0  # 0: the checkpoint's own crop size
+    batchnorm: str = "frozen"  # running statistics of the trained groups
+    frozen_batchnorm: str = "frozen"  # BatchNorm in the groups a stage freezes
+    frozen_batchnorm_lr_multiplier: float = 1.0  # frozen_batchnorm="affine": their rate factor
+    # Text
+    pooling: str = "pooler"  # how the encoder embeds a sentence: "pooler" | "mean" | "cls"
+    classifier_dropout: float | None = None  # None: the checkpoint's hidden dropout
+    dropout: float | None = None  # the encoder's dropout rates; None keeps the checkpoint's
+
+    @classmethod
+    def _convert(cls, name, value):
+        if name == "kwargs":
+            return frozen_mapping(value)
+        if name == "compute_dtype":
+            return value or "float32"
+        if name in ("checkpoint", "checkpoint_path", "arch"):
+            return value or ""
+        return value
+
+
+@dataclasses.dataclass(frozen=True)
+class DataSpec(_Section):
+    """``config.data``: the dataset, its splits and how batches are made from it."""
+
+    SECTION = "data"
+    name: str
+    data_dir: str | None = None  # None: $TLX_DATA_DIR or ~/tensorflow_datasets
+    train_examples: int = 0  # 0: the whole split; N: a fixed seeded subset of N
+    eval_batch_size: int | None = None  # None: the training batch size
+    eval_examples: int = 0  # 0: whole splits; N: the first N of each
+    eval_split: str = "validation"  # the split evaluated during training
+    eval_splits: tuple[str, ...] = ("validation", "test")  # evaluated at the end
+    workers: int = 0  # data-loading processes
+    # Text
+    max_length: int | None = None  # tokens per example, with [CLS] and [SEP]
+    buckets: tuple[int, ...] = ()  # padded lengths; each compiles once a stage
+    # Images
+    augment: str = "random_resized_crop"  # "random_resized_crop" | "none"
+    crop_scale: tuple[float, float] = (0.35, 1.0)
+
+    @classmethod
+    def _convert(cls, name, value):
+        if name == "data_dir":
+            return value or None
+        if name in ("eval_splits", "buckets", "crop_scale") and not isinstance(value, str):
+            return tuple(value)
+        return value
+
+
+@dataclasses.dataclass(frozen=True)
+class PlanSpec(_Section):
+    """``config.plan``: which groups train at which step, at which rate (tlx.transfer.plans)."""
+
+    SECTION = "plan"
+    name: str  # tlx.transfer.plans.BUILDERS
+    k: int | None = None  # freeze_to: top k groups train
+    every: int | None = None  # progressive: steps between unfreezes
+    start: int = 1  # progressive: groups trainable at step 0
+    head: int = 1  # feature_extraction: groups in the head
+    stages: tuple = ()  # custom: ((start_step, ((group_regex, multiplier | None), ...)), ...)
+    lr_multipliers: str = ""  # "regex=factor,..."
+    layer_decay: float = 1.0  # lr x decay**depth from the head
+    lr_slice: tuple = ()  # (low, high): fastai-style factors from the input group to the head
+
+    @classmethod
+    def _convert(cls, name, value):
+        if name in ("lr_slice", "stages"):
+            return tuple(value or ())
+        if name == "lr_multipliers":
+            return value or ""
+        return value
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimSpec(_Section):
+    """``config.optim``: AdamW and the learning-rate schedule (tlx.transfer.optim)."""
+
+    SECTION = "optim"
+    learning_rate: float
+    warmup_steps: int = 0
+    decay: str = "cosine"  # DECAYS
+    final_fraction: float = 0.0  # cosine / linear: where the decay ends, as a share of the peak
+    pct_start: float = 0.3  # one_cycle: the share of the run spent rising
+    cut_frac: float = 0.1  # slanted_triangular: the share of the run spent rising
+    ratio: float = 32  # slanted_triangular: peak / lowest rate
+    weight_decay: float = 0.0
+    b1: float = 0.9
+    b2: float = 0.999
+    eps: float = 1e-8
+    clip_norm: float | None = None  # None or 0: gradients are not clipped
+    unfreeze_warmup_steps: int = 0  # each group's own warm-up after it starts training
+    # {group or fnmatch pattern: {field: value}}: per-group schedule overrides (and `clock`)
+    group_schedules: Mapping = dataclasses.field(default_factory=lambda: EMPTY)
+
+    @classmethod
+    def _convert(cls, name, value):
+        if name == "group_schedules":
+            return frozen_mapping(value)
+        if name == "unfreeze_warmup_steps":
+            return value or 0
+        return value
+
+    def with_fields(self, fields: Mapping) -> OptimSpec:
+        """This section with a group schedule's fields in place of its own (`clock` is not one)."""
+        return dataclasses.replace(self, **{k: v for k, v in fields.items() if k != "clock"})
+
+
+@dataclasses.dataclass(frozen=True)
+class ShardingSpec(_Section):
+    """``config.sharding`` (jit only): parameters split over a 'model' mesh axis."""
+
+    SECTION = "sharding"
+    model_axis: int = 1
+    rules: Any = ""  # "regex=spec; ..." or ((regex, spec), ...)
+
+    @classmethod
+    def _convert(cls, name, value):
+        if name == "rules" and not isinstance(value, str):
+            return tuple(tuple(pair) for pair in value or ())
+        return value
+
+
+# Top-level fields that label a run without changing it (e.g. a sweep's strategy name).
+_SECTIONS = {
+    "model": ModelSpec,
+    "data": DataSpec,
+    "plan": PlanSpec,
+    "optim": OptimSpec,
+    "sharding": ShardingSpec,
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class RunSpec:
+    """Everything a run is: what tlx.experiment assembles and tlx.trainer carries out."""
+
+    seed: int
+    batch_size: int
+    total_steps: int
+    eval_every: int
+    checkpoint_every: int
+    model: ModelSpec
+    data: DataSpec
+    plan: PlanSpec
+    optim: OptimSpec
+    log_every: int = 50
+    keep_checkpoints: int = 2
+    init_from: str = ""  # another run's workdir to start from (not a resume)
+    feature_cache: str = "off"  # FEATURE_CACHE_MODES
+    steps_per_call: int = 1  # train steps per compiled call (a lax.scan)
+    grad_accum_steps: int = 1  # micro-batches per step
+    parallel: str = "jit"  # PARALLEL_MODES
+    sharding: ShardingSpec = dataclasses.field(default_factory=ShardingSpec)
+    xla_flags: str = ""  # set by tlx.train before JAX starts
+    task: str = "classification"  # tlx.tasks.TASKS
+    # Fields the run does not read (e.g. a sweep's `strategy` label, `needs_download`).
+    labels: Mapping = dataclasses.field(default_factory=lambda: EMPTY)
+    # The config as plain JSON values: what config.json records and a resume is compared with.
+    config: Mapping = dataclasses.field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def eval_batch_size(self) -> int:
+        return self.data.eval_batch_size or self.batch_size
+
+
+def as_plain(config: Mapping) -> dict:
+    """Plain JSON values (tuples as lists) of a ConfigDict or mapping, as config.json holds them."""
+    if hasattr(config, "to_json"):
+        return json.loads(config.to_json())
+    return json.loads(json.dumps(config, default=_jsonable))
+
+
+def _jsonable(value):
+    if isinstance(value, MappingProxyType):
+        return dict(value)
+    raise TypeError(f"{type(value).__name__} is not a config value")
+
+
+def read_spec(config: Mapping) -> RunSpec:
+    """The run `config` describes, with every default filled in and every check that needs only
+    the config passed; raises ConfigError (all bad numbers in one message) otherwise."""
+    if isinstance(config, RunSpec):
+        return config
+    missing = [k for k in REQUIRED_KEYS if k not in config]
+    if missing:
+        raise ConfigError(
+            f"Config lacks required keys {missing}; every experiment sets {REQUIRED_KEYS}."
+        )
+    check_numbers(config)  # every number finite and in range, all problems in one message
+    top_fields = {f.name for f in dataclasses.fields(RunSpec)} - {"labels", "config"}
+    values, labels = {}, {}
+    for key in config:
+        if key in _SECTIONS:
+            values[key] = _SECTIONS[key].of(config[key])
+        elif key in top_fields:
+            values[key] = config[key]
+        else:
+            labels[key] = config[key]
+    for key in ("seed", "batch_size", "total_steps", "eval_every", "checkpoint_every"):
+        values[key] = int(values[key])
+    values["init_from"] = values.get("init_from") or ""
+    values["xla_flags"] = values.get("xla_flags") or ""
+    spec = RunSpec(**values, labels=frozen_mapping(labels), config=as_plain(config))
+    _check_choices(spec)
+    return spec
+
+
+def _check_choices(spec: RunSpec) -> None:
+    """Names picked from a fixed list, and settings that must agree with each other."""
+    choices = [
+        ("config.parallel", spec.parallel, PARALLEL_MODES),
+        ("config.model.compute_dtype", spec.model.compute_dtype, COMPUTE_DTYPES),
+        ("config.model.frozen_batchnorm", spec.model.frozen_batchnorm, BATCHNORM_POLICIES),
+    ]
+    for key, value, allowed in choices:
+        if value not in allowed:
+            raise ConfigError(
+                f"{key}={value!r} is not one of {allowed}.{CHOICE_HINTS.get(key, '')}"
+            )
+    if spec.feature_cache not in FEATURE_CACHE_MODES:
+        raise FeatureCacheError(
+            f"config.feature_cache must be one of {FEATURE_CACHE_MODES}, got {spec.feature_cache!r}."
+        )
+    if spec.batch_size % spec.grad_accum_steps:
+        raise ConfigError(
+            f"config.grad_accum_steps={spec.grad_accum_steps} must divide config.batch_size="
+            f"{spec.batch_size} (and each device's share of it)."
+        )
+    if spec.sharding.model_axis != 1 and spec.parallel == "pmap":
+        raise ConfigError(
+            "sharding.model_axis > 1 needs config.parallel='jit' (pmap replicates every "
+            "parameter on every device)."
+        )
