@@ -3,11 +3,11 @@
 :func:`check_numbers` walks the numeric settings of a config (steps, sizes, the learning-rate
 schedule and its per-group overrides, the optimizer, the plan's multipliers, dropout rates, data
 sizes) and raises one :class:`~tlx.errors.ConfigError` that lists *every* value that cannot work:
-its full key, the value found, the allowed range and what to do. `tlx.experiment.check_config`
+its full key, the value found, the allowed range and what to do. `tlx.spec.read_spec`
 calls it, so a run with ``optim.learning_rate=-0.01`` (which trained to chance accuracy with exit
 code 0) or ``nan`` (which stopped after a few steps) is refused before a model or dataset is
 loaded. A key a config does not have is not checked; which keys a config must have is
-`check_config`'s business.
+`tlx.spec`'s business.
 
 The ranges are defined once, in `tlx.ranges` (:class:`~tlx.ranges.Number`); the library
 functions that take the same values as arguments (`tlx.transfer.plans`, `tlx.zoo.text`) check
