@@ -4,7 +4,9 @@ Each family's base config calls these and sets only what differs (e.g. `optim_se
 learning_rate=3e-4)`); a plan config then picks the plan and its fields.
 """
 
-from collections.abc import Mapping
+import importlib
+import json
+from collections.abc import Mapping, Sequence
 
 import ml_collections
 
@@ -121,3 +123,48 @@ def strategy_sweep(
     strategy_axis = f"(strategy,{','.join(fields)})=[{cells}]"
     seed_axis = f"seed=[{','.join(map(str, seeds))}]"
     return f"{seed_axis};{strategy_axis}" if seeds_first else f"{strategy_axis};{seed_axis}"
+
+
+# --- every plan config of a family as one sweep (configs/*_plans.py) ------------------------------
+
+
+def _flat(tree: Mapping, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, Mapping) and value:
+            flat.update(_flat(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _set(config: ml_collections.ConfigDict, key: str, value) -> None:
+    *parents, leaf = key.split(".")
+    node = config
+    for part in parents:
+        if part not in node:
+            node[part] = ml_collections.ConfigDict()
+        node = node[part]
+    node[leaf] = value
+
+
+def plans_sweep(family: str, plans: Sequence[str]) -> ml_collections.ConfigDict:
+    """configs/<family>_<plan>.py for each plan as one sweep config: the first plan's config with
+    every field another plan adds, and a `sweep` of one cell per plan, labelled `strategy`."""
+    configs = {p: importlib.import_module(f"configs.{family}_{p}").get_config() for p in plans}
+    flats = {p: _flat(c.to_dict()) for p, c in configs.items()}
+    config, shared = configs[plans[0]], dict(flats[plans[0]])
+    for flat in flats.values():
+        for key, value in flat.items():
+            if key not in shared:  # a field only some plans have: the same in every cell
+                _set(config, key, value)
+                shared[key] = value
+    varied = [
+        key
+        for key in sorted(shared)
+        if len({json.dumps(f.get(key, shared[key]), sort_keys=True) for f in flats.values()}) > 1
+    ]
+    rows = {p: {key: flats[p].get(key, shared[key]) for key in varied} for p in plans}
+    config.strategy = plans[0]  # a label for the aggregation; the swept fields decide the run
+    config.sweep = strategy_sweep(rows, seeds=(config.seed,))
+    return config

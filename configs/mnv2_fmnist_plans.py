@@ -11,7 +11,7 @@ experiments/results/mnv2_fmnist_plans.md were measured with these configs one `t
 per plan.
 """
 
-from configs.minilm_rt_plans import plans_sweep
+from configs.common import plans_sweep
 
 PLANS = ("scratch", "feature_extraction", "finetune", "freeze_to", "progressive")
 
