@@ -47,6 +47,19 @@ def optim_section(**overrides) -> ml_collections.ConfigDict:
     return optim
 
 
+def selection_section(**overrides) -> ml_collections.ConfigDict:
+    """Model selection on validation (tlx.selection): off by default, i.e. the last step is the
+    one reported; e.g. metric="accuracy", patience=5 keeps the best evaluation and stops after 5
+    evaluations without improvement."""
+    selection = ml_collections.ConfigDict()
+    selection.metric = ""  # "accuracy" | "loss" (of data.eval_split); "": the last step
+    selection.mode = ""  # "max" | "min"; "": min for a loss, max otherwise
+    selection.patience = 0  # evaluations without improvement before stopping; 0: never
+    selection.min_delta = 0.0  # the least change that counts as an improvement
+    selection.update(overrides)
+    return selection
+
+
 # --- the strategy ablation (research-workflow issue) ---------------------------------------------
 # Every transfer strategy tlx has, plus training from scratch, as one sweep string: each strategy a
 # zipped group of config fields keyed by a `strategy` label (recorded in config.json; aggregate with

@@ -45,9 +45,9 @@ def count_step_flops(key: CellKey, cfg: bench.BenchConfig) -> float | None:
     import jax
 
     model, plan, batch, precision = key
-    step, carry = svt.tlx_train_setup(bench.tlx_bundle(model, precision, cfg), plan)
+    program, carry, _ = svt.tlx_stage(bench.tlx_bundle(model, precision, cfg), plan)
     inputs = bench.numpy_batch(model, batch, cfg, seed=0, torch_layout=False)
-    return bench.cpu_lowering_flops(step, (*carry, inputs, jax.random.key(1)))
+    return bench.cpu_lowering_flops(program.step, (*carry, inputs, jax.random.key(1), 0))
 
 
 def recount(report: dict, count: Callable[[CellKey, bench.BenchConfig], float | None]) -> dict:

@@ -3,10 +3,11 @@
     python -m experiments.speed_vs_torch --models=mobilenet_v2,vgg16 --sizes=64,112 \
         --plans=feature_extraction,freeze_half,finetune --batch_size=8 --out=runs/speed
 
-For each (model, input size, plan): tlx's per-stage jitted step (gradient only w.r.t. the trainable
-groups, Adam, BatchNorm statistics frozen) and torchvision's model with `requires_grad=False` on the
-same frozen groups (Adam over the trainable ones, BatchNorm layers in eval mode), same batch, same
-thread count, float32. Median of `--steps` timed steps after `--warmup` untimed ones. Writes
+For each (model, input size, plan): tlx's per-stage jitted step, the trainer's own (a
+tlx.stage_program.StageProgram: gradient only w.r.t. the trainable groups, Adam, BatchNorm
+statistics frozen) and torchvision's model with `requires_grad=False` on the same frozen groups
+(Adam over the trainable ones, BatchNorm layers in eval mode), same batch, same thread count,
+float32. Median of `--steps` timed steps after `--warmup` untimed ones. Writes
 OUT/speed.json and OUT/speed.md; the machine is named in both.
 """
 
@@ -79,63 +80,64 @@ def image_bundle(model_name: str, size: int | None = None, dtype=None, **module_
     return build_model(cfg, num_classes=10)
 
 
-def tlx_train_setup(bundle, plan: str, learning_rate: float = 1e-4):
-    """(jitted step, carry) for the stage of `plan` on any bundle, as the trainer runs it:
-    gradient only w.r.t. the trainable groups, Adam on them, frozen groups set to zero, only
-    trainable parameters and changed state handed back, their buffers donated.
-    `step(*carry, batch, rng)`; then `carry = next_carry(carry, output)`."""
+def tlx_stage(bundle, plan: str, learning_rate: float = 1e-4, train_batches=None):
+    """(program, carry, mode): the trainer's own compiled step for the stage of `plan` on any
+    bundle, from tlx.stage_program as tlx.trainer builds it (gradient only w.r.t. the trainable
+    groups, Adam at a constant rate on them, frozen groups set to zero, only trainable parameters
+    and changed state handed back, their buffers donated), on one device. `train_batches`, a
+    random-access dataset, becomes `program.train_batches`; `mode.put_batch` places a batch.
+    `program.step(*carry, batch, rng, step_number)`; then `carry = next_carry(carry, output)`."""
     import jax
-    import optax
 
-    from tlx.stage_program import DONATED_STEP_ARGS
-    from tlx.steps import make_split_train_step
+    from tlx.parallel_modes import JitMode
+    from tlx.stage_program import StagePrograms
     from tlx.transfer.groups import assign_groups
-    from tlx.transfer.optim import make_optimizer
-    from tlx.transfer.plans import Stage
+    from tlx.transfer.optim import StageOptimizers
+    from tlx.transfer.plans import Plan, Stage
     from tlx.tree import flatten
 
     variables = jax.jit(bundle.init)(jax.random.key(0))
-    params = variables["params"]
-    state = {k: v for k, v in variables.items() if k != "params"}
-    group_of = assign_groups(list(flatten(params)), bundle.groups)
+    flat = flatten(variables["params"])
+    state = flatten({k: v for k, v in variables.items() if k != "params"})
+    group_of = assign_groups(list(flat), bundle.groups)
     train = trainable_groups(bundle.group_names, plan)
     stage = Stage(0, {g: (1.0 if g in train else None) for g in bundle.group_names})
-    schedule = optax.constant_schedule(learning_rate)
-    tx = make_optimizer(stage, group_of, {"learning_rate": learning_rate}, schedule)
-    flat = flatten(params)
-    opt_state = tx.init(flat)
-    trainable = {p for p, g in group_of.items() if g in train}
-    step = jax.jit(
-        make_split_train_step(bundle.forward, trainable, tx), donate_argnums=DONATED_STEP_ARGS
+    tlx_plan = Plan(plan, (stage,))
+    optim = {"learning_rate": learning_rate, "decay": "constant"}
+    tx = StageOptimizers(tlx_plan, group_of, optim, total_steps=1)(0)
+    shapes = {p: jax.ShapeDtypeStruct(v.shape, v.dtype) for p, v in flat.items()}
+    mode = JitMode(jax.devices()[:1])
+    flat, state, opt_state = mode.replicate((flat, state, jax.jit(tx.init)(flat)))
+    programs = StagePrograms.for_model(
+        bundle, tlx_plan, group_of, shapes, mode, train_batches=train_batches
     )
-    carry = [
-        {p: v for p, v in flat.items() if p in trainable},
-        {p: v for p, v in flat.items() if p not in trainable},
-        flatten(state),
-        opt_state,
-    ]
-    return step, carry
+    program, trainable, _ = programs.start(0, flat, state, opt_state, tx)
+    return program, [trainable, program.read_frozen, program.state_for_step(state), opt_state], mode
 
 
 def next_carry(carry: list, output) -> list:
-    """The split step's output folded into its carry: (trainable, frozen, state, opt_state)."""
+    """The step's output folded into its carry (trainable, frozen, state, opt_state), as the
+    trainer folds it."""
     trainable, state_updates, opt_state, _ = output
     return [trainable, carry[1], {**carry[2], **state_updates}, opt_state]
 
 
 def time_tlx(model_name: str, size: int, plan: str, batch: int, steps: int, warmup: int):
+    import itertools
+
     import jax
     import numpy as np
 
-    step, carry = tlx_train_setup(image_bundle(model_name, size), plan)
+    program, carry, _ = tlx_stage(image_bundle(model_name, size), plan)
     rng = np.random.default_rng(0)
     batch_data = {
         "image": rng.standard_normal((batch, size, size, 3), np.float32),
         "label": rng.integers(0, 10, batch).astype(np.int32),
     }
+    step_number = itertools.count()
 
     def run():
-        out = step(*carry, batch_data, jax.random.key(1))
+        out = program.step(*carry, batch_data, jax.random.key(1), next(step_number))
         jax.block_until_ready(out)
         carry[:] = next_carry(carry, out)
 

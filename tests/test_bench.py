@@ -3,6 +3,7 @@
 import importlib.util
 import json
 
+import numpy as np
 import pytest
 
 from experiments import bench
@@ -60,6 +61,26 @@ def test_tlx_only_cell_reports_times_flops_and_mfu(tmp_path):
     assert row["peak_flops"] == bench.CPU_PEAK["float32"]
     assert 0 < tlx["mfu"] <= 1
     assert tlx["mfu"] == pytest.approx(tlx["flops"] / tlx["step_median_s"] / row["peak_flops"])
+
+
+def test_the_benchmark_times_the_trainers_stage_program_fed_as_the_trainer_feeds_it():
+    import jax
+
+    from experiments import speed_vs_torch as svt
+    from tlx.stage_program import StageProgram
+
+    make = lambda seed: bench.numpy_batch("mobilenet_v2", 2, TINY, seed, torch_layout=False)
+    batches = bench.random_batches(make)
+    bundle = bench.tlx_bundle("mobilenet_v2", "float32", TINY)
+    program, carry, mode = svt.tlx_stage(bundle, "feature_extraction", train_batches=batches)
+    assert isinstance(program, StageProgram) and program.train_batches is batches
+    assert set(carry[0]) == program.trainable_paths == {"classifier/bias", "classifier/kernel"}
+    reader = bench.read_ahead(program.train_batches, 2, mode.put_batch)
+    first, second, third = (next(reader) for _ in range(3))
+    reader.close()
+    assert isinstance(first["image"], jax.Array)  # put on the device while read, as in training
+    assert np.array_equal(first["image"], third["image"]) and first["image"].shape == (2, 32, 32, 3)
+    assert not np.array_equal(first["image"], second["image"])
 
 
 def test_torch_ratio_and_a_failing_cell_that_does_not_stop_the_run(tmp_path):

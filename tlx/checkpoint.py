@@ -88,6 +88,9 @@ class Checkpoints:
     def all_steps(self) -> list[int]:
         return sorted(self.manager.all_steps())
 
+    def delete(self, step: int) -> None:
+        self.manager.delete(step)
+
     def save(self, step: int, params, train_state, meta: dict, model_state=None) -> None:
         trees = dict(params=params, train_state=train_state)
         if model_state:

@@ -17,7 +17,7 @@ import jax
 from tlx.config_checks import check_label_count
 from tlx.data import sources, text
 from tlx.data.sampling import CacheableExamples, Shard
-from tlx.errors import FeatureCacheError
+from tlx.errors import ConfigError, FeatureCacheError
 from tlx.spec import DataSpec, RunSpec, read_spec
 from tlx.tasks import Classification, Task, get_task
 from tlx.transfer.groups import assign_groups
@@ -55,6 +55,11 @@ def build_experiment(config: Mapping | RunSpec, *, with_data: bool = True) -> Ex
     """The run `config` describes (a ConfigDict, a mapping or a RunSpec), assembled and checked."""
     spec = read_spec(config)
     task = get_task(spec.task)
+    if spec.selection.enabled and spec.selection.metric not in task.metric_names:
+        raise ConfigError(
+            f"config.selection.metric={spec.selection.metric!r} is not a metric of the "
+            f"{task.name} task; choose one of {list(task.metric_names)}."
+        )
     data = spec.data
     is_image = _is_image_dataset(data.name)
     if is_image:

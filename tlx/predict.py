@@ -45,7 +45,11 @@ _MODEL = flags.DEFINE_string(
 )
 _TOP_K = flags.DEFINE_integer("top_k", 1, "How many labels to print per input.", lower_bound=1)
 _STEP = flags.DEFINE_integer(
-    "step", None, "Predict with this checkpoint step (default: the latest).", lower_bound=0
+    "step",
+    None,
+    "Predict with this checkpoint step (default: the selected one, the best on validation when "
+    "the run selects, else the latest).",
+    lower_bound=0,
 )
 _JSON = flags.DEFINE_bool(
     "json",
@@ -95,7 +99,8 @@ def _load_run(workdir: str | Path, step: int | None):
     import jax
 
     params, model_state = initial_params(experiment, jax.random.key(0), log=lambda *_: None)
-    checkpoints = Checkpoints(workdir / run_folder.CHECKPOINTS)
+    # The selected step by default (the best on validation when the run selects, else the last).
+    checkpoints = Checkpoints(run_folder.selected_checkpoints(workdir, step))
     chosen = checkpoints.latest_step() if step is None else step
     try:
         params = checkpoints.restore_params(step=chosen, params_like=params)

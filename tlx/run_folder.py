@@ -6,6 +6,7 @@
       metrics.jsonl      train / eval metrics by step (tlx.metrics)
       summary.json       final results, written when the run reaches its last step
       checkpoints/       orbax steps (tlx.checkpoint); checkpoints_damaged/ the ones set aside
+      checkpoints_best/  the step selected on validation (config.selection; tlx.selection)
       audit/             the freeze audit of each stage; tensorboard/ the same metrics as events
 
 The readers below are the one way to read a run folder: its config as it now stands
@@ -29,7 +30,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from tlx.errors import ResumeMismatchError
-from tlx.spec import as_plain
+from tlx.spec import as_plain, with_defaults
 
 CONFIG = "config.json"
 HISTORY = "history.jsonl"
@@ -37,6 +38,7 @@ METRICS = "metrics.jsonl"
 SUMMARY = "summary.json"
 CHECKPOINTS = "checkpoints"
 DAMAGED_CHECKPOINTS = "checkpoints_damaged"
+BEST_CHECKPOINTS = "checkpoints_best"  # the selected step's weights (config.selection)
 AUDIT = "audit"
 TENSORBOARD = "tensorboard"
 
@@ -66,8 +68,9 @@ RESUMABLE_KEYS = frozenset(
 
 
 def config_changes(old: Mapping, new: Mapping) -> dict[str, tuple]:
-    """{dotted key: (old value, new value)} for every leaf that differs (absent: None)."""
-    old, new = _flat(as_plain(old)), _flat(as_plain(new))
+    """{dotted key: (old value, new value)} for every leaf that differs (absent: None). A field
+    one config leaves out counts as its default (tlx.spec.with_defaults)."""
+    old, new = _flat(with_defaults(old)), _flat(with_defaults(new))
     return {
         k: (old.get(k), new.get(k))
         for k in sorted(old.keys() | new.keys())
@@ -204,12 +207,27 @@ def is_finished(workdir: str | Path, total_steps: int | None = None) -> bool:
     return int(summary.get("steps", -1)) == int(total_steps)
 
 
+def selected_checkpoints(workdir: str | Path, step: int | None = None) -> Path:
+    """The checkpoint folder that holds the run's selected weights: checkpoints_best/ when the run
+    selects on validation (config.selection) and has saved a best step, else checkpoints/ (its
+    last step is then the selected one). With `step`, the folder that holds that step."""
+    best, regular = Path(workdir) / BEST_CHECKPOINTS, Path(workdir) / CHECKPOINTS
+    best_steps = _steps(best)
+    if step is None:
+        return best if best_steps else regular
+    return best if step in best_steps and step not in _steps(regular) else regular
+
+
+def _steps(folder: Path) -> list[int]:
+    return (
+        sorted(int(p.name) for p in folder.iterdir() if p.name.isdigit()) if folder.is_dir() else []
+    )
+
+
 def latest_step(workdir: str | Path) -> int | None:
     """The newest checkpoint's step (None: none yet), from the step folders' names (orbax names
     a step's folder by its number once it is complete). Not verified: restoring verifies."""
-    folder = Path(workdir) / CHECKPOINTS
-    steps = [int(p.name) for p in folder.iterdir() if p.name.isdigit()] if folder.is_dir() else []
-    return max(steps, default=None)
+    return max(_steps(Path(workdir) / CHECKPOINTS), default=None)
 
 
 def _read_jsonl(path: Path) -> list[dict]:

@@ -20,6 +20,7 @@ from tlx import run_folder
 from tlx.checkpoint import Checkpoints
 from tlx.errors import CheckpointError
 from tlx.experiment import Experiment
+from tlx.selection import SelectionState
 from tlx.steps import check_accumulation
 from tlx.tasks import batch_weights
 from tlx.transfer.batchnorm import batchnorm_param_paths, with_affine_labels
@@ -44,13 +45,17 @@ def initial_params(exp: Experiment, rng, log=print):
         model_state[collection], _ = merge_pretrained(model_state[collection], flat)
     init_from = exp.spec.init_from
     if init_from:
-        other = Checkpoints(Path(init_from) / run_folder.CHECKPOINTS)
+        # The other run's selected weights (its best on validation, else its last step).
+        other = Checkpoints(run_folder.selected_checkpoints(init_from))
         try:
             params = other.restore_params(params_like=params)
             model_state = other.restore_model_state(model_state)
         except CheckpointError as e:
             raise type(e)(f"config.init_from={init_from!r}: {e}") from e
-        log(f"Initialised all parameters from the run in {init_from} (its latest checkpoint).")
+        log(
+            f"Initialised all parameters from the run in {init_from} (its selected checkpoint, "
+            f"{other.directory.name}/{other.latest_step()})."
+        )
     return jax.tree_util.tree_map(np.asarray, params), model_state
 
 
@@ -99,6 +104,7 @@ class RunStart:
     shapes: dict  # parameter path -> ShapeDtypeStruct
     optimizer_for: StageOptimizers
     checkpoints: Checkpoints
+    selection: SelectionState  # the best evaluation so far (config.selection)
 
 
 def start_or_resume(exp: Experiment, workdir: Path, log=print) -> RunStart:
@@ -121,10 +127,12 @@ def start_or_resume(exp: Experiment, workdir: Path, log=print) -> RunStart:
     # A damaged newer checkpoint is set aside (Checkpoints.restore_latest_intact).
     resumed = checkpoints.restore_latest_intact(restore_at, log)
     step = resumed[0] if resumed else 0
+    selection = SelectionState()
     if resumed:
         params, train_state, meta, model_state = resumed[1]
         opt_state = train_state["opt_state"]
         dropout_rng = jax.random.wrap_key_data(train_state["rng"])
+        selection = SelectionState.from_meta(meta)
         log(f"Resumed from {checkpoints.directory} at step {step} (stage {meta['stage']}).")
     else:
         opt_state = jax.jit(optimizer_for(stage_at(0)).init)(flat)
@@ -132,5 +140,5 @@ def start_or_resume(exp: Experiment, workdir: Path, log=print) -> RunStart:
     shapes = {p: jax.ShapeDtypeStruct(np.shape(v), v.dtype) for p, v in flat.items()}
     return RunStart(
         step, stage_at(step), params, model_state, opt_state, dropout_rng, plan, group_of,
-        shapes, optimizer_for, checkpoints,
+        shapes, optimizer_for, checkpoints, selection,
     )  # fmt: skip

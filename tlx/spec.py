@@ -234,6 +234,27 @@ class ShardingSpec(_Section):
         return value
 
 
+@dataclasses.dataclass(frozen=True)
+class SelectionSpec(_Section):
+    """``config.selection``: which evaluation picks the checkpoint a run reports, and when a run
+    that stopped improving ends (tlx.selection). With no metric, the last step is the selected
+    one and the run trains to total_steps, as before selection existed."""
+
+    SECTION = "selection"
+    metric: str = ""  # a metric of the evaluation of data.eval_split, e.g. "accuracy"; "": off
+    mode: str = ""  # "max" | "min"; "": "min" for a metric named *loss*, else "max"
+    patience: int = 0  # evaluations without improvement before stopping; 0: never stop early
+    min_delta: float = 0.0  # what counts as an improvement
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.metric)
+
+    @property
+    def direction(self) -> str:
+        return self.mode or ("min" if "loss" in self.metric else "max")
+
+
 # Top-level fields that label a run without changing it (e.g. a sweep's strategy name).
 _SECTIONS = {
     "model": ModelSpec,
@@ -241,6 +262,7 @@ _SECTIONS = {
     "plan": PlanSpec,
     "optim": OptimSpec,
     "sharding": ShardingSpec,
+    "selection": SelectionSpec,
 }
 
 
@@ -265,6 +287,7 @@ class RunSpec:
     grad_accum_steps: int = 1  # micro-batches per step
     parallel: str = "jit"  # PARALLEL_MODES
     sharding: ShardingSpec = dataclasses.field(default_factory=ShardingSpec)
+    selection: SelectionSpec = dataclasses.field(default_factory=SelectionSpec)
     xla_flags: str = ""  # set by tlx.train before JAX starts
     task: str = "classification"  # tlx.tasks.TASKS
     # Fields the run does not read (e.g. a sweep's `strategy` label, `needs_download`).
@@ -281,7 +304,35 @@ def as_plain(config: Mapping) -> dict:
     """Plain JSON values (tuples as lists) of a ConfigDict or mapping, as config.json holds them."""
     if hasattr(config, "to_json"):
         return json.loads(config.to_json())
+    if dataclasses.is_dataclass(config):
+        config = dataclasses.asdict(config)
     return json.loads(json.dumps(config, default=_jsonable))
+
+
+def with_defaults(config: Mapping) -> dict:
+    """The plain config with every field it leaves out set to its default: two configs that
+    describe the same run compare equal, whether or not they spell out a default (a config.json
+    written before a field existed, e.g. config.selection, against today's config)."""
+    plain = as_plain(config)
+    for field in dataclasses.fields(RunSpec):
+        if field.name in ("labels", "config"):
+            continue
+        if field.name in _SECTIONS:
+            section = plain.setdefault(field.name, {})
+            if isinstance(section, dict):
+                for inner in dataclasses.fields(_SECTIONS[field.name]):
+                    default = _default(inner)
+                    if inner.name not in section and default is not dataclasses.MISSING:
+                        section[inner.name] = as_plain(default)
+        elif field.name not in plain and _default(field) is not dataclasses.MISSING:
+            plain[field.name] = as_plain(_default(field))
+    return plain
+
+
+def _default(field: dataclasses.Field):
+    if field.default_factory is not dataclasses.MISSING:
+        return field.default_factory()
+    return field.default
 
 
 def _jsonable(value):
@@ -339,6 +390,21 @@ def _check_choices(spec: RunSpec) -> None:
         raise ConfigError(
             f"config.grad_accum_steps={spec.grad_accum_steps} must divide config.batch_size="
             f"{spec.batch_size} (and each device's share of it)."
+        )
+    selection = spec.selection
+    if selection.mode not in ("", "max", "min"):
+        raise ConfigError(
+            f"config.selection.mode={selection.mode!r} is not one of ('max', 'min'); leave it "
+            "empty to minimise a metric named *loss* and maximise any other."
+        )
+    for key in ("patience", "min_delta"):
+        value = getattr(selection, key)
+        if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
+            raise ConfigError(f"config.selection.{key}={value!r} must be a number >= 0.")
+    if selection.patience and not selection.enabled:
+        raise ConfigError(
+            f"config.selection.patience={selection.patience} stops a run that stopped improving, "
+            "but config.selection.metric is empty: name the metric to watch, e.g. 'accuracy'."
         )
     if spec.sharding.model_axis != 1 and spec.parallel == "pmap":
         raise ConfigError(

@@ -5,6 +5,10 @@ parameters into the stage's trainable and frozen ones, prints and saves the free
 (or drops) the feature cache of the frozen bottom groups, and compiles the train step (one step a
 call, and a scan of several) over exactly the inputs the step reads. It keeps the feature cache
 from one stage to the next while the frozen prefix is unchanged, and evaluates with or without it.
+
+The trainer builds it from an :class:`~tlx.experiment.Experiment`; :meth:`StagePrograms.for_model`
+builds it from a model bundle alone (no data set, no feature cache, no audit file), so that a
+benchmark times the very step the trainer takes.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import jax
 import jax.numpy as jnp
 
 from tlx.metrics import add_sums
-from tlx.steps import make_eval_step, make_multi_step, make_split_train_step
+from tlx.steps import CLASSIFICATION, make_eval_step, make_multi_step, make_split_train_step
 from tlx.transfer import audit, feature_cache
 from tlx.transfer.plans import Plan
 from tlx.tree import unflatten
@@ -58,7 +62,50 @@ def evaluate(eval_step, params, model_state, batches, mode, task) -> dict:
     return task.summarize(total)
 
 
+@dataclasses.dataclass
+class ModelSource:
+    """What :class:`StagePrograms` reads of an Experiment, for a model without a data set: the
+    bundle, the task and (optionally) the random-access train batches every program steps over.
+    No evaluation splits and nothing to cache."""
+
+    model: object  # a tlx.zoo.bundles.ModelBundle
+    task: object = CLASSIFICATION
+    train_batches: object = None
+    eval_batches: Mapping = dataclasses.field(default_factory=dict)
+    cacheable: object = None
+
+    @property
+    def group_names(self) -> list[str]:
+        return self.model.group_names
+
+
 class StagePrograms:
+    @classmethod
+    def for_model(
+        cls,
+        model,
+        plan: Plan,
+        group_of: Mapping[str, str],
+        shapes: Mapping,
+        mode,
+        *,
+        task=CLASSIFICATION,
+        train_batches=None,
+        clip_norm: float | None = None,
+        accum_steps: int = 1,
+        log=lambda *_: None,
+    ) -> StagePrograms:
+        """The programs of `plan` for a model bundle alone, as a benchmark needs them: `start`
+        compiles exactly the trainer's step, over `train_batches` (random access, e.g. a grain
+        MapDataset, read with tlx.data.iterate.iterate_batches as the trainer reads its own).
+        No feature cache and no audit file; the audit goes to `log` (silent by default)."""
+        source = ModelSource(model, task, train_batches)
+        return cls(
+            source, plan, group_of, shapes, mode, clip_norm=clip_norm, accum_steps=accum_steps,
+            cache_mode="off", cache_chunk=1, workdir=None, write_audit=False, log=log,
+            progress=False,
+        )  # fmt: skip
+
     def __init__(
         self,
         exp,
@@ -71,7 +118,7 @@ class StagePrograms:
         accum_steps: int,
         cache_mode: str,
         cache_chunk: int,
-        workdir: Path,
+        workdir: Path | None,
         write_audit: bool,
         log=print,
         progress: bool = True,
@@ -152,10 +199,14 @@ class StagePrograms:
         )
         return program, trainable, frozen
 
-    def evaluate(self, split: str, params: Mapping, state: Mapping) -> dict:
-        """The task's summary of `split` with these (flat) parameters and model state."""
+    def evaluate(
+        self, split: str, params: Mapping, state: Mapping, *, uncached: bool = False
+    ) -> dict:
+        """The task's summary of `split` with these (flat) parameters and model state.
+        `uncached`: through the whole model even when this stage caches its frozen bottom's
+        features (for parameters other than the stage's own, e.g. a selected earlier step)."""
         batches, eval_step = self.exp.eval_batches[split], self._eval_step
-        if self.cache is not None:  # the frozen bottom's features, computed once per stage
+        if self.cache is not None and not uncached:  # the frozen bottom's features, per stage
             batches = self.cache.eval_batches(split, batches)
             eval_step = self._cached_eval_step
         return evaluate(

@@ -36,6 +36,7 @@ from tlx.run_start import (  # noqa: F401 - initial_params and friends: also imp
     start_or_resume,
     train_state_of,
 )
+from tlx.selection import Selection, SelectionState, set_aside_future_best
 from tlx.spec import RunSpec
 from tlx.stage_program import StagePrograms
 from tlx.transfer.optim import carry_over
@@ -163,6 +164,12 @@ class Session:
         self.window = TrainWindow(exp.task, spec.batch_size)
         self.batches = self.read_ahead(self.program.train_batches, run.step)
         self.last_metrics = {}
+        self.selection = Selection(spec.selection, spec.data.eval_split, run.selection)
+        self.best = None  # the selected step's checkpoint (config.selection)
+        if self.selection.enabled:
+            set_aside_future_best(workdir, run.step)  # the resumed run redoes those evaluations
+            # Every best step is kept while a regular checkpoint's meta names it (prune_best).
+            self.best = Checkpoints(workdir / run_folder.BEST_CHECKPOINTS, None, writer=True)
 
     @property
     def params(self) -> dict:
@@ -256,31 +263,71 @@ class Session:
         self.window.start = time.perf_counter()  # keep eval time out of examples/s
         return result
 
-    def save(self, step: int, dropout_rng) -> None:
+    def save(self, step: int, dropout_rng, *, best: bool = False) -> None:
+        """A checkpoint of `step` (with the best-so-far state, so a resume selects as an unbroken
+        run does); `best`: into checkpoints_best/, replacing the previous best."""
         mode = self.mode
         train_state = train_state_of(mode.unreplicate(self.opt_state), dropout_rng)
-        meta = {"step": step, "stage": self.run.plan.stage_index_at(max(step - 1, 0))}
+        meta = {
+            "step": step,
+            "stage": self.run.plan.stage_index_at(max(step - 1, 0)),
+            "selection": self.selection.state.as_meta(),
+        }
         # One copy of everything (pmap holds one per device): checkpoints are mode-independent.
         params = mode.unreplicate(unflatten(self.params))
         state = unflatten(mode.unreplicate(self.state))
         try:
-            self.run.checkpoints.save(step, params, train_state, meta, state)
+            checkpoints = self.best if best else self.run.checkpoints
+            checkpoints.save(step, params, train_state, meta, state)
         except CheckpointError:  # e.g. a full disk: stop cleanly, the error says what is intact
             self.stop()
             raise
+        if self.best is not None and not best:
+            self.prune_best()
         self.window.start = time.perf_counter()
 
-    def final_results(self, evaluated: dict) -> dict:
-        """Every evaluation split at the end (those evaluated at the last step are reused)."""
+    def prune_best(self) -> None:
+        """Drop best steps that neither the current state nor any kept regular checkpoint names
+        (a resume from one of those restores the best step its meta names)."""
+        regular = self.run.checkpoints
+        named = {self.selection.state.best_step}
+        for step in regular.all_steps():
+            named.add(SelectionState.from_meta(regular.restore_meta(step)).best_step)
+        for step in self.best.all_steps():
+            if step not in named:
+                self.best.delete(step)
+
+    def final_results(self, last_step: int, evaluated: dict) -> tuple[int, dict]:
+        """(selected step, every evaluation split there): the last step (those evaluated there
+        are reused), or with config.selection the best evaluation's step, restored."""
+        selected = self.selection.state.best_step if self.selection.enabled else None
+        if selected is None or selected == last_step:
+            selected, params, state = last_step, self.params, self.state
+            uncached = False
+        else:
+            params, state = self.restore_best(selected)
+            evaluated, uncached = {}, True
         results = {
-            split: evaluated.get(split) or self.programs.evaluate(split, self.params, self.state)
+            split: evaluated.get(split)
+            or self.programs.evaluate(split, params, state, uncached=uncached)
             for split in self.exp.eval_batches
         }
         for split, result in results.items():
-            self.writer.write(self.spec.total_steps, f"final_{split}", result)
+            self.writer.write(selected, f"final_{split}", result)
         self.writer.close()
         self.run.checkpoints.close()
-        return results
+        if self.best is not None:
+            self.best.close()
+        return selected, results
+
+    def restore_best(self, step: int) -> tuple[dict, dict]:
+        """The flat parameters and model state of checkpoints_best/`step`, placed like the
+        session's own (replicated, or split over a 'model' axis)."""
+        like = unflatten(self.run.shapes)
+        params = self.best.restore_params(step=step, params_like=like)
+        state = self.best.restore_model_state(unflatten(self.mode.unreplicate(self.state)), step)
+        params, state = self.mode.replicate((params, state))
+        return flatten(params), flatten(state)
 
 
 def train(exp: Experiment, workdir: str | Path, *, log=print, progress: bool = True) -> dict:
@@ -298,9 +345,10 @@ def train(exp: Experiment, workdir: str | Path, *, log=print, progress: bool = T
     events = Events(spec, run.plan.boundaries)
 
     started = time.perf_counter()
-    evaluated = {}  # evaluations made at the last step, reused for the final results
+    evaluated, evaluated_at = {}, None  # the latest evaluation: reused if at the last step
     step, pending = run.step, None  # pending: the last steps' unread metrics
-    while step < spec.total_steps:
+    selection = session.selection  # the best evaluation so far; early stopping
+    while step < spec.total_steps and not selection.should_stop():
         session.enter_stage_of(step)
         count = min(spec.steps_per_call, events.next_after(step) - step)
         metrics = session.take_steps(step, count, run.dropout_rng)
@@ -318,8 +366,13 @@ def train(exp: Experiment, workdir: str | Path, *, log=print, progress: bool = T
             session.log_train(done)
         if at_eval:
             result = session.evaluate(done)
-            if done == spec.total_steps:
-                evaluated[spec.data.eval_split] = result
+            evaluated, evaluated_at = {spec.data.eval_split: result}, done
+            if selection.observe(done, result):
+                session.save(done, run.dropout_rng, best=True)
+            if selection.should_stop():  # saved below, with the stop, so a rerun ends here
+                selection.state.stopped_at, at_save = done, True
+                session.bar.write(f"step {done}: no {selection.spec.metric} improvement in "
+                                  f"{selection.spec.patience} evaluations; stopping early.")  # fmt: skip
         if at_save:
             session.save(done, run.dropout_rng)
         step = done
@@ -327,18 +380,23 @@ def train(exp: Experiment, workdir: str | Path, *, log=print, progress: bool = T
     session.batches.close()  # stops prefetching (and worker processes)
     train_seconds = time.perf_counter() - started
 
-    results = session.final_results(evaluated)
+    last_step = step
+    evaluated = evaluated if evaluated_at == last_step else {}
+    selected_step, results = session.final_results(last_step, evaluated)
     summary = {
         "plan": run.plan.name,
         "model": exp.model.description,
         "steps": spec.total_steps,
+        "last_step": last_step,  # total_steps, or where the run stopped early
+        "selected_step": selected_step,  # the step whose results these are (config.selection)
+        "selection": selection.summary(last_step),
         "resumed_from_step": run.step,
         "train_examples": exp.train_size,  # distinct labelled examples drawn from
         "train_seconds_this_run": round(train_seconds, 2),
         "input_wait_fraction": round(session.window.total_wait / max(train_seconds, 1e-9), 4),
         # Whole steps of this run (compilation included), and the memory high-water mark.
         "examples_per_sec": round(
-            (spec.total_steps - run.step) * spec.batch_size / max(train_seconds, 1e-9), 2
+            (last_step - run.step) * spec.batch_size / max(train_seconds, 1e-9), 2
         ),
         "peak_memory_bytes": peak_memory_bytes(),
         "machine": machine(),  # seconds and examples/s compare only within one machine

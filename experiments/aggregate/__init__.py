@@ -19,6 +19,11 @@ With --x_axis=KEY (e.g. data.train_examples), also against_<KEY>.png: mean --met
 against KEY's values, one line per group of the other --group_by keys (a log axis when the values
 span 10x or more; data.train_examples=0, "all", is placed at the cell's real training-set size).
 
+With --paired_against=FIELD=VALUE (a --group_by key), also each group's --metric against the
+group with FIELD=VALUE and the same other keys, paired by --over: mean difference, 95% t interval,
+paired t-test, "within noise" where the interval holds 0 (experiments.aggregate.significance);
+printed, and with --out written as DIR/NAME_significance.md and .csv.
+
 With --out=DIR/NAME the same table, CSV and plots are also written as DIR/NAME.md, NAME.csv,
 NAME_curves.png, NAME_bars.png (and NAME_against_<KEY>.png), the Markdown headed by the command
 that made it, the date, the machine and the commit: what experiments/results/ keeps. The finished

@@ -83,6 +83,8 @@ def aggregate(
         "groups": groups,
         "markdown": md,
         "metric": metric,
+        "group_by": list(group_by),  # as the table groups the cells (e.g. for significance)
+        "over": over,
         "files": files,
         "sweep_command": sweep_command(described, workdir),
         "cells": cells,

@@ -11,6 +11,7 @@ from absl import app, flags
 from experiments.aggregate.collect import aggregate
 from experiments.aggregate.publishing import publish
 from experiments.aggregate.records import SUFFIX, RecordsError, read_records
+from experiments.aggregate.significance import publish_significance, significance
 
 
 def define_flags() -> None:
@@ -43,6 +44,13 @@ def define_flags() -> None:
         "out",
         None,
         f"Also write DIR/NAME.md (headed by command and machine), .csv, plots and NAME{SUFFIX}.",
+    )
+    flags.DEFINE_string(
+        "paired_against",
+        None,
+        "FIELD=VALUE (a --group_by key): each group's --metric against the group with "
+        "FIELD=VALUE and the same other keys, paired by --over (95% t interval, paired t-test; "
+        "experiments.aggregate.significance); with --out also NAME_significance.md and .csv.",
     )
 
 
@@ -79,15 +87,38 @@ def _run(f, root: str) -> None:
         root, f.group_by, f.over, f.metric, thresholds, f.x_axis, records=f.records or None
     )
     print(result["markdown"])
+    report = None
+    if f.paired_against:
+        try:
+            report = significance(result, f.paired_against)
+        except ValueError as e:
+            raise SystemExit(f"experiments.aggregate: {e}") from None
+        print(report["markdown"])
     if f.out:
         from tlx.machine import machine
 
         command = "python -m experiments.aggregate " + " ".join(sys.argv[1:])
         for path in publish(result, f.out, command, machine()):
             print(f"wrote {path}")
+        if report is not None:  # headed by the command less --out: it prints the same table
+            kept = _without_out(sys.argv[1:])
+            for path in publish_significance(report, f.out, " ".join(kept)):
+                print(f"wrote {path}")
     finished = sum(r["status"] == "finished" for r in result["rows"])
     where = f.workdir or "a temporary folder (pass --workdir to keep them)"
     print(
         f"{finished} of {len(result['rows'])} cells finished; wrote aggregate.csv, aggregate.md, "
         f"learning_curves.png, bars.png in {where}"
     )
+
+
+def _without_out(args: list[str]) -> list[str]:
+    """The command's arguments less --out (its value is only where the files went)."""
+    kept, skip = ["python -m experiments.aggregate"], False
+    for arg in args:
+        if skip or arg.startswith("--out="):
+            skip = False
+            continue
+        skip = arg == "--out"
+        kept += [] if skip else [arg]
+    return kept

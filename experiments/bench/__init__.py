@@ -10,9 +10,11 @@ field (--models, --plans, --batch_sizes, --precisions, --steps, --warmup, --imag
 --torch, --time_budget_s, --rounds). --models, --plans, --steps, --warmup and --out are the flags that
 experiments.speed_vs_torch defines (its defaults are ignored here: the profile decides).
 
-Each cell (model, plan, batch, precision) is tlx's per-stage jitted train step (gradient only
-w.r.t. the plan's trainable groups, Adam, BatchNorm statistics frozen; see
-speed_vs_torch.tlx_train_setup), fed from a host-side prefetching iterator, and reports:
+Each cell (model, plan, batch, precision) is tlx's per-stage jitted train step, the very program
+the trainer runs (tlx.stage_program.StageProgram: gradient only w.r.t. the plan's trainable groups,
+Adam, BatchNorm statistics frozen; see speed_vs_torch.tlx_stage), fed as the trainer feeds it
+(tlx.data.iterate.iterate_batches: a thread reads ahead and puts each batch on the device), and
+reports:
 compile time (trace + lower + XLA compile); step time median / p10 / p90 over --steps timed steps
 after --warmup untimed ones, every step synchronised; examples/s (and tokens/s for text); MFU =
 XLA cost-analysis FLOPs of the step / median step time / the device's peak (PEAKS); peak memory
@@ -74,8 +76,9 @@ from experiments.bench.frameworks import (
     torch_result,
 )
 from experiments.bench.inputs import (
-    PrefetchedBatches,
     numpy_batch,
+    random_batches,
+    read_ahead,
 )
 from experiments.bench.models import (
     BERT_SIZES,
@@ -139,8 +142,9 @@ __all__ = [
     "validate",
     "Cell",
     "cell_order",
-    "PrefetchedBatches",
     "numpy_batch",
+    "random_batches",
+    "read_ahead",
     "StepTimer",
     "time_steps",
     "time_interleaved",

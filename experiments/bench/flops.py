@@ -45,9 +45,9 @@ def cpu_lowering_flops(step, args) -> float | None:
     import jax
 
     try:
-        abstract = jax.tree_util.tree_map(
-            lambda x: jax.ShapeDtypeStruct(np.shape(x), x.dtype), args
-        )
+        # Arrays by shape and dtype; Python scalars (a step number) as they are.
+        shape_of = lambda x: jax.ShapeDtypeStruct(np.shape(x), x.dtype)
+        abstract = jax.tree_util.tree_map(lambda x: shape_of(x) if hasattr(x, "dtype") else x, args)
         lowered = step.trace(*abstract).lower(lowering_platforms=("cpu",))
         return first_cost(lowered.cost_analysis()).get("flops") or None
     except Exception:

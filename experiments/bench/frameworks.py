@@ -4,13 +4,14 @@ model and plan in PyTorch."""
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import time
 from typing import TYPE_CHECKING
 
 from experiments import speed_vs_torch as svt
 from experiments.bench.flops import cpu_lowering_flops, step_flops, xla_step_bytes
-from experiments.bench.inputs import PrefetchedBatches, numpy_batch
+from experiments.bench.inputs import numpy_batch, random_batches, read_ahead
 from experiments.bench.models import is_text, tlx_bundle, torch_model
 from experiments.bench.timing import StepTimer, add_throughput
 from tlx.metrics import peak_memory_bytes, process_max_rss_bytes
@@ -20,22 +21,25 @@ if TYPE_CHECKING:
 
 
 def tlx_prepare(cell: Cell, cfg: BenchConfig, peak: float | None, stack: contextlib.ExitStack):
-    """(timer, finish): the cell's compiled tlx step ready to time, and finish() -> its result."""
+    """(timer, finish): the cell's compiled tlx step, the trainer's StageProgram, ready to time
+    on batches read as the trainer reads them; finish() -> its result."""
     import jax
 
     bundle = tlx_bundle(cell.model, cell.precision, cfg)
-    step, carry = svt.tlx_train_setup(bundle, cell.plan)
-    rng = jax.random.key(1)
     make = lambda seed: numpy_batch(cell.model, cell.batch, cfg, seed, torch_layout=False)
-    batches = stack.enter_context(PrefetchedBatches(make, depth=cfg.prefetch_depth))
+    program, carry, mode = svt.tlx_stage(bundle, cell.plan, train_batches=random_batches(make))
+    rng, step_number = jax.random.key(1), itertools.count()
+    reader = read_ahead(program.train_batches, cfg.prefetch_depth, mode.put_batch)
+    batches = stack.enter_context(contextlib.closing(reader))
     start = time.perf_counter()
     first_batch = next(batches)
-    lowered = step.lower(*carry, first_batch, rng)
+    args = (*carry, first_batch, rng, 0)
+    lowered = program.step.lower(*args)
     compiled = lowered.compile()
     compile_s = time.perf_counter() - start
 
     def run_step(batch):
-        out = compiled(*carry, batch, rng)
+        out = compiled(*carry, batch, rng, next(step_number))
         jax.block_until_ready(out)
         carry[:] = svt.next_carry(carry, out)
 
@@ -44,7 +48,7 @@ def tlx_prepare(cell: Cell, cfg: BenchConfig, peak: float | None, stack: context
     def finish() -> dict:
         result = timer.result()
         on_cpu = jax.devices()[0].platform == "cpu"
-        cpu_count = None if on_cpu else cpu_lowering_flops(step, (*carry, first_batch, rng))
+        cpu_count = None if on_cpu else cpu_lowering_flops(program.step, args)
         flops, source = step_flops(compiled, lowered, cpu_count)
         result.update(compile_s=compile_s, flops=flops, flops_source=source)
         result["mfu"] = flops / result["step_median_s"] / peak if flops and peak else None
@@ -111,7 +115,8 @@ def torch_prepare(cell: Cell, cfg: BenchConfig, device: str, stack: contextlib.E
             torch.cuda.synchronize()
 
     make = lambda seed: numpy_batch(cell.model, cell.batch, cfg, seed, torch_layout=True)
-    batches = stack.enter_context(PrefetchedBatches(make, depth=cfg.prefetch_depth))
+    reader = read_ahead(random_batches(make), cfg.prefetch_depth)
+    batches = stack.enter_context(contextlib.closing(reader))
     timer = StepTimer(run_step, batches, cfg.slow_step_s)
 
     def finish(flops, peak) -> dict:

@@ -1,60 +1,32 @@
-"""The benchmark's input: random batches in each framework's layout, fed from a host thread."""
+"""The benchmark's input: random batches in each framework's layout, read ahead as the trainer
+reads its own."""
 
 from __future__ import annotations
 
-import itertools
-import queue
-import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+import grain
 import numpy as np
 
 from experiments.bench.models import VOCAB_SIZE, is_text
+from tlx.data.iterate import iterate_batches
 
 if TYPE_CHECKING:
     from experiments.bench.config import BenchConfig
 
 
-class PrefetchedBatches:
-    """Host-side input as a training loop sees it: a daemon thread cycles through a few numpy
-    batches made up front into a bounded queue, and the loop times its blocking next(). Making the
-    batches up front keeps numpy's random generator out of the figure; what remains is the hand-over
-    (and, in the step, the host-to-device copy)."""
+def random_batches(make_batch: Callable[[int], dict], pool_size: int = 2) -> grain.MapDataset:
+    """A random-access dataset of endless length, as the trainer's train batches are: ds[step]
+    is batch step % pool_size, made up front (numpy's random generator stays out of the figure)."""
+    return grain.MapDataset.source([make_batch(seed) for seed in range(pool_size)]).repeat()
 
-    def __init__(self, make_batch: Callable[[int], dict], pool_size: int = 2, depth: int = 2):
-        self._pool = [make_batch(seed) for seed in range(pool_size)]
-        self._queue: queue.Queue = queue.Queue(maxsize=depth)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._fill, daemon=True)
-        self._thread.start()
 
-    def _fill(self):
-        for batch in itertools.cycle(self._pool):
-            while not self._stop.is_set():
-                try:
-                    self._queue.put(batch, timeout=0.1)
-                    break
-                except queue.Full:
-                    continue
-            if self._stop.is_set():
-                return
-
-    def __iter__(self):
-        return self
-
-    def __next__(self) -> dict:
-        return self._queue.get()
-
-    def close(self):
-        self._stop.set()
-        self._thread.join()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
+def read_ahead(dataset, depth: int = 2, to_device: Callable[[dict], dict] | None = None):
+    """dataset[0], dataset[1], ... as the trainer reads its batches (tlx.data.iterate.iterate_batches:
+    a thread keeps `depth` ready, placing each on the device with `to_device`); the loop times its
+    blocking next(). close() stops the reading."""
+    return iterate_batches(dataset, 0, prefetch=depth, to_device=to_device)
 
 
 def numpy_batch(model: str, batch: int, cfg: BenchConfig, seed: int, torch_layout: bool) -> dict:

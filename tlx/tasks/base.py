@@ -21,6 +21,8 @@ class Task(Protocol):
 
     name: str
     sum_keys: Sequence[str]  # the keys batch_sums returns
+    # The values summarize reports that a run may select its checkpoint by (config.selection).
+    metric_names: Sequence[str]
 
     def batch_sums(self, outputs: jax.Array, batch: Mapping) -> dict[str, jax.Array]:
         """Weighted sums of a batch from the model's outputs (inside jit)."""

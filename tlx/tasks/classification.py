@@ -16,6 +16,7 @@ from tlx.tasks.base import batch_weights
 class Classification:
     name = "classification"
     sum_keys = ("loss_sum", "correct_sum", "weight_sum")
+    metric_names = ("accuracy", "loss")
 
     def batch_sums(self, outputs: jax.Array, batch: Mapping) -> dict[str, jax.Array]:
         logits, labels, weights = outputs.astype(jnp.float32), batch["label"], batch_weights(batch)
