@@ -36,6 +36,13 @@ redoes the table from the repository alone (the aggregate.* files then go to --w
 a temporary folder; add --out to keep them), and experiments.restore_cells puts the cells back
 into a fresh workdir to resume the sweep.
 
+When some cell selected its reported step on validation (config.selection), aggregate.csv and the
+table also hold selected_step, seconds_to_selected (wall time to that step's evaluation), last_step
+and stopped_early (experiments.aggregate.selected): time to the selected step is then each arm's
+time to train. When some summary records its training compute (summary["flops"], see
+selected.flops_to_step), also flops_to_selected (and flops_to_<accuracy> with --time_to). Studies
+with neither keep exactly the columns they had.
+
 Cells without summary.json are listed as missing (not an error). Cells finished by a resumed run
 are named under the table: their train seconds cover the last run only.
 """
@@ -80,8 +87,17 @@ from experiments.aggregate.records import (
     restore_records,
     write_records,
 )
+from experiments.aggregate.selected import (
+    FLOPS_COLUMN,
+    SELECTION_COLUMNS,
+    flops_to_step,
+    selection_columns,
+    selection_row,
+    selects,
+)
 from experiments.aggregate.table import (
     fmt,
+    fmt_metric,
     group_label,
     group_rows,
     markdown,
@@ -102,6 +118,7 @@ __all__ = [
     "group_label",
     "group_rows",
     "fmt",
+    "fmt_metric",
     "metric_digits",
     "markdown",
     "pyplot",
@@ -121,6 +138,12 @@ __all__ = [
     "cell_record",
     "load_records",
     "restore_records",
+    "SELECTION_COLUMNS",
+    "FLOPS_COLUMN",
+    "selects",
+    "flops_to_step",
+    "selection_columns",
+    "selection_row",
     "define_flags",
     "main",
 ]

@@ -11,6 +11,7 @@ from typing import Any
 from experiments.aggregate.cells import cell_row, load_cells, splits_of
 from experiments.aggregate.plots import plot_against, plot_bars, plot_curves
 from experiments.aggregate.records import load_records
+from experiments.aggregate.selected import selection_columns, selection_row
 from experiments.aggregate.table import group_rows, markdown
 from experiments.jsonio import read_json
 
@@ -43,6 +44,9 @@ def aggregate(
     keys = list(dict.fromkeys([*keys, *group_by, *([over] if over else [])]))
     splits = splits_of(cells)
     rows = [cell_row(c, keys, splits, time_to_accuracy) for c in cells]
+    selection = selection_columns(cells, time_to_accuracy)  # none without selection or FLOPs
+    for row, cell in zip(rows, cells):
+        row.update(selection_row(cell, selection, time_to_accuracy))
     columns = list(dict.fromkeys(k for r in rows for k in r)) or ["cell", "status"]
     with open(root / "aggregate.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=columns)
@@ -56,6 +60,7 @@ def aggregate(
     ]
     if any(r.get("peak_memory_bytes") not in ("", None) for r in rows):
         metrics.append("peak_memory_bytes")
+    metrics += selection
     if metric not in metrics and splits:  # e.g. no test split: the first one evaluated
         metric = f"{splits[0]}_accuracy"
     groups = group_rows(rows, group_by, metrics)

@@ -35,7 +35,11 @@ def define_flags() -> None:
         "metric", "test_accuracy", "bars.png's metric: <split>_accuracy or <split>_loss."
     )
     flags.DEFINE_list(
-        "time_to", [], "Validation accuracies to time: seconds and steps until each is reached."
+        "time_to",
+        [],
+        "Validation accuracies to time: seconds and steps (and FLOPs, where summaries record "
+        "them) until each is first reached. With config.selection the table also has the "
+        "seconds to each cell's selected step, its time to train.",
     )
     flags.DEFINE_string(
         "x_axis", None, "Also plot --metric against this key (e.g. data.train_examples)."

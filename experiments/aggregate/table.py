@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from experiments.aggregate.cells import CellData
+from experiments.aggregate.selected import selection_note
 
 
 def mean_std(values: Sequence[float]) -> tuple[float, float, int]:
@@ -58,12 +59,30 @@ def fmt(stat: tuple[float, float, int], digits: int = 4) -> str:
 
 
 def metric_digits(metric: str) -> int:
-    """Decimals shown for a metric: accuracies and losses 4, times and rates 1, counts 0."""
-    if metric == "peak_memory_bytes" or metric.startswith("steps_to"):
+    """Decimals shown for a metric: accuracies and losses 4, times and rates 1, counts 0 (and
+    stopped_early, a fraction of the cells, 2)."""
+    if metric == "stopped_early":
+        return 2
+    if (
+        metric.startswith("flops_to")
+        or metric in ("peak_memory_bytes", "selected_step", "last_step")
+        or metric.startswith("steps_to")
+    ):
         return 0
     if metric in ("examples_per_sec", "train_seconds") or metric.startswith("seconds_to"):
         return 1
     return 4
+
+
+def fmt_metric(metric: str, stat: tuple[float, float, int]) -> str:
+    """A table cell: fmt's mean ± std, FLOPs in 3 significant digits, and stopped_early as the
+    number of cells that stopped early, of n."""
+    mean, std, n = stat
+    if n and metric == "stopped_early":
+        return f"{round(mean * n)}/{n}"
+    if n and metric.startswith("flops_to"):
+        return f"{mean:.2e}" if n == 1 else f"{mean:.2e} ± {std:.1e}"
+    return fmt(stat, metric_digits(metric))
 
 
 def markdown(groups, rows, group_by, over, metrics, cells) -> str:
@@ -71,6 +90,7 @@ def markdown(groups, rows, group_by, over, metrics, cells) -> str:
         "examples_per_sec": "examples/s",
         "train_seconds": "train s",
         "peak_memory_bytes": "peak memory (MiB)",
+        "stopped_early": "stopped early (cells)",
     }
     lines = [
         f"Mean ± sample std over `{over}` (n finished cells per group).",
@@ -88,9 +108,10 @@ def markdown(groups, rows, group_by, over, metrics, cells) -> str:
         cols = [
             *(str(g["keys"][k]) for k in group_by),
             str(g["n"]),
-            *(fmt(stats[m], metric_digits(m)) for m in metrics),
+            *(fmt_metric(m, stats[m]) for m in metrics),
         ]
         lines.append("| " + " | ".join(cols) + " |")
+    lines += selection_note(cells, metrics)
     resumed = [
         r["cell"]
         for r in rows
