@@ -52,6 +52,13 @@ def test_the_run_reports_every_split_at_its_best_validation_step(
     # checkpoints_best/ holds the selected step: what tlx.predict and init_from load by default.
     assert run_folder.selected_checkpoints(tmp_path) == tmp_path / run_folder.BEST_CHECKPOINTS
     assert Checkpoints(run_folder.selected_checkpoints(tmp_path)).latest_step() == best
+    # Compute: counted per step, growing faster as the progressive plan unfreezes more groups.
+    flops = [curve[s]["train_flops"] for s in sorted(curve)]
+    assert flops[0] > 0 and all(b - a > 0 for a, b in zip(flops, flops[1:]))
+    per_step = [(b - a) / 2 for a, b in zip([0.0, *flops], flops)]  # 2 steps between evaluations
+    assert per_step == sorted(per_step) and per_step[-1] > 1.5 * per_step[0]
+    assert summary["flops"]["total"] == flops[-1]
+    assert summary["flops"]["to_selected"] == curve[best]["train_flops"]
 
 
 def test_without_a_metric_the_last_step_is_selected(tiny_bert_dir, rt_data_dir, tmp_path):
@@ -91,6 +98,9 @@ def test_a_killed_run_selects_and_reports_as_an_unbroken_one(tiny_bert_dir, rt_d
     assert resumed["resumed_from_step"] == 6
     for key in ("selected_step", "selection", "results"):
         assert resumed[key] == straight[key], key
+    # The compute count carries over the kill (it travels in the checkpoint's meta).
+    assert resumed["flops"]["total"] == straight["flops"]["total"]
+    assert resumed["flops"]["to_selected"] == straight["flops"]["to_selected"]
     a = flatten(
         Checkpoints(run_folder.selected_checkpoints(tmp_path / "straight")).restore_params()
     )

@@ -105,6 +105,8 @@ class RunStart:
     optimizer_for: StageOptimizers
     checkpoints: Checkpoints
     selection: SelectionState  # the best evaluation so far (config.selection)
+    train_flops: float | None  # compute spent before this step (None: not known, e.g. resumed
+    # from a checkpoint written before tlx counted it)
 
 
 def start_or_resume(exp: Experiment, workdir: Path, log=print) -> RunStart:
@@ -127,12 +129,13 @@ def start_or_resume(exp: Experiment, workdir: Path, log=print) -> RunStart:
     # A damaged newer checkpoint is set aside (Checkpoints.restore_latest_intact).
     resumed = checkpoints.restore_latest_intact(restore_at, log)
     step = resumed[0] if resumed else 0
-    selection = SelectionState()
+    selection, train_flops = SelectionState(), 0.0
     if resumed:
         params, train_state, meta, model_state = resumed[1]
         opt_state = train_state["opt_state"]
         dropout_rng = jax.random.wrap_key_data(train_state["rng"])
         selection = SelectionState.from_meta(meta)
+        train_flops = meta.get("train_flops")
         log(f"Resumed from {checkpoints.directory} at step {step} (stage {meta['stage']}).")
     else:
         opt_state = jax.jit(optimizer_for(stage_at(0)).init)(flat)
@@ -140,5 +143,5 @@ def start_or_resume(exp: Experiment, workdir: Path, log=print) -> RunStart:
     shapes = {p: jax.ShapeDtypeStruct(np.shape(v), v.dtype) for p, v in flat.items()}
     return RunStart(
         step, stage_at(step), params, model_state, opt_state, dropout_rng, plan, group_of,
-        shapes, optimizer_for, checkpoints, selection,
+        shapes, optimizer_for, checkpoints, selection, train_flops,
     )  # fmt: skip

@@ -25,6 +25,7 @@ from tlx.checkpoint import Checkpoints
 from tlx.data.iterate import iterate_batches
 from tlx.errors import CheckpointError, TlxError
 from tlx.experiment import Experiment
+from tlx.flops import FlopCounter, lowering_flops
 from tlx.machine import machine
 from tlx.metrics import MetricWriter, add_sums, peak_memory_bytes
 from tlx.parallel_modes import make_mode
@@ -164,6 +165,7 @@ class Session:
         self.window = TrainWindow(exp.task, spec.batch_size)
         self.batches = self.read_ahead(self.program.train_batches, run.step)
         self.last_metrics = {}
+        self.flops = FlopCounter(run.train_flops)  # compute spent, counted once per step shape
         self.selection = Selection(spec.selection, spec.data.eval_split, run.selection)
         self.best = None  # the selected step's checkpoint (config.selection)
         if self.selection.enabled:
@@ -210,6 +212,7 @@ class Session:
         wait_start = time.perf_counter()
         chunk = [next(self.batches) for _ in range(count)]  # already on the device(s)
         self.window.wait(time.perf_counter() - wait_start)
+        self.count_flops(chunk, dropout_rng, step)
         step_call = self.program.step if count == 1 else self.program.multi_step
         self.trainable, state_updates, self.opt_state, metrics = step_call(
             self.trainable,
@@ -223,6 +226,19 @@ class Session:
         if state_updates:  # e.g. BatchNorm statistics in "train" mode
             self.state = {**self.state, **state_updates}
         return metrics
+
+    def count_flops(self, chunk, dropout_rng, step: int) -> None:
+        """Each step's FLOPs (a new stage or batch shape is counted once, on its lowering); the
+        seconds counting takes are kept out of examples/s and the run's timings."""
+        counted = self.flops.seconds
+        program = self.program
+        for batch in chunk:
+            args = (self.trainable, program.read_frozen, program.state_for_step(self.state),
+                    self.opt_state, batch, dropout_rng, step)  # fmt: skip
+            self.flops.add(
+                self.stage_index, batch, lambda args=args: lowering_flops(program.step, args)
+            )
+        self.window.start += self.flops.seconds - counted
 
     def record(self, first_step: int, stage: int, chunk_metrics, count: int) -> None:
         """Metrics of `count` steps (stacked when count > 1) to the host, one step at a time:
@@ -255,10 +271,13 @@ class Session:
     def evaluate(self, done: int) -> dict:
         split = self.spec.data.eval_split
         result = self.programs.evaluate(split, self.params, self.state)
-        # Wall time since train() began (set-up, caches, evaluations included): for
-        # time-to-accuracy curves.
-        elapsed = time.perf_counter() - self.called
-        self.writer.write(done, split, {**result, "elapsed_seconds": elapsed})
+        # Wall time since train() began (set-up, caches, evaluations included; FLOP counting
+        # not), and the training FLOPs so far: for time- and compute-to-accuracy curves.
+        elapsed = time.perf_counter() - self.called - self.flops.seconds
+        record = {**result, "elapsed_seconds": elapsed}
+        if self.flops.total is not None:
+            record["train_flops"] = self.flops.total
+        self.writer.write(done, split, record)
         self.bar.write(f"step {done}: {split} {self.exp.task.headline(result)}")
         self.window.start = time.perf_counter()  # keep eval time out of examples/s
         return result
@@ -272,6 +291,7 @@ class Session:
             "step": step,
             "stage": self.run.plan.stage_index_at(max(step - 1, 0)),
             "selection": self.selection.state.as_meta(),
+            "train_flops": self.flops.total,
         }
         # One copy of everything (pmap holds one per device): checkpoints are mode-independent.
         params = mode.unreplicate(unflatten(self.params))
@@ -378,7 +398,7 @@ def train(exp: Experiment, workdir: str | Path, *, log=print, progress: bool = T
         step = done
     session.bar.close()
     session.batches.close()  # stops prefetching (and worker processes)
-    train_seconds = time.perf_counter() - started
+    train_seconds = time.perf_counter() - started - session.flops.seconds
 
     last_step = step
     evaluated = evaluated if evaluated_at == last_step else {}
@@ -390,6 +410,15 @@ def train(exp: Experiment, workdir: str | Path, *, log=print, progress: bool = T
         "last_step": last_step,  # total_steps, or where the run stopped early
         "selected_step": selected_step,  # the step whose results these are (config.selection)
         "selection": selection.summary(last_step),
+        # Training FLOPs (XLA's count of each step's CPU lowering): in all, and to the selected
+        # step (from its evaluation record; None where unknown).
+        "flops": {
+            "total": session.flops.total,
+            "to_selected": _flops_at(
+                workdir, spec.data.eval_split, selected_step, last_step, session.flops.total
+            ),
+            "counting_seconds": round(session.flops.seconds, 2),
+        },  # fmt: skip
         "resumed_from_step": run.step,
         "train_examples": exp.train_size,  # distinct labelled examples drawn from
         "train_seconds_this_run": round(train_seconds, 2),
@@ -405,3 +434,11 @@ def train(exp: Experiment, workdir: str | Path, *, log=print, progress: bool = T
     if jax.process_index() == 0:
         (workdir / run_folder.SUMMARY).write_text(json.dumps(summary, indent=1))
     return summary
+
+
+def _flops_at(workdir: Path, split: str, step: int, last_step: int, total) -> float | None:
+    """Training FLOPs up to `step`: the total at the last step, else the evaluation record's."""
+    if step == last_step:
+        return total
+    records = [r for r in run_folder.read_metrics(workdir) if r["split"] == split]
+    return next((r.get("train_flops") for r in reversed(records) if r["step"] == step), None)

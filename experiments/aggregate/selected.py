@@ -64,13 +64,30 @@ def stopped_early(summary: Mapping) -> bool:
 def seconds_to_step(cell: CellData, step: int | None) -> Any:
     """`elapsed_seconds` of the eval split's record at `step` (the last such record: a resumed run
     that evaluated the step again selected on that one); '' if there is none."""
+    return _eval_record_value(cell, step, "elapsed_seconds", "")
+
+
+def _eval_record_value(cell: CellData, step: int | None, key: str, missing: Any) -> Any:
     selection = (cell.summary or {}).get("selection") or {}
     split = selection.get("split") or eval_split(cell)
-    found: Any = ""
+    found: Any = missing
     for record in cell.metrics:
         if record.get("split") == split and record.get("step") == step:
-            found = record.get("elapsed_seconds", "")
+            found = record.get(key, missing)
     return found
+
+
+def flops_at(cell: CellData, step: int) -> float | None:
+    """Training FLOPs by `step`: what tlx.trainer records (the eval record's `train_flops`, or
+    `summary["flops"]["total"]` at the last step), else the per-stage form of flops_to_step."""
+    summary = cell.summary or {}
+    counted = _eval_record_value(cell, step, "train_flops", None)
+    if counted is not None:
+        return float(counted)
+    flops = summary.get("flops")
+    if isinstance(flops, Mapping) and "per_step" not in flops:
+        return flops.get("total") if step == last_step(summary) else None
+    return flops_to_step(summary, step)
 
 
 def flops_to_step(summary: Mapping, step: int) -> float | None:
@@ -125,12 +142,12 @@ def selection_row(
         "stopped_early": stopped_early(summary) if summary else None,
     }
     if FLOPS_COLUMN in columns:
-        values[FLOPS_COLUMN] = None if selected is None else flops_to_step(summary, selected)
+        values[FLOPS_COLUMN] = None if selected is None else flops_at(cell, selected)
     for threshold in thresholds:  # compute to an accuracy, where the run reached it
         column = f"flops_to_{threshold:g}"
         if column in columns:
             step = time_to(cell, threshold)[1]
-            values[column] = None if step == "" else flops_to_step(summary, int(step))
+            values[column] = None if step == "" else flops_at(cell, int(step))
     return {c: "" if values.get(c) is None else values[c] for c in columns}
 
 

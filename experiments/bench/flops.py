@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-import numpy as np
+from tlx.flops import first_cost, lowering_flops
 
 # Dense peak FLOP/s per precision, first substring of jax's device_kind that matches wins.
 # Vendor figures without sparsity; "tf32" is what float32 matmuls run at on GPUs by default.
@@ -31,27 +31,8 @@ PEAKS: list[tuple[str, dict[str, float]]] = [
 CPU_PEAK = {"float32": 150e9, "bfloat16": 112e9}
 
 
-def first_cost(analysis) -> dict:
-    """cost_analysis() is a dict in recent jax, a list with one dict per program in older ones."""
-    if isinstance(analysis, (list, tuple)):
-        analysis = analysis[0] if analysis else None
-    return dict(analysis or {})
-
-
-def cpu_lowering_flops(step, args) -> float | None:
-    """FLOPs of `step(*args)` counted on its lowering for the CPU: the same program before any
-    backend hands work to libraries. For accelerators, whose compiled program the analysis cannot
-    see into."""
-    import jax
-
-    try:
-        # Arrays by shape and dtype; Python scalars (a step number) as they are.
-        shape_of = lambda x: jax.ShapeDtypeStruct(np.shape(x), x.dtype)
-        abstract = jax.tree_util.tree_map(lambda x: shape_of(x) if hasattr(x, "dtype") else x, args)
-        lowered = step.trace(*abstract).lower(lowering_platforms=("cpu",))
-        return first_cost(lowered.cost_analysis()).get("flops") or None
-    except Exception:
-        return None
+# One FLOP count for training and benchmarks (tlx.flops): the trainer records compute per run.
+cpu_lowering_flops = lowering_flops
 
 
 def step_flops(compiled, lowered, cpu_count=None) -> tuple[float | None, str | None]:
