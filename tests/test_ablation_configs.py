@@ -73,7 +73,9 @@ PLAN_SWEEPS = {
     "configs/minilm_rt_plans.py": "minilm_rt",
     "configs/mnv2_fmnist_plans.py": "mnv2_fmnist",
 }
-NOT_PLANS = {"base", "ablation", "data_efficiency", "plans"}
+# Not plan configs: the sweeps, and the classical baselines (tlx.baselines; their own sweeps,
+# configs/*_classical.py, keep these strategy sweeps' published cells as they are).
+NOT_PLANS = {"base", "ablation", "data_efficiency", "plans", "classical", "tfidf", "pixel_logreg"}
 ADDED = {"strategy", "sweep", "optim.cut_frac", "optim.ratio"}  # unread where their plan is not
 
 

@@ -6,8 +6,9 @@ import re
 
 import pytest
 
+from tlx.baselines import check_baseline, is_baseline
 from tlx.experiment import build_experiment
-from tlx.spec import REQUIRED_KEYS
+from tlx.spec import REQUIRED_KEYS, read_spec
 
 CONFIGS = sorted(
     p.stem
@@ -23,6 +24,9 @@ def test_config_builds_and_documents_its_command(name, image_data_dir):
     config = module.get_config()
     for key in REQUIRED_KEYS:
         assert key in config, key
+    if is_baseline(read_spec(config)):  # scikit-learn, no network or plan (test_baselines.py)
+        check_baseline(read_spec(config))
+        return
     if config.get("needs_download"):
         config = offline_stand_in(config, image_data_dir)
     elif config.data.name == "fashion_mnist":

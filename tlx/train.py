@@ -19,6 +19,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from tlx import cli, distributed, runtime
+from tlx.baselines import is_baseline, run_baseline
 from tlx.errors import ConfigError, TlxError
 from tlx.spec import read_spec
 
@@ -61,6 +62,11 @@ def main(argv):
     if not flags.FLAGS["verbosity"].present:  # tfds and orbax log every step at INFO
         logging.set_verbosity(logging.WARNING)
     spec = read_spec(_CONFIG.value)  # every config problem, before JAX starts
+    if is_baseline(spec):  # scikit-learn on the host: no network, JAX or experiment to build
+        from tlx.report import print_result_table
+
+        print_result_table(run_baseline(spec, _WORKDIR.value))
+        return
     runtime.configure(_CPU_DEVICES.value or None, spec.xla_flags)
     try:  # before anything touches a device: JAX's backend then spans every process
         distributed.initialize(
