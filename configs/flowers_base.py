@@ -51,6 +51,7 @@ def base_config() -> ml_collections.ConfigDict:
     config.model.arch = ""
     config.model.kwargs = ml_collections.ConfigDict()
     config.model.image_size = 0  # 0: the checkpoint's own crop size
+    config.model.resize_size = 0  # before the centre crop; 0: the recipe's ratio (256/224)
     config.model.batchnorm = "frozen"
     # BN in groups a stage freezes: "frozen" | "affine" (scale, bias train) | "train" (statistics)
     config.model.frozen_batchnorm = "frozen"

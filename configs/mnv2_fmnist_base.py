@@ -47,6 +47,7 @@ def base_config() -> ml_collections.ConfigDict:
     config.model.arch = ""  # from the checkpoint; set for from-scratch models
     config.model.kwargs = ml_collections.ConfigDict({"dropout": 0.2})
     config.model.image_size = 64  # crop fed to the network (resize keeps torchvision's 256/224)
+    config.model.resize_size = 0  # before the centre crop; 0: the recipe's ratio (256/224)
     config.model.batchnorm = "frozen"  # running statistics fixed while fine-tuning
     # BN in groups a stage freezes: "frozen" | "affine" (scale, bias train) | "train" (statistics)
     config.model.frozen_batchnorm = "frozen"

@@ -152,7 +152,7 @@ def test_pmap_sharded_and_jit_train_alike_on_eight_devices_and_resume_across(
     for mode, flags in modes.items():
         workdir = tmp_path / mode
         args = [*tiny_overrides(tiny_bert_dir, rt_data_dir, workdir), *no_dropout, *flags]
-        result = run("-m", "tlx.train", f"--config={CONFIG}", "--cpu_devices=8", *args)
+        result = run("-m", "tlx.train", f"--config={CONFIG}", "--cpu_devices=8", *args, timeout=900)
         assert result.returncode == 0, result.stderr[-3000:]
         if mode == "sharded":
             line = next(x for x in (result.stdout + result.stderr).splitlines() if "Sharding:" in x)

@@ -127,6 +127,9 @@ MODEL = {
     "dropout": Setting(OPTIONAL_DROPOUT, _DROPOUT_HINT),
     "classifier_dropout": Setting(OPTIONAL_DROPOUT, _DROPOUT_HINT),
     "image_size": Setting(COUNT, "Pixels of the square crop; 0 uses the checkpoint's own."),
+    "resize_size": Setting(
+        COUNT, "Pixels of the shorter side before the centre crop; 0 keeps the recipe's ratio."
+    ),
     "frozen_batchnorm_lr_multiplier": Setting(
         POSITIVE,
         "The rate factor of frozen groups' BatchNorm scale and bias (frozen_batchnorm='affine'), "

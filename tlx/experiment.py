@@ -95,9 +95,10 @@ def _train_size(data: DataSpec, split_size: int) -> int:
     return min(wanted, split_size) if wanted else split_size
 
 
-def process_shard(spec: RunSpec) -> Shard:
+def process_shard(spec: RunSpec | Mapping) -> Shard:
     """This process's rows of every batch (all of them for one process), with the checks a
     multi-process run needs before anything is built."""
+    spec = read_spec(spec)
     count = jax.process_count()
     if count == 1:
         return Shard()

@@ -113,6 +113,9 @@ class ModelSpec(_Section):
         default_factory=lambda: EMPTY
     )  # the architecture's constructor arguments (e.g. dropout)
     image_size: int = 0  # 0: the checkpoint's own crop size
+    # Shorter side before the centre crop; 0: the recipe's ratio (torchvision's 256/224);
+    # = image_size: the whole image, nothing cropped away (e.g. 28 for 28x28 Fashion-MNIST).
+    resize_size: int = 0
     batchnorm: str = "frozen"  # running statistics of the trained groups
     frozen_batchnorm: str = "frozen"  # BatchNorm in the groups a stage freezes
     frozen_batchnorm_lr_multiplier: float = 1.0  # frozen_batchnorm="affine": their rate factor

@@ -50,6 +50,10 @@ ARCHITECTURE_RECORDS: MappingProxyType[str, Architecture] = MappingProxyType(
             "tlx.models.mobilenet_v2:MobileNetV2",
             "tlx.models.mobilenet_v2:mobilenet_v2_param_groups",
         ),
+        # From scratch only (no catalog file): the classic conv32-conv64-dense128 CNN for 28x28.
+        "small_cnn": Architecture(
+            "tlx.models.small_cnn:SmallCNN", "tlx.models.small_cnn:small_cnn_param_groups"
+        ),
     }
 )
 # Architecture name -> the tlx model class path (the records' `model`).

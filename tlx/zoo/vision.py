@@ -1,10 +1,13 @@
 """Image classifiers on converted torchvision / Keras CNNs: ``config.model.name = "image_classifier"``.
 
-    model.arch        "mobilenet_v2" | "vgg" | "resnet" | "inception_v3" | "googlenet"
+    model.arch        "mobilenet_v2" | "vgg" | "resnet" | "inception_v3" | "googlenet" | "small_cnn"
     model.checkpoint  a catalog name ("torchvision:mobilenet_v2", "keras:vgg16", ...) or "" for a
                       from-scratch baseline; model.arch and model.kwargs then come from the config
     model.checkpoint_path  optional local file for that catalog entry (skips cache and download)
     model.kwargs      extra constructor arguments (e.g. {"dropout": 0.2})
+    model.image_size  the square crop fed to the model (0: the checkpoint's own)
+    model.resize_size the shorter side before the centre crop (0: the recipe's ratio, e.g.
+                      256/224; = image_size: the whole image, e.g. 28 for Fashion-MNIST)
     model.batchnorm   BatchNorm in the groups that train: "frozen" normalises with the running
                       statistics, which stay fixed (the usual choice when fine-tuning on little
                       data, as in Keras' guide); "train": batch statistics in training and running
@@ -20,6 +23,7 @@ catalog entry, so a Keras VGG gets BGR caffe inputs and a torchvision one RGB me
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import inspect
 import re
@@ -142,6 +146,8 @@ def build_image_classifier(model: ModelSpec | Mapping, num_classes: int) -> Mode
     preprocessing: ImagePreprocessing = entry.preprocessing if entry else TORCHVISION_IMAGENET
     if spec.image_size:
         preprocessing = preprocessing.scaled_to(int(spec.image_size))
+    if spec.resize_size:  # = image_size: the whole image, no border cropped away
+        preprocessing = dataclasses.replace(preprocessing, resize_size=int(spec.resize_size))
 
     pretrained, pretrained_state = None, {}
     # random_init: the checkpoint's architecture and preprocessing, none of its weights.
