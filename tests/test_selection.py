@@ -162,3 +162,26 @@ def test_a_selection_the_run_cannot_make_is_refused_before_compute(tiny_bert_dir
     with pytest.raises(ConfigError, match="selection.mode='maximise'"):
         build_experiment(config, with_data=False)
     assert json  # the module reads metrics through tlx.run_folder
+
+
+def test_the_result_table_says_which_step_its_numbers_are_from():
+    from rich.console import Console
+
+    from tlx.report import result_table
+
+    summary = {
+        "plan": "finetune", "model": "m", "steps": 600, "last_step": 400, "selected_step": 200,
+        "resumed_from_step": 0, "train_seconds_this_run": 12.0,
+        "results": {"test": {"accuracy": 0.5, "loss": 0.7, "examples": 10}},
+        "selection": {"metric": "accuracy", "split": "validation", "value": 0.61,
+                      "stopped_early_at": 400},
+    }  # fmt: skip
+    console = Console(width=200, record=True)
+    console.print(result_table(summary))
+    text = console.export_text()
+    assert (
+        "stopped early at 400; results at step 200, the best validation accuracy (0.6100)" in text
+    )
+    summary["selection"] = {"metric": None, "selected_step": 400}
+    console.print(result_table(summary))
+    assert "400 steps; training time" in console.export_text()

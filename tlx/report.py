@@ -17,7 +17,7 @@ def result_table(summary: dict, title: str = "Results") -> Table:
     for split, r in results.items():
         table.add_row(split, *(_cell(r[column]) for column in columns))
     table.caption = (
-        f"{summary['steps']} steps; training time this run {summary['train_seconds_this_run']:.0f} s"
+        f"{_steps(summary)}; training time this run {summary['train_seconds_this_run']:.0f} s"
         + (
             f" (resumed at step {summary['resumed_from_step']})"
             if summary["resumed_from_step"]
@@ -25,6 +25,20 @@ def result_table(summary: dict, title: str = "Results") -> Table:
         )
     )
     return table
+
+
+def _steps(summary: dict) -> str:
+    """'360 steps', or with model selection which step the results are from and why."""
+    selection = summary.get("selection") or {}
+    last = summary.get("last_step", summary["steps"])
+    if not selection.get("metric"):
+        return f"{last} steps"
+    early = selection.get("stopped_early_at")
+    ended = f"stopped early at {early}" if early and early < summary["steps"] else f"{last} steps"
+    return (
+        f"{ended}; results at step {summary['selected_step']}, the best {selection['split']} "
+        f"{selection['metric']} ({selection['value']:.4f})"
+    )
 
 
 def _cell(value) -> str:

@@ -389,7 +389,7 @@ def train(exp: Experiment, workdir: str | Path, *, log=print, progress: bool = T
             evaluated, evaluated_at = {spec.data.eval_split: result}, done
             if selection.observe(done, result):
                 session.save(done, run.dropout_rng, best=True)
-            if selection.should_stop():  # saved below, with the stop, so a rerun ends here
+            if selection.should_stop() and done < spec.total_steps:  # saved with the stop below
                 selection.state.stopped_at, at_save = done, True
                 session.bar.write(f"step {done}: no {selection.spec.metric} improvement in "
                                   f"{selection.spec.patience} evaluations; stopping early.")  # fmt: skip
