@@ -10,6 +10,8 @@ from collections.abc import Mapping, Sequence
 
 import ml_collections
 
+from tlx.spec import dotted_leaves
+
 
 def plan_section(**overrides) -> ml_collections.ConfigDict:
     plan = ml_collections.ConfigDict()
@@ -141,16 +143,6 @@ def strategy_sweep(
 # --- every plan config of a family as one sweep (configs/*_plans.py) ------------------------------
 
 
-def _flat(tree: Mapping, prefix: str = "") -> dict:
-    flat = {}
-    for key, value in tree.items():
-        if isinstance(value, Mapping) and value:
-            flat.update(_flat(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
-
-
 def _set(config: ml_collections.ConfigDict, key: str, value) -> None:
     *parents, leaf = key.split(".")
     node = config
@@ -165,7 +157,7 @@ def plans_sweep(family: str, plans: Sequence[str]) -> ml_collections.ConfigDict:
     """configs/<family>_<plan>.py for each plan as one sweep config: the first plan's config with
     every field another plan adds, and a `sweep` of one cell per plan, labelled `strategy`."""
     configs = {p: importlib.import_module(f"configs.{family}_{p}").get_config() for p in plans}
-    flats = {p: _flat(c.to_dict()) for p, c in configs.items()}
+    flats = {p: dotted_leaves(c.to_dict()) for p, c in configs.items()}
     config, shared = configs[plans[0]], dict(flats[plans[0]])
     for flat in flats.values():
         for key, value in flat.items():

@@ -75,7 +75,16 @@ PLAN_SWEEPS = {
 }
 # Not plan configs: the sweeps, and the classical baselines (tlx.baselines; their own sweeps,
 # configs/*_classical.py, keep these strategy sweeps' published cells as they are).
-NOT_PLANS = {"base", "ablation", "data_efficiency", "plans", "classical", "tfidf", "pixel_logreg"}
+NOT_PLANS = {
+    "base",
+    "ablation",
+    "data_efficiency",
+    "plans",
+    "classical",
+    "tfidf",
+    "pixel_logreg",
+    "converged",
+}
 ADDED = {"strategy", "sweep", "optim.cut_frac", "optim.ratio"}  # unread where their plan is not
 
 

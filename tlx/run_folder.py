@@ -30,7 +30,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from tlx.errors import ResumeMismatchError
-from tlx.spec import as_plain, with_defaults
+from tlx.spec import as_plain, dotted_leaves, with_defaults
 
 CONFIG = "config.json"
 HISTORY = "history.jsonl"
@@ -70,7 +70,7 @@ RESUMABLE_KEYS = frozenset(
 def config_changes(old: Mapping, new: Mapping) -> dict[str, tuple]:
     """{dotted key: (old value, new value)} for every leaf that differs (absent: None). A field
     one config leaves out counts as its default (tlx.spec.with_defaults)."""
-    old, new = _flat(with_defaults(old)), _flat(with_defaults(new))
+    old, new = dotted_leaves(with_defaults(old)), dotted_leaves(with_defaults(new))
     return {
         k: (old.get(k), new.get(k))
         for k in sorted(old.keys() | new.keys())
@@ -138,16 +138,6 @@ def record_start(workdir: str | Path, config: Mapping, changes, from_step: int) 
 
 def _extends_total_steps(key: str, old, new) -> bool:
     return key == "total_steps" and isinstance(old, int) and isinstance(new, int) and new >= old
-
-
-def _flat(tree: Mapping, prefix: str = "") -> dict:
-    flat = {}
-    for key, value in tree.items():
-        if isinstance(value, Mapping) and value:
-            flat.update(_flat(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
 
 
 def write_atomic(path: Path, text: str) -> None:

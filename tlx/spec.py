@@ -312,6 +312,18 @@ def as_plain(config: Mapping) -> dict:
     return json.loads(json.dumps(config, default=_jsonable))
 
 
+def dotted_leaves(tree: Mapping, prefix: str = "") -> dict:
+    """{'optim.learning_rate': 1e-4, ...}: a config's leaves by dotted key (an empty section is
+    a leaf), as the command line and the resume rule name them."""
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, Mapping) and value:
+            flat.update(dotted_leaves(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
 def with_defaults(config: Mapping) -> dict:
     """The plain config with every field it leaves out set to its default: two configs that
     describe the same run compare equal, whether or not they spell out a default (a config.json
