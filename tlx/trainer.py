@@ -230,6 +230,9 @@ class Session:
     def count_flops(self, chunk, dropout_rng, step: int) -> None:
         """Each step's FLOPs (a new stage or batch shape is counted once, on its lowering); the
         seconds counting takes are kept out of examples/s and the run's timings."""
+        if self.mode.name == "pmap":  # its per-device program is not the step; jit counts it
+            self.flops.total = None
+            return
         counted = self.flops.seconds
         program = self.program
         for batch in chunk:
