@@ -52,26 +52,24 @@ def load_cells(root: str | Path) -> tuple[dict, list[CellData]]:
     cells = []
     for entry in described.get("cells", []):
         folder = root / entry["name"]
+        config = run_folder.read_config(folder) if (folder / run_folder.CONFIG).exists() else None
         summary = run_folder.read_summary(folder)
-        expected = entry.get("total_steps")
-        if summary is None:
-            status = "missing"
-        elif expected is not None and not run_folder.is_finished(folder, expected):
-            status = "incomplete"
-        else:
-            status = "finished"
-        cells.append(
-            CellData(
-                entry["name"],
-                dict(entry.get("overrides", {})),
-                status,
-                summary,
-                run_folder.read_metrics(folder),
-                run_folder.read_config(folder) if (folder / run_folder.CONFIG).exists() else None,
-                expected,
-            )
-        )
+        cells.append(sweep_cell(entry, summary, run_folder.read_metrics(folder), config))
     return described, cells
+
+
+def sweep_cell(entry, summary, curve, config) -> CellData:
+    """A sweep entry's cell from its records: missing without a summary, incomplete short of the
+    entry's total_steps (the rule of tlx.run_folder.is_finished), else finished."""
+    expected = entry.get("total_steps")
+    if summary is None:
+        status = "missing"
+    elif expected is not None and int(summary.get("steps", -1)) != int(expected):
+        status = "incomplete"
+    else:
+        status = "finished"
+    overrides = dict(entry.get("overrides", {}))
+    return CellData(entry["name"], overrides, status, summary, list(curve), config, expected)
 
 
 def splits_of(cells: Sequence[CellData]) -> list[str]:

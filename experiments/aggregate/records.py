@@ -25,7 +25,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from experiments.aggregate.cells import CellData
+from experiments.aggregate.cells import CellData, sweep_cell
 from experiments.jsonio import write_atomic
 from tlx import run_folder
 
@@ -145,24 +145,8 @@ def load_records(path: str | Path) -> tuple[dict, dict, list[CellData]]:
     cells = []
     for entry in described.get("cells", []):
         record = records.get(entry["name"], {})
-        summary, expected = record.get("summary"), entry.get("total_steps")
-        if summary is None:
-            status = "missing"
-        elif expected is not None and int(summary.get("steps", -1)) != int(expected):
-            status = "incomplete"  # as run_folder.is_finished
-        else:
-            status = "finished"
-        cells.append(
-            CellData(
-                entry["name"],
-                dict(entry.get("overrides", {})),
-                status,
-                summary,
-                list(record.get("curve") or []),
-                record.get("config"),
-                expected,
-            )
-        )
+        curve = record.get("curve") or []
+        cells.append(sweep_cell(entry, record.get("summary"), curve, record.get("config")))
     return header, described, cells
 
 
