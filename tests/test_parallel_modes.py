@@ -1,6 +1,7 @@
 """Gradient accumulation and the pmap path, each against the plain jit step it must equal."""
 
 import json
+import subprocess
 
 import jax
 import jax.numpy as jnp
@@ -132,6 +133,23 @@ def test_trainer_with_accumulation_matches_the_whole_batch(tiny_bert_dir, rt_dat
         build_experiment(tiny_config(tiny_bert_dir, rt_data_dir, grad_accum_steps=3))
 
 
+def train_on_eight_devices(args, workdir):
+    """tlx.train on 8 CPU devices, tried twice: XLA's CPU all-reduce over 8 virtual devices on 2
+    cores has deadlocked now and then (7 of 8 participants waiting, the 8th never started; seen
+    under pmap on 2026-12-05, 1 run in 3 to 5, with and without tlx's FLOP count). A run that
+    hangs is killed and redone in a fresh folder (3 tries); one that fails otherwise fails the test."""
+    import shutil
+
+    for attempt in (1, 2, 3):
+        try:
+            return run("-m", "tlx.train", f"--config={CONFIG}", "--cpu_devices=8", *args,
+                       timeout=300)  # fmt: skip  # a run takes 20-60 s
+        except subprocess.TimeoutExpired:
+            if attempt == 3:
+                raise
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
 def test_pmap_sharded_and_jit_train_alike_on_eight_devices_and_resume_across(
     tiny_bert_dir, rt_data_dir, tmp_path
 ):
@@ -152,7 +170,7 @@ def test_pmap_sharded_and_jit_train_alike_on_eight_devices_and_resume_across(
     for mode, flags in modes.items():
         workdir = tmp_path / mode
         args = [*tiny_overrides(tiny_bert_dir, rt_data_dir, workdir), *no_dropout, *flags]
-        result = run("-m", "tlx.train", f"--config={CONFIG}", "--cpu_devices=8", *args, timeout=900)
+        result = train_on_eight_devices(args, workdir)
         assert result.returncode == 0, result.stderr[-3000:]
         if mode == "sharded":
             line = next(x for x in (result.stdout + result.stderr).splitlines() if "Sharding:" in x)
