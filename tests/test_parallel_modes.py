@@ -134,7 +134,7 @@ def test_trainer_with_accumulation_matches_the_whole_batch(tiny_bert_dir, rt_dat
 
 
 def train_on_eight_devices(args, workdir):
-    """tlx.train on 8 CPU devices, tried twice: XLA's CPU all-reduce over 8 virtual devices on 2
+    """tlx.train on 8 CPU devices, up to 3 tries: XLA's CPU all-reduce over 8 virtual devices on 2
     cores has deadlocked now and then (7 of 8 participants waiting, the 8th never started; seen
     under pmap on 2026-12-05, 1 run in 3 to 5, with and without tlx's FLOP count). A run that
     hangs is killed and redone in a fresh folder (3 tries); one that fails otherwise fails the test."""
