@@ -62,6 +62,17 @@ def selection_section(**overrides) -> ml_collections.ConfigDict:
     return selection
 
 
+def as_one_fit(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """A classical baseline's config (tlx.baselines): every config has the neural fields (batch
+    size, plan, optimizer, step cadence); a baseline reads none of them. It is one fit:
+    summary.json's steps echo total_steps, so a sweep counts the cell finished."""
+    config.plan.name = "classical"
+    config.total_steps = 1
+    config.eval_every = config.checkpoint_every = config.log_every = 1
+    config.optim.warmup_steps = 0  # must be below total_steps
+    return config
+
+
 # --- the strategy ablation (research-workflow issue) ---------------------------------------------
 # Every transfer strategy tlx has, plus training from scratch, as one sweep string: each strategy a
 # zipped group of config fields keyed by a `strategy` label (recorded in config.json; aggregate with

@@ -17,6 +17,7 @@ accuracy from the grid:
 
 import ml_collections
 
+from configs.common import as_one_fit
 from configs.mnv2_fmnist_base import base_config
 
 
@@ -30,11 +31,4 @@ def get_config(arg=None):
             "max_iter": 1000,  # lbfgs iterations per fit
         }
     )
-    # Every config has the neural fields (batch size, plan, optimizer, step cadence, augment); a
-    # baseline reads none of them. It is one fit: summary.json's steps echo total_steps, so a
-    # sweep counts the cell finished.
-    config.plan.name = "classical"
-    config.total_steps = 1
-    config.eval_every = config.checkpoint_every = config.log_every = 1
-    config.optim.warmup_steps = 0  # must be below total_steps
-    return config
+    return as_one_fit(config)
