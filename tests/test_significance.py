@@ -123,7 +123,44 @@ def test_two_keys_compare_within_each_value_of_the_other():
     ]
     md = sig.markdown(out, group_by, "seed", "test_accuracy", ("strategy", "transfer"))
     assert "minus that of `strategy=transfer` at each `examples` on the same `seed`" in md
-    assert "| scratch | 1000 | 0 | - | - | - | - | - | - | no test |" in md
+    assert "| scratch | 1000 | 0 | - | - | - | - | - | - | no test | - | - |" in md
+
+
+def test_holm_adjusts_by_rank_keeps_the_order_and_skips_comparisons_without_a_test():
+    # m = 3 tested: sorted 0.01, 0.02, 0.04 -> 3 * 0.01, max(0.03, 2 * 0.02), max(0.04, 1 * 0.04)
+    adjusted = sig.holm_adjusted([0.04, math.nan, 0.01, 0.02])
+    assert adjusted[0] == pytest.approx(0.04) and math.isnan(adjusted[1])
+    assert adjusted[2] == pytest.approx(0.03) and adjusted[3] == pytest.approx(0.04)
+    # monotone in rank: a larger p never gets a smaller adjusted p, and nothing exceeds 1
+    assert sig.holm_adjusted([0.03, 0.031, 0.9]) == pytest.approx([0.09, 0.09, 0.9])
+    assert sig.holm_adjusted([0.5, 0.6]) == pytest.approx([1.0, 1.0])
+    assert sig.holm_adjusted([]) == []
+
+
+def test_a_difference_clear_alone_may_not_hold_after_holm():
+    # three scratch arms against transfer, each on 3 seeds; one clear, two within noise
+    rows = rows_of({0: 0.80, 1: 0.82, 2: 0.81}, strategy="transfer")
+    rows += rows_of({0: 0.70, 1: 0.721, 2: 0.709}, strategy="clear")
+    rows += rows_of({0: 0.79, 1: 0.83, 2: 0.80}, strategy="noise_a")
+    rows += rows_of({0: 0.81, 1: 0.80, 2: 0.82}, strategy="noise_b")
+    out = sig.compare(rows, ["strategy"], "seed", "test_accuracy", ("strategy", "transfer"))
+    by = {c["keys"]["strategy"]: c for c in out}
+    ps = sorted(c["p"] for c in out)
+    assert by["clear"]["p"] == ps[0] and by["clear"]["p_holm"] == pytest.approx(3 * ps[0])
+    assert by["clear"]["holds_after_holm"] is True and by["clear"]["within_noise"] is False
+    assert by["noise_a"]["holds_after_holm"] is False and by["noise_b"]["holds_after_holm"] is False
+    md = sig.markdown(out, ["strategy"], "seed", "test_accuracy", ("strategy", "transfer"))
+    assert "across the 3 comparisons with a test" in md
+    assert "| within noise | p (Holm) | holds after Holm | note |" in md
+    # a group that misses by a hair alone fails once two more comparisons share the 5%
+    near = rows_of({0: 0.80, 1: 0.82, 2: 0.81}, strategy="transfer")
+    near += rows_of({0: 0.78, 1: 0.81, 2: 0.79}, strategy="near")
+    alone = sig.compare(near, ["strategy"], "seed", "test_accuracy", ("strategy", "transfer"))[0]
+    assert alone["p"] < 0.05 and alone["holds_after_holm"] is True
+    family = sig.compare(
+        near + rows[3:], ["strategy"], "seed", "test_accuracy", ("strategy", "transfer")
+    )
+    assert {c["keys"]["strategy"]: c for c in family}["near"]["holds_after_holm"] is False
 
 
 def test_a_reference_or_metric_that_is_not_there_is_an_error():

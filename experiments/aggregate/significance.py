@@ -8,8 +8,11 @@ and the same values of the other --group_by keys (e.g. --group_by=strategy,data.
 paired by --over (the seed): the difference is the group's --metric minus the reference's on the
 same seed. Over the n paired differences: their mean and sample std, a 95% interval from Student's
 t with n-1 degrees of freedom, and the paired t-test's p (scipy.stats.ttest_rel). A difference is
-"within noise" when its interval contains 0. Seeds found on one side only, or twice in a group, or
-without a value, are listed as left out; fewer than 2 pairs give no test, and the note says why.
+"within noise" when its interval contains 0. A table makes many comparisons at once, so each p
+is also adjusted by Holm's step-down method across the comparisons that have a test: "holds after
+Holm" when the adjusted p is below 0.05 (a family-wise error of 5%). Seeds found on one side only,
+or twice in a group, or without a value, are listed as left out; fewer than 2 pairs give no test,
+and the note says why.
 """
 
 from __future__ import annotations
@@ -26,6 +29,22 @@ from experiments.aggregate.table import group_label, group_rows, metric_digits
 CONFIDENCE = 0.95
 NO_SPREAD = 1e-12  # differences alike to this (relative) precision: t is 0/0 or ±inf, no test
 SMALL_N = 5  # fewer pairs than this: the note says the interval rests on few seeds
+FAMILY_ALPHA = 0.05  # Holm: the chance of any false "holds" among a table's comparisons
+
+
+def holm_adjusted(p_values: Sequence[float]) -> list[float]:
+    """Holm's step-down adjusted p-values, in the input order; NaN (no test) stays NaN and does
+    not count among the m comparisons. Sorted ascending, the k-th smallest (k from 0) becomes
+    max over j <= k of min(1, (m - j) * p_j): monotone, and adjusted < alpha exactly where Holm's
+    procedure rejects at family-wise level alpha."""
+    tested = sorted((p, i) for i, p in enumerate(p_values) if not math.isnan(p))
+    m = len(tested)
+    adjusted = [math.nan] * len(p_values)
+    running = 0.0
+    for j, (p, i) in enumerate(tested):
+        running = max(running, min(1.0, (m - j) * p))
+        adjusted[i] = running
+    return adjusted
 
 
 def parse_reference(spec: str, group_by: Sequence[str]) -> tuple[str, str]:
@@ -169,6 +188,9 @@ def compare(
                 **paired_stats(a, b),
             }
         )
+    for c, adjusted in zip(out, holm_adjusted([c["p"] for c in out]), strict=True):
+        c["p_holm"] = adjusted
+        c["holds_after_holm"] = None if math.isnan(adjusted) else adjusted < FAMILY_ALPHA
     return out
 
 
@@ -184,6 +206,10 @@ def _noise(c: dict) -> str:
     return {True: "yes", False: "no", None: "no test"}[c["within_noise"]]
 
 
+def _holds(c: dict) -> str:
+    return {True: "yes", False: "no", None: "-"}[c["holds_after_holm"]]
+
+
 def markdown(comparisons, group_by, over, metric, reference) -> str:
     field, value = reference
     digits = max(metric_digits(metric), 1)
@@ -194,16 +220,18 @@ def markdown(comparisons, group_by, over, metric, reference) -> str:
         f"Paired by `{over}`: each group's {name} minus that of `{field}={value}`{where} on the "
         f"same `{over}`. Δ: mean ± sample std of the n paired differences; {CONFIDENCE:.0%} CI: "
         f"Student's t with n-1 degrees of freedom; p: paired t-test (scipy.stats.ttest_rel). "
-        f'"within noise": the CI contains 0. No correction for the {len(comparisons)} '
-        f"comparisons.",
+        f'"within noise": the CI contains 0 (uncorrected). p (Holm): adjusted by Holm\'s '
+        f"step-down method across the {sum(not math.isnan(c['p']) for c in comparisons)} "
+        f'comparisons with a test; "holds after Holm": adjusted p < {FAMILY_ALPHA:g}, the '
+        f"difference stands with a family-wise error of {FAMILY_ALPHA:.0%}.",
         "",
         "| "
         + " | ".join(
             [*group_by, "n pairs", name, "reference", "Δ mean", "Δ std", "95% CI of Δ", "p"]
-            + ["within noise", "note"]
+            + ["within noise", "p (Holm)", "holds after Holm", "note"]
         )
         + " |",
-        "|" + "---|" * (len(group_by) + 9),
+        "|" + "---|" * (len(group_by) + 11),
     ]
     for c in comparisons:
         ci = (
@@ -222,6 +250,8 @@ def markdown(comparisons, group_by, over, metric, reference) -> str:
             ci,
             _p(c["p"]),
             _noise(c),
+            _p(c["p_holm"]),
+            _holds(c),
             c["note"],
         ]
         lines.append("| " + " | ".join(cols) + " |")
@@ -238,7 +268,7 @@ def write_csv(comparisons, path: str | Path, group_by, metric) -> Path:
     """One row per comparison, numbers at full precision; `left_out` joined by '; '."""
     fields = [*group_by, "reference", "metric", "n_pairs", "paired", "mean", "reference_mean"]
     fields += ["mean_difference", "std_difference", "ci_low", "ci_high", "t", "p_value"]
-    fields += ["within_noise", "note", "left_out"]
+    fields += ["within_noise", "p_holm", "holds_after_holm", "note", "left_out"]
     path = Path(path)
     with open(path, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=fields)
@@ -261,6 +291,10 @@ def write_csv(comparisons, path: str | Path, group_by, metric) -> Path:
                     "t": blank["t"],
                     "p_value": blank["p"],
                     "within_noise": "" if c["within_noise"] is None else c["within_noise"],
+                    "p_holm": blank["p_holm"],
+                    "holds_after_holm": ""
+                    if c["holds_after_holm"] is None
+                    else c["holds_after_holm"],
                     "note": c["note"],
                     "left_out": "; ".join(c["left_out"]),
                 }
