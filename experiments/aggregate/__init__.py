@@ -15,6 +15,11 @@ config.json. Writes, in WORKDIR:
 - learning_curves.png: the evaluation split's accuracy against step, one line per cell, one colour
   per group; bars.png: mean --metric per group with std error bars.
 
+With --rows_from=SOURCE[,SOURCE] (sweep folders or records files), the cells of other studies
+join the table as more rows: grouped, plotted and compared like the study's own (e.g. a classical
+baseline's sweep as a row of the neural study, configs/*_classical.py), never written to this
+study's records file; the published header names them.
+
 With --x_axis=KEY (e.g. data.train_examples), also against_<KEY>.png: mean --metric ± std
 against KEY's values, one line per group of the other --group_by keys (a log axis when the values
 span 10x or more; data.train_examples=0, "all", is placed at the cell's real training-set size).

@@ -24,6 +24,9 @@ class CellData:
     metrics: list[dict]
     config: dict | None
     expected_steps: int | None = None
+    # "" for the study's own cells; for rows joined from another study (--rows_from), where
+    # they came from: they are tabulated and compared, never published in this study's records
+    source: str = ""
 
     def value(self, key: str) -> Any:
         """An override, else the cell's config.json value at the dotted `key` (None if absent)."""

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from experiments.aggregate.cells import cell_row, load_cells, splits_of
+from experiments.aggregate.cells import CellData, cell_row, load_cells, splits_of
 from experiments.aggregate.plots import plot_against, plot_bars, plot_curves
 from experiments.aggregate.records import load_records
 from experiments.aggregate.selected import selection_columns, selection_row
@@ -24,12 +24,15 @@ def aggregate(
     time_to_accuracy: Sequence[float] = (),
     x_axis: str | None = None,
     records: str | Path | None = None,
+    rows_from: Sequence[str | Path] = (),
 ) -> dict[str, Any]:
     """Write aggregate.csv / .md, learning_curves.png, bars.png (and against_<x_axis>.png) in
     `root`; return what they show, with the files written under "files".
 
     The cells are read from the sweep's folder `root`, or with `records` from that records file
-    (experiments.aggregate.records; `root` then only receives the files)."""
+    (experiments.aggregate.records; `root` then only receives the files). `rows_from`: other
+    studies (sweep folders or records files) whose cells join the table as more rows, e.g. a
+    classical baseline's sweep beside the neural arms (see joined_cells)."""
     root = Path(root)
     if records is None:
         described, cells = load_cells(root)
@@ -39,6 +42,10 @@ def aggregate(
         sweep, workdir = header.get("sweep"), header.get("workdir")
         root.mkdir(parents=True, exist_ok=True)
     keys = list(described.get("keys") or [])
+    for source in rows_from:
+        more_keys, more = joined_cells(source, {c.name for c in cells})
+        keys += [k for k in more_keys if k not in keys]
+        cells += more
     if group_by is None:
         group_by = [k for k in keys if k != over]
     keys = list(dict.fromkeys([*keys, *group_by, *([over] if over else [])]))
@@ -95,7 +102,35 @@ def aggregate(
         "cells": cells,
         "sweep": sweep,  # sweep.json as read (None without one): what publish records
         "workdir": workdir,  # the sweep's own folder, also for cells read from records
+        "rows_from": [str(s) for s in rows_from],
     }
+
+
+def joined_cells(source: str | Path, taken: set[str]) -> tuple[list[str], list[CellData]]:
+    """(the swept keys, the cells) of another study joined to a table as more rows: a sweep's
+    folder or a records file (a path ending in the records suffix). Each cell keeps its name,
+    prefixed by the source's name where this table already has it; `source` marks it as joined.
+    Its rows group by the same keys as the study's own: a joined study should set the grouping
+    fields (e.g. `strategy`) in its config, as configs/*_classical.py do."""
+    from experiments.aggregate.records import SUFFIX
+
+    source = Path(source)
+    if str(source).endswith(SUFFIX):
+        _, described, cells = load_records(source)
+        label = source.name[: -len(SUFFIX)]
+    elif source.is_dir():
+        described, cells = load_cells(source)
+        label = source.name
+    else:
+        raise ValueError(
+            f"--rows_from={source}: expected a sweep's folder or a records file (*{SUFFIX}); "
+            f"{'it does not exist' if not source.exists() else 'it is neither'}."
+        )
+    for cell in cells:
+        cell.source = str(source)
+        if cell.name in taken:
+            cell.name = f"{label}/{cell.name}"
+    return list(described.get("keys") or []), cells
 
 
 def sweep_command(described: dict, workdir: str | Path | None) -> str | None:

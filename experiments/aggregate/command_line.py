@@ -28,6 +28,13 @@ def define_flags() -> None:
         "--out): aggregate its cells instead of a sweep's folder.",
     )
     flags.DEFINE_list(
+        "rows_from",
+        [],
+        f"Other studies whose cells join the table as more rows (sweep folders or NAME{SUFFIX} "
+        "files, comma-separated), e.g. the classical baseline beside the neural arms; grouped "
+        "and compared like the study's own, never written to its records.",
+    )
+    flags.DEFINE_list(
         "group_by", None, "Keys whose values form the groups (default: swept keys but --over)."
     )
     flags.DEFINE_string("over", "seed", "The key averaged over within a group.")
@@ -87,9 +94,13 @@ def main(argv) -> None:
 
 def _run(f, root: str) -> None:
     thresholds = [float(t) for t in f.time_to]
-    result = aggregate(
-        root, f.group_by, f.over, f.metric, thresholds, f.x_axis, records=f.records or None
-    )
+    try:
+        result = aggregate(
+            root, f.group_by, f.over, f.metric, thresholds, f.x_axis,
+            records=f.records or None, rows_from=f.rows_from,
+        )  # fmt: skip
+    except (ValueError, RecordsError) as e:
+        raise SystemExit(f"experiments.aggregate: {e}") from None
     print(result["markdown"])
     report = None
     if f.paired_against:
