@@ -1,10 +1,12 @@
 """Data efficiency on Rotten Tomatoes with every arm trained to convergence and selected on
 validation (issue 20): all-MiniLM-L6-v2 fine-tuned against the same encoder from random init, at
-100, 300, 1,000, 3,000 and all 10,209 labels, 3 seeds (30 runs). The classical row is
-configs/minilm_rt_classical.py (TF-IDF + logistic regression, the same labelled subsets).
+100, 1,000 and all 10,209 labels, 3 seeds (18 runs). The classical row is its own sweep,
+configs/minilm_rt_classical.py (TF-IDF + logistic regression on the same labelled subsets, all
+five label counts), joined to the table with --rows_from.
 
     python -m experiments.sweep --config=configs/minilm_rt_converged.py --workdir=runs/converged_rt
     python -m experiments.aggregate --workdir=runs/converged_rt \
+        --rows_from=experiments/results/classical_minilm_rt_records.jsonl.gz \
         --group_by=strategy,data.train_examples --over=seed --time_to=0.7,0.75 \
         --x_axis=data.train_examples --paired_against=strategy=transfer \
         --out=experiments/results/converged_minilm_rt
@@ -14,11 +16,14 @@ accuracy, at most 3,000 steps (9.4 epochs of all labels), and reports every spli
 evaluation, with the selected step, the seconds and the FLOPs to it. Scratch keeps the ablation's
 1e-4 (at 3e-4 the random-init encoder collapsed to the majority class). Cost on this project's
 2-core CPU: about 0.6 s a step, so a cell that runs its whole budget takes ~30 minutes; run the
-sweep alone, across sessions (it resumes).
+sweep alone, across sessions (it resumes; seeds outermost). The three label counts are the
+curve's ends and middle; 300 and 3,000 are in the fixed-budget study
+(experiments/results/data_efficiency_minilm_rt.md) and the classical row.
 """
 
 from configs.minilm_rt_base import base_config
-from configs.minilm_rt_data_efficiency import LABELS
+
+LABELS = (100, 1000, 0)  # 0: the whole training split
 
 
 def get_config(arg=None):
