@@ -212,7 +212,7 @@ class Session:
         wait_start = time.perf_counter()
         chunk = [next(self.batches) for _ in range(count)]  # already on the device(s)
         self.window.wait(time.perf_counter() - wait_start)
-        self.count_flops(chunk, dropout_rng, step)
+        uncounted = self.uncounted_steps(chunk, dropout_rng, step)  # before: inputs are donated
         step_call = self.program.step if count == 1 else self.program.multi_step
         self.trainable, state_updates, self.opt_state, metrics = step_call(
             self.trainable,
@@ -225,22 +225,28 @@ class Session:
         )
         if state_updates:  # e.g. BatchNorm statistics in "train" mode
             self.state = {**self.state, **state_updates}
+        self.count_flops(uncounted)
         return metrics
 
-    def count_flops(self, chunk, dropout_rng, step: int) -> None:
-        """Each step's FLOPs (a new stage or batch shape is counted once, on its lowering); the
-        seconds counting takes are kept out of examples/s and the run's timings."""
-        if self.mode.name == "pmap":  # its per-device program is not the step; jit counts it
+    def uncounted_steps(self, chunk, dropout_rng, step: int) -> list[tuple]:
+        """(batch, the step's arguments) for each step of `chunk`; empty under pmap, whose
+        per-device program is not the step (jit counts it)."""
+        if self.mode.name == "pmap":
             self.flops.total = None
-            return
-        counted = self.flops.seconds
+            return []
         program = self.program
-        for batch in chunk:
-            args = (self.trainable, program.read_frozen, program.state_for_step(self.state),
-                    self.opt_state, batch, dropout_rng, step)  # fmt: skip
-            self.flops.add(
-                self.stage_index, batch, lambda args=args: lowering_flops(program.step, args)
-            )
+        args = (self.trainable, program.read_frozen, program.state_for_step(self.state),
+                self.opt_state)  # fmt: skip
+        return [(batch, (*args, batch, dropout_rng, step)) for batch in chunk]
+
+    def count_flops(self, uncounted: list[tuple]) -> None:
+        """Each step's FLOPs (a new stage or batch shape is counted once, on its lowering), after
+        the step ran: its trace is then cached, so counting costs only the lowering. The seconds
+        counting takes are kept out of examples/s and the run's timings."""
+        counted = self.flops.seconds
+        step = self.program.step
+        for batch, args in uncounted:
+            self.flops.add(self.stage_index, batch, lambda args=args: lowering_flops(step, args))
         self.window.start += self.flops.seconds - counted
 
     def record(self, first_step: int, stage: int, chunk_metrics, count: int) -> None:
