@@ -78,6 +78,7 @@ PLAN_SWEEPS = {
 NOT_PLANS = {
     "base",
     "ablation",
+    "ablation_selected",
     "data_efficiency",
     "plans",
     "classical",
