@@ -12,10 +12,11 @@ five label counts), joined to the table with --rows_from.
         --out=experiments/results/converged_minilm_rt
 
 Budgets: each arm trains until 5 evaluations (600 steps) pass without a validation accuracy
-better by 0.002 (2 of the 1,066 snippets), at most 3,000 steps (9.4 epochs of all labels), and reports every split at its best
-evaluation, with the selected step, the seconds and the FLOPs to it. Scratch keeps the ablation's
-1e-4 (at 3e-4 the random-init encoder collapsed to the majority class). Cost on this project's
-2-core CPU: about 0.6 s a step, so a cell that runs its whole budget takes ~30 minutes; run the
+better by 0.002 (2 of the 1,066 snippets), at most 3,000 steps (9.4 epochs of all labels), and
+reports every split at its best evaluation, with the selected step, the seconds and the FLOPs to
+it. Scratch keeps the ablation's 1e-4 (at 3e-4 the random-init encoder collapsed to the majority
+class). Cost on this project's 2-core CPU: about 0.85 s a step with the evaluations, so a cell
+that runs its whole budget takes ~40 minutes; run the
 sweep alone, across sessions (it resumes; seeds outermost). The three label counts are the
 curve's ends and middle; 300 and 3,000 are in the fixed-budget study
 (experiments/results/data_efficiency_minilm_rt.md) and the classical row.
