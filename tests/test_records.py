@@ -140,6 +140,8 @@ def test_a_published_table_regenerates_from_its_records(name, tmp_path):
         time_to_accuracy=[float(t) for t in args.get("time_to", "").split(",") if t],
         x_axis=args.get("x_axis"),
         records=RESULTS / f"{name}_records.jsonl.gz",
+        # other studies' rows, by their paths from the repository's root
+        rows_from=[RESULTS.parents[1] / p for p in args.get("rows_from", "").split(",") if p],
     )
     assert (tmp_path / "aggregate.csv").read_bytes() == (RESULTS / f"{name}.csv").read_bytes()
     assert md.endswith("\n" + result["markdown"])
