@@ -62,6 +62,16 @@ def selection_section(**overrides) -> ml_collections.ConfigDict:
     return selection
 
 
+def select_best_of(config: ml_collections.ConfigDict, every: int) -> ml_collections.ConfigDict:
+    """Evaluate (and checkpoint) every `every` steps and report the best validation accuracy,
+    never stopping early: a plan's schedule runs to its end (configs/*_ablation_selected.py)."""
+    config.eval_every = config.checkpoint_every = every
+    config.keep_checkpoints = 1
+    config.selection.metric = "accuracy"
+    config.selection.patience = 0
+    return config
+
+
 def as_one_fit(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     """A classical baseline's config (tlx.baselines): every config has the neural fields (batch
     size, plan, optimizer, step cadence); a baseline reads none of them. It is one fit:

@@ -14,14 +14,10 @@ stops improving is the converged study's (configs/minilm_rt_converged.py), besid
 (configs/minilm_rt_classical.py). About 8 minutes a cell, 3.2 hours in all on the 2-core CPU.
 """
 
+from configs.common import select_best_of
 from configs.minilm_rt_ablation import get_config as ablation_config
 
 
 def get_config(arg=None):
     config = ablation_config()
-    config.eval_every = 60  # 6 evaluations to choose from
-    config.checkpoint_every = 60
-    config.keep_checkpoints = 1
-    config.selection.metric = "accuracy"
-    config.selection.patience = 0  # select, never stop: each plan's schedule runs to its end
-    return config
+    return select_best_of(config, every=60)  # 6 evaluations to choose from, no early stop

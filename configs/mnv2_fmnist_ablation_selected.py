@@ -16,15 +16,11 @@ from-scratch baselines trained until validation stops improving are the converge
 cell, 2.2 hours in all on the 2-core CPU.
 """
 
+from configs.common import select_best_of
 from configs.mnv2_fmnist_ablation import get_config as ablation_config
 
 
 def get_config(arg=None):
     config = ablation_config()
     config.model.resize_size = 64  # the whole image (the ablation cropped 64 of 73)
-    config.eval_every = 100  # 6 evaluations to choose from
-    config.checkpoint_every = 100
-    config.keep_checkpoints = 1
-    config.selection.metric = "accuracy"
-    config.selection.patience = 0  # select, never stop: each plan's schedule runs to its end
-    return config
+    return select_best_of(config, every=100)  # 6 evaluations to choose from, no early stop
