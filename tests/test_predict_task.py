@@ -59,12 +59,12 @@ def test_a_toy_task_drives_predict_output(tmp_path, monkeypatch, capsys):
         {"input": paths[1], "score": 3.0, "bright": True, "step": 7},
     ]
 
-    tlx.predict.print_rows(task, rows, as_json=False)
+    tlx.predict.print_rows(task.format_prediction, rows, as_json=False)
     assert capsys.readouterr().out.splitlines() == [
         f"score=+0.00\t{paths[0]}",
         f"score=+3.00 (bright)\t{paths[1]}",
     ]
-    tlx.predict.print_rows(task, rows, as_json=True)
+    tlx.predict.print_rows(task.format_prediction, rows, as_json=True)
     lines = capsys.readouterr().out.splitlines()
     assert [json.loads(line) for line in lines] == rows
     assert lines[0] == json.dumps(rows[0])  # key order kept: input, task fields, step

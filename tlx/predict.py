@@ -4,6 +4,7 @@
     python -m tlx.predict --workdir=runs/fmnist --top_k=3 photo.jpg scan.png
     python -m tlx.predict --workdir=runs/rt --step=200 --json "I love this product!"
     python -m tlx.predict --model=torchvision:mobilenet_v2 --top_k=5 photo.jpg
+    python -m tlx.predict --model=darknet:yolov3-tiny --save_images=annotated photo.jpg
 
 Prints each input's prediction, then the input (a text longer than 80 characters is shown as its
 first 60 and "…"); the run's task (tlx.tasks) decides what a prediction holds and how it reads. For
@@ -11,6 +12,10 @@ classification that is the most likely label and its probability (``--top_k`` fo
 take texts; image runs take image files, preprocessed exactly as the run's evaluation data.
 ``--step`` predicts with that checkpoint instead of the latest. ``--model`` runs a catalog image
 model with its original head (ImageNet classes) and its own preprocessing, no training run needed.
+A detector (``--model=darknet:yolov3-tiny``) prints each image's detections, "label score [x0, y0,
+x1, y1]" in the image's pixels, best first, above ``--score_threshold``; ``--save_images=DIR``
+also writes each image with its boxes drawn (DIR/<stem>.png); with ``--json`` a row is
+``{"input": ..., "detections": [{"label", "class_id", "score", "box"}]}``.
 ``--json`` prints one JSON object per input instead, for scripts: ``"input"``, then the task's
 fields (classification: ``"labels", "class_ids", "probabilities"``, top-k, best first), plus for a
 run the checkpoint ``step`` and, for texts, ``truncated``, ``tokens`` and ``tokens_kept``.
@@ -50,6 +55,18 @@ _STEP = flags.DEFINE_integer(
     "Predict with this checkpoint step (default: the selected one, the best on validation when "
     "the run selects, else the latest).",
     lower_bound=0,
+)
+_SAVE_IMAGES = flags.DEFINE_string(
+    "save_images",
+    None,
+    "Detectors: also write each input with its boxes drawn, as <input stem>.png in this folder.",
+)
+_SCORE_THRESHOLD = flags.DEFINE_float(
+    "score_threshold",
+    0.25,
+    "Detectors: report boxes whose score (objectness x class probability) is above this.",
+    lower_bound=0.0,
+    upper_bound=1.0,
 )
 _JSON = flags.DEFINE_bool(
     "json",
@@ -231,14 +248,31 @@ def prediction_rows(
     return [{"input": given, **fields} for given, fields in zip(inputs, predictions)]
 
 
-def print_rows(task: Task, rows: list[dict], as_json: bool) -> None:
-    """``<the task's line><TAB>input`` per input (Task.format_prediction), or one JSON object per
-    line."""
+def print_rows(format_prediction, rows: list[dict], as_json: bool) -> None:
+    """``<format_prediction(row)><TAB>input`` per input (a task's format_prediction), or one JSON
+    object per line."""
     for row in rows:
         if as_json:
             print(json.dumps(row, ensure_ascii=False))
         else:
-            print(f"{task.format_prediction(row)}\t{echo(row['input'])}")
+            print(f"{format_prediction(row)}\t{echo(row['input'])}")
+
+
+def detect_with_pretrained(name: str, inputs: list[str], score_threshold: float, save_images):
+    """A catalog detector's detections, one row per input image; annotated PNGs in
+    `save_images` when given. Returns the rows."""
+    import tlx.zoo
+
+    detector = tlx.zoo.load(name)
+    images = read_images(inputs)
+    found = detector.detect(images, score_threshold=score_threshold)
+    rows = [{"input": given, "detections": d} for given, d in zip(inputs, found)]
+    if save_images:
+        from tlx.detection.report import save_annotated
+
+        for path in save_annotated(images, rows, save_images):
+            print(f"{PROGRAM}: wrote {path}", file=sys.stderr)
+    return rows
 
 
 def predict_with_pretrained(name: str, inputs: list[str], top_k: int) -> tuple[Task, list[dict]]:
@@ -248,7 +282,7 @@ def predict_with_pretrained(name: str, inputs: list[str], top_k: int) -> tuple[T
     from tlx.tasks import get_task
 
     model = tlx.zoo.load(name)
-    if model.kind != "image" or not model.labels:
+    if model.kind not in ("image", "detector") or not model.labels:
         raise InputError(
             f"--model={name} is not an image classifier with labelled classes, which "
             "--model predicts with; for a trained run use --workdir, and for text embeddings "
@@ -299,11 +333,30 @@ def main(argv):
     if _WORKDIR.value is not None:
         read_run_spec(_WORKDIR.value)  # a wrong --workdir fails before JAX starts
     runtime.configure()
+    if _MODEL.value is not None and is_detector(_MODEL.value):
+        from tlx.detection.report import format_detections
+
+        rows = detect_with_pretrained(
+            _MODEL.value, inputs, _SCORE_THRESHOLD.value, _SAVE_IMAGES.value
+        )
+        print_rows(format_detections, rows, _JSON.value)
+        return
+    if _SAVE_IMAGES.value:
+        raise InputError(
+            "--save_images draws detections: it is for detectors (--model=darknet:...)."
+        )
     if _MODEL.value is not None:
         task, rows = predict_with_pretrained(_MODEL.value, inputs, _TOP_K.value)
     else:
         task, rows = predict_with_run(_WORKDIR.value, _STEP.value, inputs, _TOP_K.value)
-    print_rows(task, rows, _JSON.value)
+    print_rows(task.format_prediction, rows, _JSON.value)
+
+
+def is_detector(name: str) -> bool:
+    """Whether a --model name is a catalog detector (read from the catalog, nothing loaded)."""
+    from tlx.zoo.catalog import CATALOG
+
+    return name in CATALOG and CATALOG[name].arch == "darknet"
 
 
 if __name__ == "__main__":

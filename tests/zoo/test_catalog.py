@@ -26,6 +26,8 @@ from tlx.zoo.resolve import CheckpointNotFoundError, load_catalog_weights, resol
 ENTRIES = sorted(CATALOG.values(), key=lambda e: e.name)
 TORCHVISION = [e for e in ENTRIES if e.name.startswith("torchvision:")]
 KERAS = [e for e in ENTRIES if e.name.startswith("keras:")]
+CLASSIFIERS = TORCHVISION + KERAS
+DARKNET = [e for e in ENTRIES if e.name.startswith("darknet:")]
 OBJECT_PATH = re.compile(r"^tlx(\.\w+)+:\w+$")
 MOBILENET_PREFIX = "b0353104"
 
@@ -37,10 +39,11 @@ def test_catalog_has_the_promised_names():
     expected |= {
         f"keras:{m}{s}" for m in ("vgg16", "vgg19", "inception_v3") for s in ("", "_notop")
     }
+    expected |= {"darknet:yolov3-tiny"}
     assert set(CATALOG) == expected
 
 
-@pytest.mark.parametrize("entry", ENTRIES, ids=lambda e: e.name)
+@pytest.mark.parametrize("entry", CLASSIFIERS, ids=lambda e: e.name)
 def test_entry_is_well_formed(entry):
     source = entry.name.split(":")[0]
     assert source in ("torchvision", "keras")
@@ -65,6 +68,21 @@ def test_entry_is_well_formed(entry):
         assert entry.labels is None and entry.name.endswith("_notop")
     else:
         assert len(label_names(entry.labels)) == entry.num_classes == 1000
+
+
+@pytest.mark.parametrize("entry", DARKNET, ids=lambda e: e.name)
+def test_darknet_entry_is_well_formed(entry):
+    from tlx.data.preprocess import DetectorInput
+    from tlx.models.darknet_cfg import parse_cfg
+
+    assert entry.url.startswith("https://") and entry.url.endswith("/" + entry.filename)
+    assert entry.format == "darknet" and entry.arch == "darknet"
+    check_hash_spec(entry.hash_value, entry.hash_kind)
+    assert isinstance(entry.preprocessing, DetectorInput)
+    spec = parse_cfg(entry.model_kwargs["cfg"])  # a cfg bundled with tlx
+    assert (spec.width, spec.height) == (entry.preprocessing.image_size,) * 2
+    assert spec.num_classes == entry.num_classes == len(label_names(entry.labels)) == 80
+    assert entry.packaged and entry.license.strip()
 
 
 @pytest.mark.parametrize("entry", TORCHVISION, ids=lambda e: e.name)
@@ -135,7 +153,9 @@ def test_kwargs_fit_the_model_and_converter_once_written(entry):
     inspect.signature(import_object(entry.converter)).bind({}, **entry.converter_kwargs)
     model = entry.build_model()
     assert all(getattr(model, k) == v for k, v in entry.model_kwargs.items())
-    assert model.num_classes == entry.num_classes
+    # A darknet model's num_classes=None keeps its cfg's classes.
+    classes = model.spec.num_classes if entry.arch == "darknet" else model.num_classes
+    assert classes == entry.num_classes
 
 
 def test_entries_are_read_only():

@@ -39,3 +39,14 @@ class ImagePreprocessing:
 
 # torchvision's ImageNet recipe (resize 256, crop 224, mean/std on [0, 1]).
 TORCHVISION_IMAGENET = ImagePreprocessing()
+
+
+@dataclasses.dataclass(frozen=True)
+class DetectorInput:
+    """A detector's input recipe (tlx.detection.inputs): the whole image to a square of
+    `image_size` pixels, values x / 255, RGB. Plain resize (aspect not kept; OpenCV's
+    blobFromImage, the default for darknet models) or darknet's letterbox (aspect kept, the
+    border filled with 0.5). Boxes map back to the original image either way."""
+
+    image_size: int = 416
+    letterbox: bool = False

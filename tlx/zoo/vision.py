@@ -121,6 +121,13 @@ def build_image_classifier(model: ModelSpec | Mapping, num_classes: int) -> Mode
     if checkpoint:
         entry = get_entry(checkpoint)
         arch = entry.arch
+        if arch == "darknet":
+            raise ValueError(
+                f"model.checkpoint={checkpoint!r} is a detector, and model.name="
+                "'image_classifier' builds classifiers. Training detectors needs the detection "
+                "task, which tlx does not have yet; tlx.zoo.load(name).detect(images) and "
+                "python -m tlx.predict --model=... give its COCO detections."
+            )
         # The task decides the head; a notop entry's num_classes=None only describes its file.
         kwargs = {k: v for k, v in {**entry.model_kwargs, **kwargs}.items() if k != "num_classes"}
         if spec.arch and spec.arch != arch:

@@ -1,0 +1,117 @@
+"""Pretrained detectors from the catalog (darknet's YOLO weights), converted and ready to detect.
+
+    import tlx.zoo
+    detector = tlx.zoo.load("darknet:yolov3-tiny")
+    detector.detect([image])   # per image: [{"label", "class_id", "score", "box"}], best first
+
+Images go in as uint8 arrays of any size; the entry's DetectorInput recipe (plain resize to
+416x416 by default, as OpenCV's blobFromImage; letterbox on request) prepares them, and boxes come
+back as (x0, y0, x1, y1) in the original image's pixels.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from tlx.data.preprocess import DetectorInput
+from tlx.models.darknet_cfg import DarknetSpec
+
+
+@dataclasses.dataclass
+class PretrainedDetector:
+    """A converted darknet detector: `module.apply(variables, x)` gives the raw [yolo] outputs."""
+
+    name: str
+    module: nn.Module
+    variables: dict
+    spec: DarknetSpec
+    groups: list[tuple[str, str]]
+    preprocessing: DetectorInput
+    labels: tuple[str, ...]
+    description: str = ""
+
+    kind = "detector"
+
+    def preprocess(self, images: Sequence[np.ndarray]):
+        """uint8 images -> (float32 [N, S, S, 3], one tlx.detection.inputs.BoxTransform each)."""
+        from tlx.detection.inputs import prepare_batch
+
+        return prepare_batch(images, self.preprocessing)
+
+    def __call__(self, batch):
+        """The raw [yolo] outputs for a preprocessed batch."""
+        return _jitted_apply(self.module)(self.variables, jnp.asarray(batch))
+
+    def detect(
+        self,
+        images: Sequence[np.ndarray],
+        score_threshold: float = 0.25,
+        iou_threshold: float = 0.45,
+        max_detections: int = 100,
+    ) -> list[list[dict]]:
+        """Per image, its detections above `score_threshold` after class-aware NMS, best first:
+        {"label", "class_id", "score", "box": [x0, y0, x1, y1] in the image's pixels}."""
+        from tlx.detection.yolo import detect
+
+        batch, transforms = self.preprocess(images)
+        size = self.preprocessing.image_size
+        found = detect(
+            self(batch), self.spec, (size, size), score_threshold, iou_threshold, max_detections
+        )
+        found = jax.tree.map(np.asarray, found)
+        out = []
+        for i, transform in enumerate(transforms):
+            n = int(found["valid"][i].sum())
+            boxes = transform.to_image(found["boxes"][i, :n])
+            height, width = np.asarray(images[i]).shape[:2]
+            boxes = np.clip(boxes, 0, [width, height, width, height])
+            out.append(
+                [
+                    {
+                        "label": self.labels[int(c)],
+                        "class_id": int(c),
+                        "score": float(s),
+                        "box": [round(float(v), 2) for v in box],
+                    }
+                    for c, s, box in zip(found["classes"][i, :n], found["scores"][i, :n], boxes)
+                ]
+            )
+        return out
+
+
+_JITTED: dict[int, tuple] = {}
+
+
+def _jitted_apply(module: nn.Module):
+    if id(module) not in _JITTED:
+        _JITTED[id(module)] = (module, jax.jit(lambda v, x: module.apply(v, x, train=False)))
+    return _JITTED[id(module)][1]
+
+
+def load_detector(entry, checkpoint_path=None, offline=None) -> PretrainedDetector:
+    """A darknet catalog entry -> PretrainedDetector (weights found by tlx.zoo.resolve)."""
+    from tlx.models.darknet import darknet_param_groups
+    from tlx.weights.labels import label_names
+    from tlx.zoo import resolve
+
+    variables, entry = resolve.load_catalog_weights(
+        entry, checkpoint_path, offline=offline, progress=True
+    )
+    module = entry.build_model()
+    labels = label_names(entry.labels)
+    return PretrainedDetector(
+        name=entry.name,
+        module=module,
+        variables=jax.tree.map(jnp.asarray, variables),
+        spec=module.spec,
+        groups=darknet_param_groups(**dict(entry.model_kwargs)),
+        preprocessing=entry.preprocessing,
+        labels=labels,
+        description=f"{module.spec.name} from {entry.name}, {len(labels)} classes",
+    )
