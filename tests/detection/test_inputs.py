@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from tlx.data.preprocess import DetectorInput
-from tlx.detection.inputs import as_rgb, prepare_batch, prepare_image, resize_bilinear
+from tlx.data.resize import resize_bilinear
+from tlx.detection.inputs import as_rgb, prepare_batch, prepare_image
 
 
 @pytest.mark.parametrize("shape", [(600, 512, 3), (37, 91, 3), (416, 416, 3), (20, 30, 1)])

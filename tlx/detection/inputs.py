@@ -1,7 +1,7 @@
 """Images into a detector and boxes back out: plain resize or letterbox, with the box transform.
 
-`resize_bilinear` is OpenCV's cv2.resize(INTER_LINEAR) on uint8 images (pixel centres aligned, no
-antialiasing, rounded back to uint8), so `prepare_image` gives the same input as
+Resizing is tlx.data.resize.resize_bilinear, OpenCV's cv2.resize(INTER_LINEAR) on uint8 images, so
+`prepare_image` gives the same input as
 cv2.dnn.blobFromImage(image, 1/255, size, swapRB=...) within one grey level (OpenCV's fixed-point
 weights), and predictions agree with OpenCV's darknet pipeline. Host-side numpy: it runs in the
 input pipeline, before the device.
@@ -14,6 +14,7 @@ import dataclasses
 import numpy as np
 
 from tlx.data.preprocess import DetectorInput
+from tlx.data.resize import resize_bilinear
 
 LETTERBOX_FILL = 0.5  # darknet's letterbox_image fills the border with mid grey
 
@@ -39,25 +40,6 @@ class BoxTransform:
         scale = np.asarray([self.scale_x, self.scale_y] * 2, np.float32)
         offset = np.asarray([self.offset_x, self.offset_y] * 2, np.float32)
         return (np.asarray(boxes, np.float32) - offset) / scale
-
-
-def _axis_weights(size_in: int, size_out: int):
-    """Source indices and weights of a linear resize along one axis, pixel centres aligned."""
-    centres = (np.arange(size_out) + 0.5) * (size_in / size_out) - 0.5
-    centres = np.clip(centres, 0, size_in - 1)
-    low = np.floor(centres).astype(np.int64)
-    high = np.minimum(low + 1, size_in - 1)
-    return low, high, (centres - low).astype(np.float32)
-
-
-def resize_bilinear(image: np.ndarray, height: int, width: int) -> np.ndarray:
-    """uint8 [H, W, C] -> uint8 [height, width, C], as cv2.resize(..., INTER_LINEAR)."""
-    y0, y1, wy = _axis_weights(image.shape[0], height)
-    x0, x1, wx = _axis_weights(image.shape[1], width)
-    img = image.astype(np.float32)
-    rows = img[y0] * (1 - wy)[:, None, None] + img[y1] * wy[:, None, None]
-    out = rows[:, x0] * (1 - wx)[None, :, None] + rows[:, x1] * wx[None, :, None]
-    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
 def as_rgb(image: np.ndarray) -> np.ndarray:
