@@ -1,0 +1,154 @@
+"""Detection batches with grain: images with their boxes, prepared together, static shapes.
+
+An example is ``{"image": uint8 [H, W, C], "boxes": float32 [N, 4] xyxy pixels, "labels": [N]}``
+(FashionDet's scenes; `TfdsDetectionSource` adapts tfds detection records). A batch holds
+"image" float32 [B, S, S, 3] (tlx.detection.inputs: plain resize or letterbox, /255), "boxes"
+[B, G, 4] in the model input's pixels, "labels" [B, G], "box_mask" [B, G] (False: padding) and
+"weight" [B] (0: a padding row of an evaluation batch); G = `max_boxes` for every batch, so one
+compiled step serves them all. An image with more than `max_boxes` boxes is an error naming it:
+dropping boxes would teach the detector that real objects are background.
+
+Training batches are random access and a pure function of (seed, step), as the classification
+pipelines (tlx.data.images): the example order from `sampling.EpochIndexBatches`, each example's
+augmentation from `np.random.default_rng((seed, step, position))`. Augmentations keep the boxes
+right: "flip" mirrors half the images (and their boxes) left-right; "flip_color" also scales
+exposure and saturation by up to 1.5x either way, darknet's default jitter (boxes unchanged).
+"""
+
+from __future__ import annotations
+
+import grain
+import numpy as np
+
+from tlx.data.preprocess import DetectorInput
+from tlx.data.sampling import ONE_PROCESS, Shard, check_sizes, train_index_batches
+from tlx.detection.inputs import prepare_image
+
+AUGMENTATIONS = ("none", "flip", "flip_color")
+COLOR_JITTER = 1.5  # darknet's exposure= and saturation=: a factor in [1/1.5, 1.5]
+GREY_WEIGHTS = np.asarray([0.299, 0.587, 0.114], np.float32)  # ITU-R 601 luma
+
+
+class TfdsDetectionSource:
+    """A tfds detection split (objects/bbox as tfds BBoxes, objects/label) as examples with
+    pixel boxes; random access, like the data source it wraps."""
+
+    def __init__(self, data_source):
+        self.data_source = data_source
+
+    def __len__(self) -> int:
+        return len(self.data_source)
+
+    def __getitem__(self, index: int) -> dict:
+        record = self.data_source[index]
+        image = np.asarray(record["image"])
+        height, width = image.shape[:2]
+        bbox = np.asarray(record["objects"]["bbox"], np.float32).reshape(-1, 4)
+        ymin, xmin, ymax, xmax = bbox.T
+        boxes = np.stack([xmin * width, ymin * height, xmax * width, ymax * height], -1)
+        labels = np.asarray(record["objects"]["label"], np.int64).reshape(-1)
+        return {"image": image, "boxes": boxes, "labels": labels}
+
+
+def flip(image: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Left-right mirror of a [S, S, 3] input and its xyxy boxes (in its pixels)."""
+    width = image.shape[1]
+    mirrored = np.stack([width - boxes[:, 2], boxes[:, 1], width - boxes[:, 0], boxes[:, 3]], -1)
+    return image[:, ::-1], mirrored.astype(np.float32)
+
+
+def jitter_color(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Exposure and saturation scaled by factors in [1/1.5, 1.5] (log-uniform), clipped to [0, 1]."""
+    exposure, saturation = np.exp(rng.uniform(-1, 1, 2) * np.log(COLOR_JITTER))
+    grey = image @ GREY_WEIGHTS
+    out = grey[..., None] + (image - grey[..., None]) * saturation
+    return np.clip(out * exposure, 0.0, 1.0).astype(np.float32)
+
+
+class DetectionBatchMaker:
+    """(step, example indices) -> one batch, per the module docstring."""
+
+    def __init__(
+        self,
+        source,
+        recipe: DetectorInput,
+        max_boxes: int,
+        augment: str = "none",
+        seed: int = 0,
+        shard: Shard = ONE_PROCESS,
+    ):
+        if augment not in AUGMENTATIONS:
+            raise ValueError(f"data.augment={augment!r} for detection: one of {AUGMENTATIONS}")
+        self.source, self.recipe, self.max_boxes = source, recipe, max_boxes
+        self.augment, self.seed, self.shard = augment, seed, shard
+
+    def example(self, index: int, rng: np.random.Generator | None) -> dict:
+        example = self.source[int(index)]
+        boxes = np.asarray(example["boxes"], np.float32).reshape(-1, 4)
+        if len(boxes) > self.max_boxes:
+            raise ValueError(
+                f"example {index} of {self.source!r} has {len(boxes)} boxes, more than "
+                f"data.max_boxes={self.max_boxes}; raise data.max_boxes to at least {len(boxes)} "
+                "(or tile large images)."
+            )
+        image, transform = prepare_image(example["image"], self.recipe)
+        boxes = transform.to_input(boxes)
+        if rng is not None and self.augment != "none":
+            if rng.random() < 0.5:
+                image, boxes = flip(image, boxes)
+            if self.augment == "flip_color":
+                image = jitter_color(image, rng)
+        count = len(boxes)
+        padded = np.zeros((self.max_boxes, 4), np.float32)
+        padded[:count] = boxes
+        labels = np.zeros(self.max_boxes, np.int32)
+        labels[:count] = np.asarray(example["labels"]).reshape(-1)
+        mask = np.arange(self.max_boxes) < count
+        return {"image": image, "boxes": padded, "labels": labels, "box_mask": mask}
+
+    def __call__(self, step: int, indices: np.ndarray, train: bool = True) -> dict:
+        rows = self.shard.rows(len(indices))
+        first = rows.start
+        examples = [
+            self.example(
+                index,
+                np.random.default_rng((self.seed, step, first + position)) if train else None,
+            )
+            for position, index in enumerate(indices[rows])
+        ]
+        batch = {key: np.stack([e[key] for e in examples]) for key in examples[0]}
+        batch["weight"] = np.ones(len(examples), np.float32)
+        return batch
+
+
+def make_detection_train_batches(
+    source,
+    recipe: DetectorInput,
+    *,
+    batch_size: int,
+    seed: int,
+    max_boxes: int,
+    augment: str = "flip",
+    shard: Shard = ONE_PROCESS,
+) -> grain.MapDataset:
+    """ds[step] -> step's training batch, for ever; deterministic in (seed, step)."""
+    check_sizes(source, batch_size)
+    maker = DetectionBatchMaker(source, recipe, max_boxes, augment, seed, shard)
+    return train_index_batches(len(source), batch_size, seed).map_with_index(maker)
+
+
+def make_detection_eval_batches(
+    source, recipe: DetectorInput, *, batch_size: int, max_boxes: int, shard: Shard = ONE_PROCESS
+) -> list[dict]:
+    """Every example once, in order, no augmentation; the last batch padded with weight-0 rows."""
+    check_sizes(source, batch_size)
+    maker = DetectionBatchMaker(source, recipe, max_boxes, "none", 0, shard)
+    batches = []
+    for start in range(0, len(source), batch_size):
+        indices = np.arange(start, min(start + batch_size, len(source)))
+        real = len(indices)
+        indices = np.concatenate([indices, np.full(batch_size - real, indices[0])])
+        batch = maker(0, indices, train=False)
+        batch["weight"] = (np.arange(batch_size) < real).astype(np.float32)[shard.rows(batch_size)]
+        batches.append(batch)
+    return batches
