@@ -62,7 +62,12 @@ def build_experiment(config: Mapping | RunSpec, *, with_data: bool = True) -> Ex
         )
     data = spec.data
     is_image = _is_image_dataset(data.name)
-    if is_image:
+    is_detection = spec.task == "detection"
+    if is_detection:
+        from tlx.detection import sources as detection_sources
+
+        names = detection_sources.detection_label_names(data.name, data.data_dir)
+    elif is_image:
         from tlx.data import image_sources
 
         names = image_sources.image_label_names(data.name, data.data_dir)
@@ -70,6 +75,8 @@ def build_experiment(config: Mapping | RunSpec, *, with_data: bool = True) -> Ex
         names = sources.label_names(data.name, data.data_dir)
     check_label_count(names, data.name)
     bundle = build_model(spec.model, num_classes=len(names))
+    if hasattr(task, "for_model"):  # a task that depends on the model (detection: its heads)
+        task = task.for_model(bundle, names)
 
     # Groups and plan are checked against the real parameter tree before anything is trained.
     shapes = jax.eval_shape(bundle.init, jax.random.key(0))
@@ -78,12 +85,12 @@ def build_experiment(config: Mapping | RunSpec, *, with_data: bool = True) -> Ex
     labels = [*bundle.group_names, *(f"{g}/bn" for g in bundle.group_names)]  # with affine BN
     check_schedules(spec.optim, labels, spec.total_steps)
 
-    _check_feature_cache(spec, is_image)
+    _check_feature_cache(spec, is_image or is_detection)
     shard = process_shard(spec)
 
     train_batches, eval_batches, cacheable, train_size = None, {}, None, None
     if with_data:
-        make_data = _image_data if is_image else _text_data
+        make_data = _detection_data if is_detection else _image_data if is_image else _text_data
         train_batches, eval_batches, cacheable, train_size = make_data(spec, bundle, shard)
     return Experiment(
         spec, bundle, plan, names, train_batches, eval_batches, cacheable, train_size, task
@@ -141,6 +148,11 @@ def _check_feature_cache(spec: RunSpec, is_image: bool) -> None:
     """A feature cache needs inputs and frozen groups that compute the same thing every epoch."""
     if spec.feature_cache == "off":
         return
+    if spec.task == "detection":
+        raise FeatureCacheError(
+            f"config.feature_cache={spec.feature_cache!r}: detection runs do not cache features "
+            "yet; set config.feature_cache='off'."
+        )
     augment = spec.data.augment
     if is_image and augment != "none":
         raise FeatureCacheError(
@@ -203,6 +215,44 @@ def _image_data(spec: RunSpec, bundle: ModelBundle, shard: Shard):
         for split in data.eval_splits
     }
     return train, evals, cacheable, _train_size(data, len(train_source))
+
+
+def _detection_data(spec: RunSpec, bundle: ModelBundle, shard: Shard):
+    from tlx.detection import batches
+    from tlx.detection import sources as detection_sources
+
+    data = spec.data
+    if data.augment not in batches.AUGMENTATIONS:
+        raise ConfigError(
+            f"config.data.augment={data.augment!r}: detection augmentations are "
+            f"{batches.AUGMENTATIONS} (they move the boxes with the pixels)."
+        )
+
+    def source(split):
+        return detection_sources.load_detection_source(data.name, split, data.data_dir)
+
+    train_source = source("train")
+    if data.train_examples:
+        train_source = detection_sources.SeededSubset(train_source, data.train_examples, spec.seed)
+    common = dict(max_boxes=int(data.max_boxes), shard=shard)
+    train = batches.make_detection_train_batches(
+        train_source,
+        bundle.preprocessing,
+        batch_size=spec.batch_size,
+        seed=spec.seed,
+        augment=data.augment,
+        **common,
+    )
+    evals = {
+        split: batches.make_detection_eval_batches(
+            _FirstN(source(split), data.eval_examples or None),
+            bundle.preprocessing,
+            batch_size=spec.eval_batch_size,
+            **common,
+        )
+        for split in data.eval_splits
+    }
+    return train, evals, None, len(train_source)
 
 
 class _FirstN:

@@ -75,6 +75,14 @@ class JitMode:
     def host_metrics(self, metrics):
         return metrics
 
+    def host_rows(self, rows):
+        """Per-example outputs of a step [B, ...] as numpy, every process's rows."""
+        if jax.process_count() > 1:
+            from jax.experimental import multihost_utils
+
+            return np.asarray(multihost_utils.process_allgather(rows, tiled=True))
+        return np.asarray(rows)
+
 
 class PmapMode:
     """pmap over this process's devices (one process: across hosts use jit)."""
@@ -137,6 +145,11 @@ class PmapMode:
 
     def host_metrics(self, metrics):
         return self.unreplicate(metrics)  # psum'd: every device holds the same sums
+
+    def host_rows(self, rows):
+        """Per-example outputs [devices, B / devices, ...] as numpy [B, ...], in batch order."""
+        rows = np.asarray(rows)
+        return rows.reshape(-1, *rows.shape[2:])
 
 
 MODEL_AXIS = "model"

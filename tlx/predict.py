@@ -267,6 +267,43 @@ def detect_with_pretrained(name: str, inputs: list[str], score_threshold: float,
     images = read_images(inputs)
     found = detector.detect(images, score_threshold=score_threshold)
     rows = [{"input": given, "detections": d} for given, d in zip(inputs, found)]
+    return _saved(images, rows, save_images)
+
+
+def detect_with_run(workdir, step, inputs: list[str], score_threshold: float, save_images):
+    """A trained detection run's detections (checkpoint `step`, default the selected one), one
+    row per input image, with the step; annotated PNGs in `save_images` when given."""
+    import jax
+    import numpy as np
+
+    from tlx.detection.inputs import prepare_batch
+    from tlx.detection.report import image_detections
+
+    experiment, params, model_state, step = _load_run(workdir, step)
+    images = read_images(inputs)
+    batch, transforms = prepare_batch(images, experiment.model.preprocessing)
+    task, forward = experiment.task, experiment.model.forward
+
+    @jax.jit
+    def detect(params, model_state, image):
+        outputs, _ = forward(params, model_state, {"image": image}, None, False)
+        return task.detect(outputs, score_threshold, max_detections=100)
+
+    found = jax.tree.map(np.asarray, detect(params, model_state, batch))
+    rows = [
+        {
+            "input": given,
+            "detections": image_detections(
+                found, i, transforms[i], np.shape(images[i]), experiment.label_names
+            ),
+            "step": step,
+        }
+        for i, given in enumerate(inputs)
+    ]
+    return _saved(images, rows, save_images)
+
+
+def _saved(images, rows: list[dict], save_images) -> list[dict]:
     if save_images:
         from tlx.detection.report import save_annotated
 
@@ -330,20 +367,27 @@ def main(argv):
     check_inputs(inputs)  # before anything is loaded
     if not flags.FLAGS["verbosity"].present:
         logging.set_verbosity(logging.WARNING)
+    run_task = None
     if _WORKDIR.value is not None:
-        read_run_spec(_WORKDIR.value)  # a wrong --workdir fails before JAX starts
+        run_task = read_run_spec(_WORKDIR.value).task  # a wrong --workdir fails before JAX
     runtime.configure()
-    if _MODEL.value is not None and is_detector(_MODEL.value):
+    if run_task == "detection" or (_MODEL.value is not None and is_detector(_MODEL.value)):
         from tlx.detection.report import format_detections
 
-        rows = detect_with_pretrained(
-            _MODEL.value, inputs, _SCORE_THRESHOLD.value, _SAVE_IMAGES.value
-        )
+        if run_task == "detection":
+            rows = detect_with_run(
+                _WORKDIR.value, _STEP.value, inputs, _SCORE_THRESHOLD.value, _SAVE_IMAGES.value
+            )
+        else:
+            rows = detect_with_pretrained(
+                _MODEL.value, inputs, _SCORE_THRESHOLD.value, _SAVE_IMAGES.value
+            )
         print_rows(format_detections, rows, _JSON.value)
         return
     if _SAVE_IMAGES.value:
         raise InputError(
-            "--save_images draws detections: it is for detectors (--model=darknet:...)."
+            "--save_images draws detections: it is for detectors (--model=darknet:... or a "
+            "detection run's --workdir)."
         )
     if _MODEL.value is not None:
         task, rows = predict_with_pretrained(_MODEL.value, inputs, _TOP_K.value)

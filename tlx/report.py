@@ -9,8 +9,13 @@ from rich.table import Table
 def result_table(summary: dict, title: str = "Results") -> Table:
     table = Table(title=f"{title}: {summary['plan']} — {summary['model']}")
     results = summary["results"]
-    # The task's values, in its order (classification: accuracy, loss, examples).
-    columns = list(next(iter(results.values()), {}))
+    # The task's values, in its order (classification: accuracy, loss, examples); per-class
+    # values ("AP/<class>") and loss components ("box_loss") stay in summary.json.
+    columns = [
+        key
+        for key in next(iter(results.values()), {})
+        if "/" not in key and not key.endswith("_loss")
+    ]
     table.add_column("split", justify="left")
     for column in columns:
         table.add_column(column, justify="right")

@@ -116,6 +116,7 @@ class ModelSpec(_Section):
     # Shorter side before the centre crop; 0: the recipe's ratio (torchvision's 256/224);
     # = image_size: the whole image, nothing cropped away (e.g. 28 for 28x28 Fashion-MNIST).
     resize_size: int = 0
+    letterbox: bool = False  # detectors: darknet's letterbox instead of a plain resize
     batchnorm: str = "frozen"  # running statistics of the trained groups
     frozen_batchnorm: str = "frozen"  # BatchNorm in the groups a stage freezes
     frozen_batchnorm_lr_multiplier: float = 1.0  # frozen_batchnorm="affine": their rate factor
@@ -152,8 +153,10 @@ class DataSpec(_Section):
     max_length: int | None = None  # tokens per example, with [CLS] and [SEP]
     buckets: tuple[int, ...] = ()  # padded lengths; each compiles once a stage
     # Images
-    augment: str = "random_resized_crop"  # "random_resized_crop" | "none"
+    augment: str = "random_resized_crop"  # "random_resized_crop" | "none"; detection: "flip" ...
     crop_scale: tuple[float, float] = (0.35, 1.0)
+    # Detection
+    max_boxes: int = 100  # box slots per image (padding); an image with more is an error
 
     @classmethod
     def _convert(cls, name, value):

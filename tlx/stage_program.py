@@ -54,12 +54,17 @@ class StageProgram:
 
 
 def evaluate(eval_step, params, model_state, batches, mode, task) -> dict:
-    """The task's summary over evaluation batches (their metric sums added on the host)."""
-    total = None
+    """The task's summary over evaluation batches (their metric sums added on the host; a task
+    that collects also gets every batch's per-example rows, as numpy)."""
+    total, collected = None, []
+    collects = getattr(task, "collects", False)
     for batch in batches:
-        sums = eval_step(params, model_state, mode.put_batch(batch))
+        out = eval_step(params, model_state, mode.put_batch(batch))
+        sums, rows = out if collects else (out, None)
         total = add_sums(total, mode.host_metrics(sums))
-    return task.summarize(total)
+        if collects:
+            collected.append(jax.tree.map(mode.host_rows, rows))
+    return task.summarize(total, collected) if collects else task.summarize(total)
 
 
 @dataclasses.dataclass

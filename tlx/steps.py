@@ -200,12 +200,16 @@ def make_multi_step(keyed_step: Callable) -> Callable:
 
 
 def make_eval_step(forward: ForwardFn, axis_name: str | None = None, task: Task = CLASSIFICATION):
-    """The task's metric sums of a batch (under `pmap`, summed over `axis_name`)."""
+    """The task's metric sums of a batch (under `pmap`, summed over `axis_name`); for a task that
+    collects (detection: its mAP is no sum), (sums, the task's per-example rows)."""
 
     def eval_step(params, model_state, batch):
         outputs, _ = forward(params, model_state, batch, None, False)
         sums = task.batch_sums(outputs, batch)
-        return sums if axis_name is None else jax.lax.psum(sums, axis_name)
+        sums = sums if axis_name is None else jax.lax.psum(sums, axis_name)
+        if getattr(task, "collects", False):
+            return sums, task.collect(outputs, batch)
+        return sums
 
     return eval_step
 

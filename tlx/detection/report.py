@@ -26,6 +26,23 @@ PALETTE = (
 )
 
 
+def image_detections(found: Mapping, i: int, transform, image_shape, labels) -> list[dict]:
+    """Image `i`'s detections (numpy "boxes", "scores", "classes", "valid" of a batch, boxes in
+    the model input's pixels) as rows in the image's own pixels, clipped to it, best first."""
+    n = int(np.sum(found["valid"][i]))
+    height, width = image_shape[:2]
+    boxes = np.clip(transform.to_image(found["boxes"][i, :n]), 0, [width, height, width, height])
+    return [
+        {
+            "label": labels[int(c)],
+            "class_id": int(c),
+            "score": float(s),
+            "box": [round(float(v), 2) for v in box],
+        }
+        for c, s, box in zip(found["classes"][i, :n], found["scores"][i, :n], boxes)
+    ]
+
+
 def format_detections(row: Mapping) -> str:
     """``tie 0.87 [214, 416, 291, 539]; person 0.26 [...]`` (boxes rounded to pixels), or
     ``(nothing detected)``."""

@@ -66,12 +66,11 @@ class DarknetConv(nn.Module):
         )(x)
         if spec.batch_normalize:
             x = nn.BatchNorm(
-                use_running_average=not train,
                 momentum=0.99,  # darknet's rolling statistics keep 0.99 of the old value
                 epsilon=BATCHNORM_EPSILON,
                 dtype=self.dtype,
                 name="bn",
-            )(x)
+            )(x, use_running_average=not train)  # at call time: tlx's BatchNorm policies set it
         return activate(x, spec.activation)
 
 
@@ -102,17 +101,19 @@ def route(outputs: list[jax.Array], layer: Route) -> jax.Array:
 
 
 class Darknet(nn.Module):
-    """A darknet detector from its cfg (a path or the cfg text); `num_classes` resizes every
-    [yolo] layer and its head convolution (a new task's heads, the rest pretrained)."""
+    """A darknet detector from its cfg (a bundled name, a path or the cfg text); `num_classes`
+    resizes every [yolo] layer and its head convolution (a new task's heads, the rest pretrained);
+    `image_size` sets the input the spec's shapes (and so the YOLO targets) are computed for."""
 
     cfg: str
     num_classes: int | None = None
     backbone_layers: int | None = None
+    image_size: int | None = None  # the square input; None: the cfg's [net] width and height
     dtype: Any = jnp.float32
 
     @property
     def spec(self) -> DarknetSpec:
-        spec = parse_cfg(self.cfg, backbone_layers=self.backbone_layers)
+        spec = parse_cfg(self.cfg, self.backbone_layers, self.image_size)
         if self.num_classes is not None and self.num_classes != spec.num_classes:
             spec = spec.with_classes(self.num_classes)
         return spec
@@ -141,16 +142,19 @@ class Darknet(nn.Module):
 def darknet_param_groups(
     cfg: str, backbone_layers: int | None = None, num_classes: int | None = None
 ) -> list[tuple[str, str]]:
-    """Ordered input -> output groups: backbone (darknet's partial-weights prefix), neck (the rest
-    but the heads), then one group per detection head (the conv before each [yolo], input order)."""
+    """Ordered input -> output groups of the layers with parameters: backbone (darknet's
+    partial-weights prefix), neck (the rest but the heads), then one group per detection head
+    (the conv before each [yolo], input order)."""
     spec = parse_cfg(cfg, backbone_layers=backbone_layers)
     heads = spec.head_indices
-    backbone = [i for i in range(spec.backbone_layers) if i not in heads]
-    neck = [i for i in range(spec.backbone_layers, len(spec.layers)) if i not in heads]
+    convs = [i for i, layer in enumerate(spec.layers) if isinstance(layer, Conv) and i not in heads]
+    backbone = [i for i in convs if i < spec.backbone_layers]
+    neck = [i for i in convs if i >= spec.backbone_layers]
 
     def pattern(indices):
-        return rf"^layer_(?:{'|'.join(map(str, indices))})/" if indices else r"^$no-layer"
+        return rf"^layer_(?:{'|'.join(map(str, indices))})/"
 
-    groups = [("backbone", pattern(backbone)), ("neck", pattern(neck))]
+    # A group without parameters is left out (a cfg whose heads sit right on the backbone).
+    groups = [(name, pattern(ix)) for name, ix in (("backbone", backbone), ("neck", neck)) if ix]
     groups += [(f"head_{k}", pattern([i])) for k, i in enumerate(heads)]
     return groups

@@ -191,12 +191,17 @@ class _Options:
         return DarknetCfgError(f"{self.where}: {message}")
 
 
-def parse_cfg(source: str | os.PathLike, backbone_layers: int | None = None) -> DarknetSpec:
-    """A darknet cfg (path or text) -> DarknetSpec; DarknetCfgError on anything unsupported."""
+def parse_cfg(
+    source: str | os.PathLike, backbone_layers: int | None = None, input_size: int | None = None
+) -> DarknetSpec:
+    """A darknet cfg (bundled name, path or text) -> DarknetSpec; DarknetCfgError on anything
+    unsupported. `input_size` replaces the [net] width and height (a square input)."""
     name, text = read_cfg(source)
     sections = _sections(text, name)
     net = _Options(name, "net", sections[0][1], sections[0][2])
     width, height, channels = net.int("width"), net.int("height"), net.int("channels", 3)
+    if input_size:
+        width = height = int(input_size)
     layers: list[Layer] = []
     shapes: list[tuple[int, int, int]] = []
     for kind, line, values in sections[1:]:

@@ -11,8 +11,9 @@ from __future__ import annotations
 from tlx.errors import ConfigError
 from tlx.tasks.base import Task, batch_weights
 from tlx.tasks.classification import Classification
+from tlx.tasks.detection import Detection
 
-TASKS: dict[str, type] = {"classification": Classification}
+TASKS: dict[str, type] = {"classification": Classification, "detection": Detection}
 
 
 def get_task(name: str = "classification") -> Task:
@@ -24,4 +25,4 @@ def get_task(name: str = "classification") -> Task:
     return TASKS[name]()
 
 
-__all__ = ["TASKS", "Classification", "Task", "batch_weights", "get_task"]
+__all__ = ["TASKS", "Classification", "Detection", "Task", "batch_weights", "get_task"]

@@ -134,3 +134,28 @@ def random_darknet_tensors(spec: DarknetSpec, seed: int = 0) -> dict[str, np.nda
         else:
             tensors[key] = rng.normal(0, 0.1, shape).astype(np.float32)
     return tensors
+
+
+CLASS_PRIOR = 0.01  # a new class's initial probability (its bias): rare, as most cells are empty
+
+
+def adapt_heads(params: dict, spec: DarknetSpec, num_classes: int) -> dict:
+    """Flat pretrained params ("layer_<i>/conv/kernel", ...) of `spec`'s detector -> the same
+    with every head conv sized for `num_classes`: each anchor keeps its pretrained box and
+    objectness outputs (what is learnt about where objects are carries over); its class outputs
+    start with zero weights and bias log(p / (1 - p)) for p = CLASS_PRIOR."""
+    params = dict(params)
+    prior = float(np.log(CLASS_PRIOR / (1 - CLASS_PRIOR)))
+    for head in spec.head_indices:
+        yolo = spec.layers[head + 1]
+        anchors, old = len(yolo.anchors), 5 + yolo.classes
+        kernel_key, bias_key = f"layer_{head}/conv/kernel", f"layer_{head}/conv/bias"
+        kernel = np.asarray(params[kernel_key]).reshape(*params[kernel_key].shape[:3], anchors, old)
+        bias = np.asarray(params[bias_key]).reshape(anchors, old)
+        new_kernel = np.zeros((*kernel.shape[:4], 5 + num_classes), np.float32)
+        new_kernel[..., :5] = kernel[..., :5]
+        new_bias = np.full((anchors, 5 + num_classes), prior, np.float32)
+        new_bias[:, :5] = bias[:, :5]
+        params[kernel_key] = new_kernel.reshape(*kernel.shape[:3], -1)
+        params[bias_key] = new_bias.reshape(-1)
+    return params

@@ -57,6 +57,7 @@ class PretrainedDetector:
     ) -> list[list[dict]]:
         """Per image, its detections above `score_threshold` after class-aware NMS, best first:
         {"label", "class_id", "score", "box": [x0, y0, x1, y1] in the image's pixels}."""
+        from tlx.detection.report import image_detections
         from tlx.detection.yolo import detect
 
         batch, transforms = self.preprocess(images)
@@ -65,24 +66,10 @@ class PretrainedDetector:
             self(batch), self.spec, (size, size), score_threshold, iou_threshold, max_detections
         )
         found = jax.tree.map(np.asarray, found)
-        out = []
-        for i, transform in enumerate(transforms):
-            n = int(found["valid"][i].sum())
-            boxes = transform.to_image(found["boxes"][i, :n])
-            height, width = np.asarray(images[i]).shape[:2]
-            boxes = np.clip(boxes, 0, [width, height, width, height])
-            out.append(
-                [
-                    {
-                        "label": self.labels[int(c)],
-                        "class_id": int(c),
-                        "score": float(s),
-                        "box": [round(float(v), 2) for v in box],
-                    }
-                    for c, s, box in zip(found["classes"][i, :n], found["scores"][i, :n], boxes)
-                ]
-            )
-        return out
+        return [
+            image_detections(found, i, transform, np.shape(images[i]), self.labels)
+            for i, transform in enumerate(transforms)
+        ]
 
 
 _JITTED: dict[int, tuple] = {}

@@ -11,12 +11,14 @@ from types import MappingProxyType
 from tlx.errors import ConfigError
 from tlx.spec import ModelSpec
 from tlx.zoo.bundles import ModelBundle
+from tlx.zoo.detection import build_darknet_detector
 from tlx.zoo.text import build_bert_classifier
 from tlx.zoo.vision import build_image_classifier
 
 BUILDERS: Mapping[str, Callable[[Mapping, int], ModelBundle]] = MappingProxyType(
     {
         "bert_classifier": build_bert_classifier,
+        "darknet_detector": build_darknet_detector,
         "image_classifier": build_image_classifier,
     }
 )

@@ -67,13 +67,16 @@ def make_forward(
     groups=(),
     frozen_batchnorm: str = "frozen",
     trainable_groups=None,
+    all_outputs: bool = False,
 ):
     """forward(params, model_state, batch, rng, train) for one plan stage.
 
     In training, a BatchNorm layer in a trainable group follows `batchnorm` and one in a frozen
     group follows `frozen_batchnorm`: "frozen" normalises with the running statistics and keeps
     them, "train" uses batch statistics and updates the running ones. `trainable_groups=None`
-    means every group trains. Evaluation always uses the running statistics.
+    means every group trains. Evaluation always uses the running statistics. A model returning a
+    tuple gives its first output (Inception's auxiliary heads are dropped), or the whole tuple
+    with `all_outputs` (a detector's outputs, one per scale).
     """
     if batchnorm not in BATCHNORM_MODES:
         raise ValueError(f"model.batchnorm must be one of {BATCHNORM_MODES}, got {batchnorm!r}.")
@@ -100,7 +103,7 @@ def make_forward(
                 )
             out, updates = out
             model_state = {**model_state, **updates}
-        if isinstance(out, tuple):  # auxiliary heads (Inception, GoogLeNet) add nothing here
+        if isinstance(out, tuple) and not all_outputs:  # Inception's auxiliary heads: unused
             out = out[0]
         return out, model_state
 
