@@ -247,10 +247,15 @@ def check_numbers(config: Mapping) -> None:
         )
 
 
-def check_label_count(names: Sequence[str], dataset: str) -> None:
+def check_label_count(names: Sequence[str], dataset: str, task: str = "classification") -> None:
     """A classifier needs at least two classes: with one, every prediction is right and nothing
-    is learned; with none, there is no head to build."""
-    if len(names) < 2:
+    is learned; with none, there is no head to build. A detector needs one (where, not which)."""
+    if task == "detection" and not names:
+        raise ConfigError(
+            f"config.data.name={dataset!r} has no class labels; a detector needs at least one. "
+            "Check the dataset's annotations."
+        )
+    if task != "detection" and len(names) < 2:
         raise ConfigError(
             f"config.data.name={dataset!r} has {len(names)} class label(s) {list(names)}; a "
             "classifier needs at least 2. Check the dataset (an image folder needs one "

@@ -73,7 +73,7 @@ def build_experiment(config: Mapping | RunSpec, *, with_data: bool = True) -> Ex
         names = image_sources.image_label_names(data.name, data.data_dir)
     else:
         names = sources.label_names(data.name, data.data_dir)
-    check_label_count(names, data.name)
+    check_label_count(names, data.name, spec.task)
     bundle = build_model(spec.model, num_classes=len(names))
     if hasattr(task, "for_model"):  # a task that depends on the model (detection: its heads)
         task = task.for_model(bundle, names)

@@ -3,7 +3,8 @@
 An example is ``{"image": uint8 [H, W, C], "boxes": float32 [N, 4] xyxy pixels, "labels": [N]}``
 (FashionDet's scenes; `TfdsDetectionSource` adapts tfds detection records). A batch holds
 "image" float32 [B, S, S, 3] (tlx.detection.inputs: plain resize or letterbox, /255), "boxes"
-[B, G, 4] in the model input's pixels, "labels" [B, G], "box_mask" [B, G] (False: padding) and
+[B, G, 4] in the model input's pixels, "labels" [B, G], "box_mask" [B, G] (False: padding),
+"box_difficult" [B, G] (an example's optional "difficult" flags: ignored by evaluation) and
 "weight" [B] (0: a padding row of an evaluation batch); G = `max_boxes` for every batch, so one
 compiled step serves them all. An image with more than `max_boxes` boxes is an error naming it:
 dropping boxes would teach the detector that real objects are background.
@@ -47,7 +48,8 @@ class TfdsDetectionSource:
         ymin, xmin, ymax, xmax = bbox.T
         boxes = np.stack([xmin * width, ymin * height, xmax * width, ymax * height], -1)
         labels = np.asarray(record["objects"]["label"], np.int64).reshape(-1)
-        return {"image": image, "boxes": boxes, "labels": labels}
+        difficult = np.asarray(record["objects"].get("difficult", np.zeros(len(labels))), bool)
+        return {"image": image, "boxes": boxes, "labels": labels, "difficult": difficult}
 
 
 def flip(image: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -103,8 +105,16 @@ class DetectionBatchMaker:
         padded[:count] = boxes
         labels = np.zeros(self.max_boxes, np.int32)
         labels[:count] = np.asarray(example["labels"]).reshape(-1)
+        difficult = np.zeros(self.max_boxes, bool)  # evaluation ignores these (VOC's rule)
+        difficult[:count] = np.asarray(example.get("difficult", False)).reshape(-1)[:count]
         mask = np.arange(self.max_boxes) < count
-        return {"image": image, "boxes": padded, "labels": labels, "box_mask": mask}
+        return {
+            "image": image,
+            "boxes": padded,
+            "labels": labels,
+            "box_mask": mask,
+            "box_difficult": difficult,
+        }
 
     def __call__(self, step: int, indices: np.ndarray, train: bool = True) -> dict:
         rows = self.shard.rows(len(indices))

@@ -2,6 +2,8 @@
 
 - ``fashiondet``: FashionDet scenes (tlx.data.fashiondet), generated on the fly, 160 px;
   train/validation/test of FASHIONDET_SIZES scenes (`data.train_examples` takes fewer train ones).
+- ``deepforest``: aerial tree crowns, train and validation tiles from one site, test images from
+  two others (tlx.data.deepforest_trees);
 - ``detection_folder:<path>``: a folder of images with Pascal VOC XML boxes, prepared once as
   tfds records in `data.data_dir` (tlx.data.detection_folder); its splits as there.
 
@@ -20,7 +22,7 @@ FOLDER_PREFIX = "detection_folder:"
 
 
 def is_detection_dataset(name: str) -> bool:
-    return name == "fashiondet" or name.startswith(FOLDER_PREFIX)
+    return name in ("fashiondet", "deepforest") or name.startswith(FOLDER_PREFIX)
 
 
 def _folder_builder(name: str, data_dir: str | None):
@@ -35,10 +37,14 @@ def detection_label_names(name: str, data_dir: str | None = None) -> tuple[str, 
         from tlx.data.fashiondet import LABEL_NAMES
 
         return tuple(LABEL_NAMES)
+    if name == "deepforest":
+        from tlx.data.deepforest_trees import LABEL_NAMES
+
+        return LABEL_NAMES
     if name.startswith(FOLDER_PREFIX):
         return tuple(_folder_builder(name, data_dir).info.features["objects"]["label"].names)
     raise ConfigError(
-        f"data.name={name!r} is not a detection dataset; expected 'fashiondet' or "
+        f"data.name={name!r} is not a detection dataset; expected 'fashiondet', 'deepforest' or "
         f"'{FOLDER_PREFIX}<folder of images with VOC XML>'."
     )
 
@@ -53,6 +59,10 @@ def load_detection_source(name: str, split: str, data_dir: str | None = None, se
         # One scene set for every run: the training seed shuffles and augments, as for a
         # dataset on disk; it does not draw other scenes.
         return FashionDetSource(split, FASHIONDET_SIZES[split], seed=0, size=FASHIONDET_SCENE_SIZE)
+    if name == "deepforest":
+        from tlx.data.deepforest_trees import DeepforestSource
+
+        return DeepforestSource(split)
     from tlx.detection.batches import TfdsDetectionSource
 
     builder = _folder_builder(name, data_dir)

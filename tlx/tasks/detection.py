@@ -72,6 +72,7 @@ class Detection:
             "gt_boxes": batch["boxes"],
             "gt_labels": batch["labels"],
             "gt_mask": batch["box_mask"],
+            "gt_difficult": batch.get("box_difficult", jnp.zeros_like(batch["box_mask"])),
             "weight": batch_weights(batch),
         }
 
@@ -113,6 +114,7 @@ class Detection:
                         boxes=rows["boxes"][i][valid],
                         scores=rows["scores"][i][valid],
                         classes=rows["classes"][i][valid],
+                        gt_difficult=rows["gt_difficult"][i][gt],
                     )
                 )
         names = self.label_names or tuple(str(k) for k in range(self.spec.num_classes))

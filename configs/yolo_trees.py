@@ -1,0 +1,27 @@
+"""COCO YOLOv3-tiny (darknet's weights) -> tree crowns in aerial images (deepforest's NEON images):
+trained on one site (YELL), selected on another crop of it, tested on two other sites (OSBS,
+SOAP). The same network from random init is the baseline:
+
+    python -m tlx.train --config=configs/yolo_trees.py --workdir=runs/yolo_trees
+    python -m tlx.train --config=configs/yolo_trees.py --workdir=runs/yolo_trees_scratch \\
+        --config.model.random_init=True --config.optim.learning_rate=3e-3
+
+One class ("tree"); 400 px tiles resized to 416 (13x13 and 26x26 cells). Evaluation reports COCO's
+mAP@[.5:.95], AP50 and AP75, crowns cut by a tile's edge (less than half inside) ignored.
+"""
+
+from configs.yolo_fashiondet import get_config as fashiondet_config
+
+
+def get_config(arg=None):
+    config = fashiondet_config()
+    config.batch_size = 8
+    config.total_steps = 1500  # ~190 epochs of the 64 training tiles
+    config.eval_every = 150
+    config.checkpoint_every = 150
+    config.model.image_size = 416
+    config.data.name = "deepforest"
+    config.data.max_boxes = 64  # the densest tile holds 56 crowns
+    config.data.eval_batch_size = 8
+    config.optim.warmup_steps = 100
+    return config
