@@ -87,7 +87,7 @@ def test_undecodable_image_and_wrong_size_name_the_file_when_prepared(tmp_path):
         detection_folder.builder(tmp_path / "f", str(tmp_path / "data"))
     write_example(tmp_path / "g", "a", [("cat", (1, 2, 30, 20))])
     Image.new("RGB", (50, 30)).save(tmp_path / "g" / "a.png")
-    with pytest.raises(Exception, match=r"<size> says 40x30, but a.png is 50x30"):
+    with pytest.raises(Exception, match=r"the size given is 40x30, but a.png is 50x30"):
         detection_folder.builder(tmp_path / "g", str(tmp_path / "data2"))
 
 
@@ -146,3 +146,73 @@ def test_deepforest_real_annotations(tmp_path):
         bbox = np.asarray(r["objects"]["bbox"])
         assert r["image"].shape[2] == 3 and np.all((bbox >= 0) & (bbox <= 1))
         assert np.all(bbox[:, 2] > bbox[:, 0]) and np.all(bbox[:, 3] > bbox[:, 1])
+
+
+def coco_file(path, images, annotations, categories):
+    import json
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(
+        json.dumps({"images": images, "annotations": annotations, "categories": categories})
+    )
+
+
+def coco_image(folder, name, size=(40, 30)):
+    folder.mkdir(parents=True, exist_ok=True)
+    pixels = np.random.default_rng(len(name)).integers(0, 256, (size[1], size[0], 3), np.uint8)
+    Image.fromarray(pixels).save(folder / name)
+    return {"id": len(name), "file_name": name, "width": size[0], "height": size[1]}
+
+
+def test_coco_folder_splits_by_file_name_and_keeps_category_order(tmp_path):
+    root = tmp_path / "coco"
+    categories = [{"id": 7, "name": "zebra"}, {"id": 3, "name": "ant"}]  # sorted by id: ant, zebra
+    a = coco_image(root / "images", "a.png")
+    bb = coco_image(root / "images", "bb.png")
+    coco_file(
+        root / "annotations" / "instances_train.json",
+        [a],
+        [
+            {"id": 1, "image_id": a["id"], "bbox": [4, 3, 16, 12], "category_id": 7},
+            {"id": 2, "image_id": a["id"], "bbox": [0, 0, 10, 10], "category_id": 3, "iscrowd": 1},
+        ],
+        categories,
+    )
+    coco_file(
+        root / "annotations" / "instances_val.json",
+        [bb],
+        [{"id": 3, "image_id": bb["id"], "bbox": [1, 1, 5, 5], "category_id": 3}],
+        categories,
+    )
+    builder = detection_folder.builder(root, str(tmp_path / "data"))
+    assert builder.info.features["objects"]["label"].names == ["ant", "zebra"]
+    (train,) = records(builder, "train")
+    np.testing.assert_allclose(
+        train["objects"]["bbox"], [[3 / 30, 4 / 40, 15 / 30, 20 / 40], [0, 0, 10 / 30, 10 / 40]]
+    )
+    assert np.asarray(train["objects"]["label"]).tolist() == [1, 0]
+    assert np.asarray(train["objects"]["difficult"]).tolist() == [False, True]  # crowd
+    assert len(records(builder, "validation")) == 1
+
+
+@pytest.mark.parametrize(
+    "annotation, message",
+    [
+        ({"bbox": [30, 0, 20, 10], "category_id": 1}, "outside image a.png"),
+        ({"bbox": [0, 0, 0, 10], "category_id": 1}, "has no area"),
+        ({"bbox": [0, 0, 5, 5], "category_id": 9}, "category_id 9 is not in categories"),
+        ({"bbox": [0, 0, 5, 5], "category_id": 1, "image_id": 99}, "image_id 99 is not in"),
+    ],
+)
+def test_bad_coco_annotations_name_the_file_and_annotation(tmp_path, annotation, message):
+    root = tmp_path / "coco"
+    a = coco_image(root, "a.png")
+    coco_file(
+        root / "labels.json",
+        [a],
+        [{"id": 5, "image_id": a["id"], **annotation}],
+        [{"id": 1, "name": "thing"}],
+    )
+    with pytest.raises(AnnotationError, match=message) as info:
+        detection_folder.folder_config(root)
+    assert "labels.json, annotation 1 (id 5)" in str(info.value)
