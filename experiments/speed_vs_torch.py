@@ -80,12 +80,13 @@ def image_bundle(model_name: str, size: int | None = None, dtype=None, **module_
     return build_model(cfg, num_classes=10)
 
 
-def tlx_stage(bundle, plan: str, learning_rate: float = 1e-4, train_batches=None):
+def tlx_stage(bundle, plan: str, learning_rate: float = 1e-4, train_batches=None, task=None):
     """(program, carry, mode): the trainer's own compiled step for the stage of `plan` on any
     bundle, from tlx.stage_program as tlx.trainer builds it (gradient only w.r.t. the trainable
     groups, Adam at a constant rate on them, frozen groups set to zero, only trainable parameters
     and changed state handed back, their buffers donated), on one device. `train_batches`, a
     random-access dataset, becomes `program.train_batches`; `mode.put_batch` places a batch.
+    `task`: what scores the outputs (default classification; a detector's Detection task).
     `program.step(*carry, batch, rng, step_number)`; then `carry = next_carry(carry, output)`."""
     import jax
 
@@ -108,8 +109,9 @@ def tlx_stage(bundle, plan: str, learning_rate: float = 1e-4, train_batches=None
     shapes = {p: jax.ShapeDtypeStruct(v.shape, v.dtype) for p, v in flat.items()}
     mode = JitMode(jax.devices()[:1])
     flat, state, opt_state = mode.replicate((flat, state, jax.jit(tx.init)(flat)))
+    tasks = {} if task is None else {"task": task}
     programs = StagePrograms.for_model(
-        bundle, tlx_plan, group_of, shapes, mode, train_batches=train_batches
+        bundle, tlx_plan, group_of, shapes, mode, train_batches=train_batches, **tasks
     )
     program, trainable, _ = programs.start(0, flat, state, opt_state, tx)
     return program, [trainable, program.read_frozen, program.state_for_step(state), opt_state], mode

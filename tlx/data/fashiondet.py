@@ -87,7 +87,7 @@ def scene(split: str, index: int, seed: int = 0, size: int = 128, max_objects: i
     count = int(rng.integers(1, max_objects + 1)) if max_objects > 0 else 0  # 0: background only
     for _ in range(count):
         which = int(rng.integers(len(items)))
-        side = int(round(28 * rng.uniform(*SCALES)))
+        side = min(int(round(28 * rng.uniform(*SCALES))), size)  # small scenes: items fit
         item = resize_bilinear(items[which][..., None], side, side)[..., 0]
         ys, xs = np.nonzero(item)
         if len(ys) == 0:
