@@ -80,6 +80,23 @@ def splits_of(cells: Sequence[CellData]) -> list[str]:
     return [s for s in SPLIT_ORDER if s in found] + sorted(found - set(SPLIT_ORDER))
 
 
+CLASSIFICATION_METRICS = ("accuracy", "loss")
+
+
+def result_metrics(cells: Sequence[CellData]) -> list[str]:
+    """The per-split values the table reports, in the task's order: what the cells' summaries
+    hold (classification: accuracy, loss; detection: mAP, AP50, AP75, AR100, loss), without
+    counts, per-class values ("AP/<class>") and loss components ("box_loss")."""
+    found: dict[str, None] = {}
+    for cell in cells:
+        for values in (cell.summary or {}).get("results", {}).values():
+            for key, value in values.items():
+                reported = key != "examples" and "/" not in key and not key.endswith("_loss")
+                if reported and isinstance(value, int | float):
+                    found[key] = None
+    return list(found) or list(CLASSIFICATION_METRICS)
+
+
 def time_to(cell: CellData, threshold: float) -> tuple[Any, Any]:
     """(seconds since the run began, step) of the first evaluation whose accuracy reached
     `threshold`, from the cell's metrics.jsonl (its eval split); ('', '') if it never did."""
@@ -91,7 +108,11 @@ def time_to(cell: CellData, threshold: float) -> tuple[Any, Any]:
 
 
 def cell_row(
-    cell: CellData, keys: Sequence[str], splits: Sequence[str], thresholds: Sequence[float] = ()
+    cell: CellData,
+    keys: Sequence[str],
+    splits: Sequence[str],
+    thresholds: Sequence[float] = (),
+    metrics: Sequence[str] = CLASSIFICATION_METRICS,
 ) -> dict[str, Any]:
     row: dict[str, Any] = {"cell": cell.name, "status": cell.status}
     for key in keys:
@@ -101,7 +122,7 @@ def cell_row(
     row["steps"] = summary.get("steps", "")
     results = summary.get("results", {})
     for split in splits:
-        for metric in ("accuracy", "loss"):
+        for metric in metrics:
             value = results.get(split, {}).get(metric)
             row[f"{split}_{metric}"] = "" if value is None else float(value)
     row["train_seconds"] = summary.get("train_seconds_this_run", "")

@@ -8,7 +8,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from experiments.aggregate.cells import CellData, cell_row, load_cells, splits_of
+from experiments.aggregate.cells import (
+    CellData,
+    cell_row,
+    load_cells,
+    result_metrics,
+    splits_of,
+)
 from experiments.aggregate.plots import plot_against, plot_bars, plot_curves
 from experiments.aggregate.records import load_records
 from experiments.aggregate.selected import selection_columns, selection_row
@@ -49,8 +55,8 @@ def aggregate(
     if group_by is None:
         group_by = [k for k in keys if k != over]
     keys = list(dict.fromkeys([*keys, *group_by, *([over] if over else [])]))
-    splits = splits_of(cells)
-    rows = [cell_row(c, keys, splits, time_to_accuracy) for c in cells]
+    splits, values = splits_of(cells), result_metrics(cells)
+    rows = [cell_row(c, keys, splits, time_to_accuracy, values) for c in cells]
     selection = selection_columns(cells, time_to_accuracy)  # none without selection or FLOPs
     for row, cell in zip(rows, cells):
         row.update(selection_row(cell, selection, time_to_accuracy))
@@ -60,7 +66,7 @@ def aggregate(
         writer.writeheader()
         writer.writerows(rows)
     metrics = [
-        *(f"{s}_{m}" for s in splits for m in ("accuracy", "loss")),
+        *(f"{s}_{m}" for s in splits for m in values),
         "train_seconds",
         "examples_per_sec",
         *(f"{p}_to_{t:g}" for t in time_to_accuracy for p in ("seconds", "steps")),
@@ -68,12 +74,13 @@ def aggregate(
     if any(r.get("peak_memory_bytes") not in ("", None) for r in rows):
         metrics.append("peak_memory_bytes")
     metrics += selection
-    if metric not in metrics and splits:  # e.g. no test split: the first one evaluated
-        metric = f"{splits[0]}_accuracy"
+    if metric not in metrics and splits:  # e.g. no test split, or a detector: its first value
+        split = "test" if "test" in splits else splits[0]
+        metric = f"{split}_{values[0]}"
     groups = group_rows(rows, group_by, metrics)
     md = markdown(groups, rows, group_by, over, metrics, cells)
     (root / "aggregate.md").write_text(md)
-    plot_curves(cells, rows, group_by, root / "learning_curves.png")
+    plot_curves(cells, rows, group_by, root / "learning_curves.png", values[0])
     plot_bars(groups if metric in metrics else [], metric, root / "bars.png")
     files = {
         "csv": root / "aggregate.csv",

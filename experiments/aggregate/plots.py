@@ -18,18 +18,20 @@ def pyplot():
     return plt
 
 
-def group_curves(cells, rows, group_by) -> tuple[dict[str, dict[int, list[float]]], set[str]]:
-    """{group label: {step: [each cell's eval accuracy]}} and the eval splits seen. A resumed cell
-    that logged a step twice counts once, with its latest value."""
+def group_curves(
+    cells, rows, group_by, value: str = "accuracy"
+) -> tuple[dict[str, dict[int, list[float]]], set[str]]:
+    """{group label: {step: [each cell's eval `value`]}} (accuracy; a detector's mAP) and the eval
+    splits seen. A resumed cell that logged a step twice counts once, with its latest value."""
     by_name = {r["cell"]: r for r in rows}
     curves: dict[str, dict[int, list[float]]] = {}
     splits = set()
     for cell in cells:
         split = eval_split(cell)
         points = {
-            int(r["step"]): float(r["accuracy"])
+            int(r["step"]): float(r[value])
             for r in cell.metrics
-            if r.get("split") == split and "accuracy" in r
+            if r.get("split") == split and value in r
         }
         if not points:
             continue
@@ -40,12 +42,12 @@ def group_curves(cells, rows, group_by) -> tuple[dict[str, dict[int, list[float]
     return curves, splits
 
 
-def plot_curves(cells, rows, group_by, path: Path) -> None:
-    """One line per group: the mean eval accuracy over its cells at each step, ± std shaded (a
+def plot_curves(cells, rows, group_by, path: Path, value: str = "accuracy") -> None:
+    """One line per group: the mean eval `value` over its cells at each step, ± std shaded (a
     30-cell sweep drawn a line per cell is unreadable)."""
     plt = pyplot()
 
-    curves, split_names = group_curves(cells, rows, group_by)
+    curves, split_names = group_curves(cells, rows, group_by, value)
     colors = plt.get_cmap("tab10" if len(curves) <= 10 else "tab20")
     fig, ax = plt.subplots(figsize=(9, 4.5))
     for i, (label, by_step) in enumerate(curves.items()):
@@ -59,7 +61,7 @@ def plot_curves(cells, rows, group_by, path: Path) -> None:
             low, high = ([m + sign * d for m, d, _ in stats] for sign in (-1, 1))
             ax.fill_between(steps, low, high, color=color, alpha=0.15, lw=0)
     ax.set_xlabel("step")
-    ax.set_ylabel(f"{' / '.join(sorted(split_names)) or 'validation'} accuracy")
+    ax.set_ylabel(f"{' / '.join(sorted(split_names)) or 'validation'} {value}")
     ax.set_title("Learning curves: mean ± std over each group's cells")
     if curves:  # outside the axes: the curves fill them
         ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
