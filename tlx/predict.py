@@ -13,7 +13,8 @@ take texts; image runs take image files, preprocessed exactly as the run's evalu
 ``--step`` predicts with that checkpoint instead of the latest. ``--model`` runs a catalog image
 model with its original head (ImageNet classes) and its own preprocessing, no training run needed.
 A detector (``--model=darknet:yolov3-tiny``) prints each image's detections, "label score [x0, y0,
-x1, y1]" in the image's pixels, best first, above ``--score_threshold``; ``--save_images=DIR``
+x1, y1]" in the image's pixels, best first, above ``--score_threshold`` (``--letterbox``:
+darknet's input recipe instead of OpenCV's plain resize); ``--save_images=DIR``
 also writes each image with its boxes drawn (DIR/<stem>.png); with ``--json`` a row is
 ``{"input": ..., "detections": [{"label", "class_id", "score", "box"}]}``.
 ``--json`` prints one JSON object per input instead, for scripts: ``"input"``, then the task's
@@ -67,6 +68,12 @@ _SCORE_THRESHOLD = flags.DEFINE_float(
     "Detectors: report boxes whose score (objectness x class probability) is above this.",
     lower_bound=0.0,
     upper_bound=1.0,
+)
+_LETTERBOX = flags.DEFINE_bool(
+    "letterbox",
+    False,
+    "Pretrained detectors: darknet's letterbox (aspect kept, grey borders) instead of OpenCV's "
+    "plain resize; a trained run always uses its own recipe.",
 )
 _JSON = flags.DEFINE_bool(
     "json",
@@ -258,12 +265,16 @@ def print_rows(format_prediction, rows: list[dict], as_json: bool) -> None:
             print(f"{format_prediction(row)}\t{echo(row['input'])}")
 
 
-def detect_with_pretrained(name: str, inputs: list[str], score_threshold: float, save_images):
+def detect_with_pretrained(
+    name: str, inputs: list[str], score_threshold: float, save_images, letterbox: bool = False
+):
     """A catalog detector's detections, one row per input image; annotated PNGs in
     `save_images` when given. Returns the rows."""
     import tlx.zoo
 
     detector = tlx.zoo.load(name)
+    if letterbox:
+        detector.preprocessing = dataclasses.replace(detector.preprocessing, letterbox=True)
     images = read_images(inputs)
     found = detector.detect(images, score_threshold=score_threshold)
     rows = [{"input": given, "detections": d} for given, d in zip(inputs, found)]
@@ -380,7 +391,7 @@ def main(argv):
             )
         else:
             rows = detect_with_pretrained(
-                _MODEL.value, inputs, _SCORE_THRESHOLD.value, _SAVE_IMAGES.value
+                _MODEL.value, inputs, _SCORE_THRESHOLD.value, _SAVE_IMAGES.value, _LETTERBOX.value
             )
         print_rows(format_detections, rows, _JSON.value)
         return

@@ -113,3 +113,23 @@ def test_tfds_records_become_pixel_boxes():
     (example,) = [TfdsDetectionSource([record])[0]]
     np.testing.assert_allclose(example["boxes"], [[20, 5, 60, 25]])
     assert example["labels"].tolist() == [2]
+
+
+def test_tfds_voc_records_keep_their_difficult_flags():
+    record = {
+        "image": np.zeros((10, 10, 3), np.uint8),
+        "objects": {
+            "bbox": np.asarray([[0, 0, 0.5, 0.5], [0.5, 0.5, 1, 1]]),
+            "label": np.asarray([1, 2]),
+            "is_difficult": np.asarray([False, True]),  # tfds's voc names it so
+        },
+    }
+    assert TfdsDetectionSource([record])[0]["difficult"].tolist() == [False, True]
+
+
+def test_voc_not_prepared_names_the_command(tmp_path):
+    from tlx.data.sources import DatasetNotPreparedError
+    from tlx.detection.sources import detection_label_names
+
+    with pytest.raises(DatasetNotPreparedError, match=r"tfds build voc/2007 .*array_record"):
+        detection_label_names("voc/2007", str(tmp_path))

@@ -65,6 +65,21 @@ def test_predict_prints_detections_json_and_writes_annotated_images(tmp_path):
     assert not np.array_equal(drawn, np.asarray(Image.open(photo)))  # boxes were drawn
 
 
+def test_letterbox_input_finds_the_same_tie_in_the_images_pixels(detector):
+    import dataclasses
+
+    from tlx.detection.boxes import box_iou
+
+    image = grace_hopper()
+    (plain,) = detector.detect([image])
+    boxed = dataclasses.replace(detector, preprocessing=dataclasses.replace(
+        detector.preprocessing, letterbox=True))  # fmt: skip
+    (letterboxed,) = boxed.detect([image])
+    assert letterboxed and letterboxed[0]["label"] == "tie"
+    overlap = box_iou(np.asarray([plain[0]["box"]]), np.asarray([letterboxed[0]["box"]]))
+    assert float(overlap[0, 0]) > 0.7  # the same tie, mapped back through the grey borders
+
+
 def test_predict_refuses_an_unreadable_image_and_save_images_for_classifiers(tmp_path):
     bad = tmp_path / "notes.jpg"
     bad.write_text("not an image")

@@ -48,7 +48,9 @@ class TfdsDetectionSource:
         ymin, xmin, ymax, xmax = bbox.T
         boxes = np.stack([xmin * width, ymin * height, xmax * width, ymax * height], -1)
         labels = np.asarray(record["objects"]["label"], np.int64).reshape(-1)
-        difficult = np.asarray(record["objects"].get("difficult", np.zeros(len(labels))), bool)
+        objects = record["objects"]  # tfds's voc calls the flag is_difficult
+        flags = objects.get("difficult", objects.get("is_difficult", np.zeros(len(labels))))
+        difficult = np.asarray(flags, bool).reshape(-1)
         return {"image": image, "boxes": boxes, "labels": labels, "difficult": difficult}
 
 

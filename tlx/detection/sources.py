@@ -4,6 +4,8 @@
   train/validation/test of FASHIONDET_SIZES scenes (`data.train_examples` takes fewer train ones).
 - ``deepforest``: aerial tree crowns, train and validation tiles from one site, test images from
   two others (tlx.data.deepforest_trees);
+- ``voc/2007``, ``voc/2012``: tfds's Pascal VOC, when prepared as ArrayRecord in `data.data_dir`
+  (``tfds build voc/2007 --file_format=array_record``; its 20 classes, difficult objects ignored);
 - ``detection_folder:<path>``: a folder of images with Pascal VOC XML boxes, prepared once as
   tfds records in `data.data_dir` (tlx.data.detection_folder); its splits as there.
 
@@ -21,8 +23,22 @@ FASHIONDET_SCENE_SIZE = 160
 FOLDER_PREFIX = "detection_folder:"
 
 
+TFDS_DETECTION = {"voc/2007", "voc/2012"}
+
+
 def is_detection_dataset(name: str) -> bool:
-    return name in ("fashiondet", "deepforest") or name.startswith(FOLDER_PREFIX)
+    names = ("fashiondet", "deepforest", *TFDS_DETECTION)
+    return name in names or name.startswith(FOLDER_PREFIX)
+
+
+def _tfds_builder(name: str, data_dir: str | None):
+    """A prepared tfds detection dataset (never downloaded here: it names the command)."""
+    import types
+
+    from tlx.data.sources import default_data_dir, prepared_builder
+
+    spec = types.SimpleNamespace(tfds_name=name, builder_module="", prepare_on_first_use=False)
+    return prepared_builder(spec, data_dir or default_data_dir())
 
 
 def _folder_builder(name: str, data_dir: str | None):
@@ -41,10 +57,13 @@ def detection_label_names(name: str, data_dir: str | None = None) -> tuple[str, 
         from tlx.data.deepforest_trees import LABEL_NAMES
 
         return LABEL_NAMES
+    if name in TFDS_DETECTION:
+        return tuple(_tfds_builder(name, data_dir).info.features["objects"]["label"].names)
     if name.startswith(FOLDER_PREFIX):
         return tuple(_folder_builder(name, data_dir).info.features["objects"]["label"].names)
     raise ConfigError(
-        f"data.name={name!r} is not a detection dataset; expected 'fashiondet', 'deepforest' or "
+        f"data.name={name!r} is not a detection dataset; expected 'fashiondet', 'deepforest', "
+        f"{', '.join(map(repr, sorted(TFDS_DETECTION)))} or "
         f"'{FOLDER_PREFIX}<folder of images with VOC XML>'."
     )
 
@@ -65,7 +84,8 @@ def load_detection_source(name: str, split: str, data_dir: str | None = None, se
         return DeepforestSource(split)
     from tlx.detection.batches import TfdsDetectionSource
 
-    builder = _folder_builder(name, data_dir)
+    tfds_name = name in TFDS_DETECTION
+    builder = _tfds_builder(name, data_dir) if tfds_name else _folder_builder(name, data_dir)
     if split not in builder.info.splits:
         raise ConfigError(
             f"{name}: no {split!r} split (it has {sorted(builder.info.splits)}); put images in "
