@@ -88,3 +88,14 @@ def rt_data_dir(tmp_path_factory) -> str:
 def image_data_dir(tmp_path_factory) -> str:
     """One tfds data_dir for every image test: Fashion-MNIST is prepared once (~15 s), reused."""
     return str(tmp_path_factory.getbasetemp() / "tlx_image_data")
+
+
+@pytest.fixture
+def fashion_mnist_files():
+    """Skips a test where Debian's dataset-fashion-mnist (the Makefile installs it) is absent."""
+    from tlx.data import fashion_mnist
+
+    try:
+        return fashion_mnist.find_dir()
+    except Exception as e:
+        pytest.skip(str(e))

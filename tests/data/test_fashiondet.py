@@ -3,16 +3,12 @@
 import numpy as np
 import pytest
 
-from tlx.data import fashion_mnist
 from tlx.data.fashiondet import FashionDetSource, scene, split_items
 
 
 @pytest.fixture(autouse=True)
-def needs_fashion_mnist():
-    try:
-        fashion_mnist.find_dir()
-    except Exception as e:  # the Makefile installs Debian's dataset-fashion-mnist
-        pytest.skip(str(e))
+def needs_fashion_mnist(fashion_mnist_files):
+    """Every test here draws FashionDet scenes from Fashion-MNIST's items."""
 
 
 def test_a_scene_is_a_pure_function_of_seed_split_and_index():

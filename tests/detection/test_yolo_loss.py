@@ -7,59 +7,20 @@ import numpy as np
 import optax
 import pytest
 
+from tests.models.darknet_cfgs import conv
 from tlx.detection.boxes import box_iou
 from tlx.detection.yolo import detect
 from tlx.detection.yolo_loss import assign_targets, yolo_loss, yolo_loss_one_image
 from tlx.models.darknet import Darknet
 from tlx.models.darknet_cfg import parse_cfg
 
-TINY = """
-[net]
-width=64
-height=64
-channels=3
-[convolutional]
-batch_normalize=1
-filters=16
-size=3
-stride=1
-pad=1
-activation=leaky
-[maxpool]
-size=2
-stride=2
-[convolutional]
-batch_normalize=1
-filters=32
-size=3
-stride=1
-pad=1
-activation=leaky
-[maxpool]
-size=2
-stride=2
-[convolutional]
-batch_normalize=1
-filters=32
-size=3
-stride=1
-pad=1
-activation=leaky
-[maxpool]
-size=2
-stride=2
-[convolutional]
-size=1
-stride=1
-pad=1
-filters=21
-activation=linear
-[yolo]
-mask=0,1,2
-anchors=10,10, 20,20, 30,30
-classes=2
-num=3
-"""
+# 64 px in, three conv + max-pool stages (8x8 cells), one head of 3 anchors x (5 + 2 classes).
+TINY = (
+    "[net]\nwidth=64\nheight=64\nchannels=3\n"
+    + "".join(conv(f) + "[maxpool]\nsize=2\nstride=2\n" for f in (16, 32, 32))
+    + conv(21, size=1, activation="linear", bn=False)
+    + "[yolo]\nmask=0,1,2\nanchors=10,10, 20,20, 30,30\nclasses=2\nnum=3\n"
+)
 
 
 def logit(p):

@@ -9,18 +9,14 @@ import pytest
 
 from tests.detection.test_yolo_loss import TINY
 from tests.test_predict_input import run
-from tlx.data import fashion_mnist
 from tlx.errors import EXIT_CODE
 
 CONFIG = "configs/yolo_fashiondet.py"
 
 
 @pytest.fixture(autouse=True)
-def needs_fashion_mnist():
-    try:
-        fashion_mnist.find_dir()
-    except Exception as e:  # the Makefile installs Debian's dataset-fashion-mnist
-        pytest.skip(str(e))
+def needs_fashion_mnist(fashion_mnist_files):
+    """Every test here draws FashionDet scenes from Fashion-MNIST's items."""
 
 
 def tiny_detection_flags(workdir, cfg_path, steps=4, **settings):
