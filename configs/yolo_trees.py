@@ -22,6 +22,7 @@ def get_config(arg=None):
     config.model.image_size = 416
     config.data.name = "deepforest"
     config.data.max_boxes = 64  # the densest tile holds 56 crowns
+    config.data.augment = "flip_color_crop"  # 64 training tiles: scale and position jitter
     config.data.eval_batch_size = 8
     config.optim.warmup_steps = 100
     return config

@@ -133,3 +133,23 @@ def test_voc_not_prepared_names_the_command(tmp_path):
 
     with pytest.raises(DatasetNotPreparedError, match=r"tfds build voc/2007 .*array_record"):
         detection_label_names("voc/2007", str(tmp_path))
+
+
+def test_random_crops_keep_boxes_on_their_pixels():
+    batches = make_detection_train_batches(
+        Squares(), DetectorInput(64), batch_size=4, seed=3, max_boxes=2, augment="flip_color_crop"
+    )
+    seen_cut = 0
+    for step in range(6):
+        batch = batches[step]
+        for image, boxes, mask in zip(batch["image"], batch["boxes"], batch["box_mask"]):
+            grey = image.mean(-1)
+            if not mask[0]:  # the window missed the square (or cut it to a sliver)
+                assert (grey > 0.3).sum() < 20
+                seen_cut += 1
+                continue
+            bright = grey > grey.max() / 2  # the square, whatever the exposure jitter did
+            ys, xs = np.nonzero(bright)
+            found = [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]
+            np.testing.assert_allclose(found, boxes[0], atol=2.0)  # resizing blurs the edges
+    assert seen_cut < 12  # most windows keep the square

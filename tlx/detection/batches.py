@@ -13,7 +13,10 @@ Training batches are random access and a pure function of (seed, step), as the c
 pipelines (tlx.data.images): the example order from `sampling.EpochIndexBatches`, each example's
 augmentation from `np.random.default_rng((seed, step, position))`. Augmentations keep the boxes
 right: "flip" mirrors half the images (and their boxes) left-right; "flip_color" also scales
-exposure and saturation by up to 1.5x either way, darknet's default jitter (boxes unchanged).
+exposure and saturation by up to 1.5x either way, darknet's default jitter (boxes unchanged);
+"flip_color_crop" first cuts a random window (each side 60-100% of the image's, anywhere), the
+boxes clipped to it, as darknet's `jitter` does: scale and position vary, which small datasets
+need most (a box the window cuts to a sliver under 2 px is left out).
 """
 
 from __future__ import annotations
@@ -25,7 +28,9 @@ from tlx.data.preprocess import DetectorInput
 from tlx.data.sampling import ONE_PROCESS, Shard, check_sizes, train_index_batches
 from tlx.detection.inputs import prepare_image
 
-AUGMENTATIONS = ("none", "flip", "flip_color")
+AUGMENTATIONS = ("none", "flip", "flip_color", "flip_color_crop")
+CROP_SIDE = (0.6, 1.0)  # flip_color_crop: each side of the window, a fraction of the image's
+MIN_CROPPED_SIDE = 2.0  # pixels: a box cut thinner than this by the window is left out
 COLOR_JITTER = 1.5  # darknet's exposure= and saturation=: a factor in [1/1.5, 1.5]
 GREY_WEIGHTS = np.asarray([0.299, 0.587, 0.114], np.float32)  # ITU-R 601 luma
 
@@ -59,6 +64,20 @@ def flip(image: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     width = image.shape[1]
     mirrored = np.stack([width - boxes[:, 2], boxes[:, 1], width - boxes[:, 0], boxes[:, 3]], -1)
     return image[:, ::-1], mirrored.astype(np.float32)
+
+
+def random_crop(image: np.ndarray, boxes: np.ndarray, labels: np.ndarray, difficult, rng):
+    """A random window of a uint8 image (each side CROP_SIDE of the image's) and its boxes,
+    clipped and shifted; boxes left thinner than MIN_CROPPED_SIDE pixels are dropped."""
+    height, width = image.shape[:2]
+    h = max(1, int(round(height * rng.uniform(*CROP_SIDE))))
+    w = max(1, int(round(width * rng.uniform(*CROP_SIDE))))
+    top, left = int(rng.integers(0, height - h + 1)), int(rng.integers(0, width - w + 1))
+    shifted = boxes - np.asarray([left, top, left, top], np.float32)
+    clipped = np.clip(shifted, 0, [w, h, w, h]).astype(np.float32)
+    keep = np.all(clipped[:, 2:] - clipped[:, :2] >= MIN_CROPPED_SIDE, axis=1)
+    crop = image[top : top + h, left : left + w]
+    return crop, clipped[keep], labels[keep], difficult[keep]
 
 
 def jitter_color(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -95,25 +114,30 @@ class DetectionBatchMaker:
                 f"data.max_boxes={self.max_boxes}; raise data.max_boxes to at least {len(boxes)} "
                 "(or tile large images)."
             )
-        image, transform = prepare_image(example["image"], self.recipe)
+        labels = np.asarray(example["labels"]).reshape(-1)
+        flags = np.broadcast_to(np.asarray(example.get("difficult", False), bool), labels.shape)
+        image = np.asarray(example["image"])
+        if rng is not None and self.augment == "flip_color_crop":
+            image, boxes, labels, flags = random_crop(image, boxes, labels, flags, rng)
+        image, transform = prepare_image(image, self.recipe)
         boxes = transform.to_input(boxes)
         if rng is not None and self.augment != "none":
             if rng.random() < 0.5:
                 image, boxes = flip(image, boxes)
-            if self.augment == "flip_color":
+            if self.augment in ("flip_color", "flip_color_crop"):
                 image = jitter_color(image, rng)
         count = len(boxes)
         padded = np.zeros((self.max_boxes, 4), np.float32)
         padded[:count] = boxes
-        labels = np.zeros(self.max_boxes, np.int32)
-        labels[:count] = np.asarray(example["labels"]).reshape(-1)
+        padded_labels = np.zeros(self.max_boxes, np.int32)
+        padded_labels[:count] = labels
         difficult = np.zeros(self.max_boxes, bool)  # evaluation ignores these (VOC's rule)
-        difficult[:count] = np.asarray(example.get("difficult", False)).reshape(-1)[:count]
+        difficult[:count] = flags
         mask = np.arange(self.max_boxes) < count
         return {
             "image": image,
             "boxes": padded,
-            "labels": labels,
+            "labels": padded_labels,
             "box_mask": mask,
             "box_difficult": difficult,
         }
