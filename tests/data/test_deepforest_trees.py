@@ -43,10 +43,14 @@ def test_splits_keep_sites_apart_and_keep_every_tree():
     assert not any("YELL" in f for f in FILES["test"])
     test = DeepforestSource("test")
     assert sorted(len(e["boxes"]) for e in test) == [37, 61]  # SOAP_061, OSBS_029 whole
-    for split, trees in (("train", 574), ("validation", 279)):
-        source = DeepforestSource(split)
-        assert all(e["image"].shape == (TILE, TILE, 3) for e in source)
-        # Overlapping tiles show the crowns at least half-visible at least once each, on the
-        # whole: as many such boxes as trees, or more (some appear in two tiles).
-        whole = sum(int((~e["difficult"]).sum()) for e in source)
-        assert whole >= trees
+    train, validation = DeepforestSource("train"), DeepforestSource("validation")
+    for source in (train, validation):
+        assert all(e["image"].shape[0] <= TILE and e["image"].shape[1] == TILE for e in source)
+        assert all(len(e["boxes"]) == len(e["labels"]) == len(e["difficult"]) for e in source)
+    # Overlapping tiles show each crown at least half-visible at least once, on the whole: as
+    # many such boxes in train and validation as the two YELL crops' 853 trees, or more.
+    whole = sum(int((~e["difficult"]).sum()) for source in (train, validation) for e in source)
+    assert whole >= 574 + 279
+    # Validation is the bottom fifth of each crop: a fifth of the tiles' area, roughly.
+    area = lambda source: sum(e["image"].shape[0] * e["image"].shape[1] for e in source)
+    assert 0.1 < area(validation) / (area(train) + area(validation)) < 0.35

@@ -5,8 +5,10 @@ Pascal VOC XML: two crops from the YELL site (2299x2472, 574 trees; 1249x1035, 2
 OSBS_029 (400x400, 61) and SOAP_061 (400x400, 37, marked Alive or Dead). Every box is one class,
 "tree". Splits keep sites apart, so the test site is never seen in training:
 
-- train: the large YELL crop, validation: the small YELL crop, both cut into 400x400 tiles
-  (stride 300: tiles overlap by 100 px, so a crown under 100 px lies whole in some tile);
+- train and validation: the two YELL crops (one a burnt, open slope, the other dense conifers),
+  each cut at 80% of its height: the top part gives the train tiles, the bottom part the
+  validation tiles, so both kinds of forest are in both and no pixel is in both. Tiles are 400x400
+  (stride 300: they overlap by 100 px, so a crown under 100 px lies whole in some tile);
 - test: OSBS_029 and SOAP_061, whole (other sites, other forests).
 
 A box cut by a tile's edge is kept, clipped; one less than half inside the tile is marked
@@ -28,11 +30,9 @@ from tlx.data.voc import read_voc
 LABEL_NAMES = ("tree",)
 TILE, STRIDE = 400, 300
 MIN_VISIBLE = 0.5
-FILES = {
-    "train": ("2019_YELL_2_528000_4978000_image_crop2.xml",),
-    "validation": ("2019_YELL_2_541000_4977000_image_crop.xml",),
-    "test": ("OSBS_029.xml", "SOAP_061.xml"),
-}
+YELL = ("2019_YELL_2_528000_4978000_image_crop2.xml", "2019_YELL_2_541000_4977000_image_crop.xml")
+FILES = {"train": YELL, "validation": YELL, "test": ("OSBS_029.xml", "SOAP_061.xml")}
+TRAIN_FRACTION = 0.8  # of each YELL crop's height, from the top; the rest is validation
 
 
 def data_dir() -> Path:
@@ -84,10 +84,45 @@ def examples(split: str) -> tuple[dict, ...]:
         if split == "test":
             out.append(tile(pixels, annotation.boxes, 0, 0, size=max(pixels.shape[:2])))
             continue
-        for top in tile_starts(pixels.shape[0]):
-            for left in tile_starts(pixels.shape[1]):
-                out.append(tile(pixels, annotation.boxes, top, left))
+        # The part of the crop this split owns, its boxes clipped to it (and flagged if cut).
+        cut = int(round(pixels.shape[0] * TRAIN_FRACTION))
+        top = 0 if split == "train" else cut
+        part = tile(pixels, annotation.boxes, top, 0, size=max(pixels.shape[:2]))
+        part["image"] = part["image"][: cut if split == "train" else None]
+        part = _restrict(part, part["image"].shape[0])
+        for row in tile_starts(part["image"].shape[0]):
+            for left in tile_starts(part["image"].shape[1]):
+                piece = tile(part["image"], part["boxes"], row, left)
+                inherited = _inherited_flags(part, piece, row, left)
+                piece["difficult"] |= inherited
+                out.append(piece)
     return tuple(out)
+
+
+def _restrict(part: dict, height: int) -> dict:
+    """A part's boxes clipped to its first `height` rows; those cut below half flagged."""
+    boxes = part["boxes"]
+    clipped = boxes.copy()
+    clipped[:, 3] = np.minimum(clipped[:, 3], height)
+    keep = clipped[:, 3] - clipped[:, 1] > 0
+    visible = (clipped[:, 3] - clipped[:, 1]) / np.maximum(boxes[:, 3] - boxes[:, 1], 1e-9)
+    return {
+        "image": part["image"],
+        "boxes": clipped[keep],
+        "labels": part["labels"][keep],
+        "difficult": part["difficult"][keep] | (visible[keep] < MIN_VISIBLE),
+    }
+
+
+def _inherited_flags(part: dict, piece: dict, top: int, left: int) -> np.ndarray:
+    """A tile's boxes keep the difficult flag their box had in the part (cut by the split)."""
+    if not len(piece["boxes"]):
+        return np.zeros(0, bool)
+    shifted = part["boxes"] - np.asarray([left, top, left, top], np.float32)
+    size = piece["image"].shape[:2]
+    clipped = np.clip(shifted, 0, [size[1], size[0], size[1], size[0]])
+    area = np.prod(np.maximum(clipped[:, 2:] - clipped[:, :2], 0), axis=1)
+    return part["difficult"][area > 0]
 
 
 class DeepforestSource:
