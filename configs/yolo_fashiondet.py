@@ -21,9 +21,11 @@ def get_config(arg=None):
     config.task = "detection"
     config.seed = 0
     config.batch_size = 16
-    config.total_steps = 2000
-    config.eval_every = 250
-    config.checkpoint_every = 250
+    # A pilot (seed 0, 300 steps, 100 validation scenes) reached validation mAP 0.09, 0.32, 0.52
+    # at steps 100, 200, 300 (test 0.42; from random init 0.21), ~1 s a step under load.
+    config.total_steps = 1000
+    config.eval_every = 200
+    config.checkpoint_every = 200
     config.log_every = 50
     config.keep_checkpoints = 2
     config.init_from = ""

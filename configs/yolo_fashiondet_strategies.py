@@ -8,8 +8,8 @@
 
 Strategies (tlx.transfer.plans over the groups backbone, neck, head_0, head_1): feature extraction
 (the two heads train), freeze_to (neck and heads), finetune (all, heads at 10x), progressive
-(heads first, then the neck, then the backbone, every 500 steps), and the same network from random
-init. 2,000 steps of 16 scenes at 160 px each, selected on validation mAP (configs/yolo_fashiondet.py).
+(heads first, then the neck, then the backbone, every 250 steps), and the same network from random
+init. 1,000 steps of 16 scenes at 160 px each, selected on validation mAP (configs/yolo_fashiondet.py).
 """
 
 from configs.common import strategy_sweep
@@ -29,6 +29,6 @@ def get_config(arg=None):
     config.strategy = "finetune"
     config.plan.k = 3  # freeze_to: neck, head_0, head_1
     config.plan.start = 2  # progressive: the two heads from step 0 ...
-    config.plan.every = 500  # ... then one more group every 500 steps
+    config.plan.every = 250  # ... then one more group every 250 steps
     config.sweep = strategy_sweep(ROWS, seeds_first=True)
     return config
