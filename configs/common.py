@@ -13,6 +13,20 @@ import ml_collections
 from tlx.spec import dotted_leaves
 
 
+def run_defaults(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """The run settings most experiments leave at their defaults, spelled out so a config shows
+    every knob: no init_from, no feature cache, one step per call, no gradient accumulation, jit
+    over every device with nothing split, no extra XLA flags."""
+    config.init_from = ""
+    config.feature_cache = "off"
+    config.steps_per_call = 1
+    config.grad_accum_steps = 1
+    config.parallel = "jit"
+    config.sharding = ml_collections.ConfigDict({"model_axis": 1, "rules": ""})
+    config.xla_flags = ""
+    return config
+
+
 def plan_section(**overrides) -> ml_collections.ConfigDict:
     plan = ml_collections.ConfigDict()
     plan.name = "finetune"

@@ -13,7 +13,7 @@ and the run keeps the checkpoint of best validation mAP.
 
 import ml_collections
 
-from configs.common import optim_section, plan_section, selection_section
+from configs.common import optim_section, plan_section, run_defaults, selection_section
 
 
 def get_config(arg=None):
@@ -28,13 +28,7 @@ def get_config(arg=None):
     config.checkpoint_every = 200
     config.log_every = 50
     config.keep_checkpoints = 2
-    config.init_from = ""
-    config.feature_cache = "off"
-    config.steps_per_call = 1
-    config.grad_accum_steps = 1
-    config.parallel = "jit"
-    config.sharding = ml_collections.ConfigDict({"model_axis": 1, "rules": ""})
-    config.xla_flags = ""
+    run_defaults(config)
 
     config.model = ml_collections.ConfigDict()
     config.model.name = "darknet_detector"
