@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import pathlib
 import time
+from importlib import resources
 
 import numpy as np
 from absl import app, flags
@@ -61,7 +62,8 @@ def inference_timers(batch_size: int):
     import jax
 
     import tlx.zoo
-    from tests.models.test_darknet import packaged_yolov3_tiny
+    from tlx.zoo.catalog import get_entry
+    from tlx.zoo.resolve import resolve_image_weights
 
     detector = tlx.zoo.load("darknet:yolov3-tiny")
     forward = jax.jit(lambda v, x: detector.module.apply(v, x))
@@ -71,8 +73,11 @@ def inference_timers(batch_size: int):
     def tlx_step(x):
         jax.block_until_ready(forward(variables, x))
 
-    cfg, weights = packaged_yolov3_tiny()
-    net = cv2.dnn.readNetFromDarknet(str(cfg), str(weights))
+    # OpenCV reads the very files tlx converts: the bundled cfg, the catalog's resolved weights.
+    cfg = resources.files("tlx.models").joinpath("cfg/yolov3-tiny.cfg")
+    weights = resolve_image_weights(get_entry("darknet:yolov3-tiny"))
+    with resources.as_file(cfg) as cfg_path:
+        net = cv2.dnn.readNetFromDarknet(str(cfg_path), str(weights))
     net.setPreferableBackend(cv2.dnn.DNN_BACKEND_OPENCV)
     names = list(net.getUnconnectedOutLayersNames())
     nchw = np.ascontiguousarray(nhwc.transpose(0, 3, 1, 2))

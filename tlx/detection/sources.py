@@ -26,11 +26,6 @@ FOLDER_PREFIX = "detection_folder:"
 TFDS_DETECTION = {"voc/2007", "voc/2012"}
 
 
-def is_detection_dataset(name: str) -> bool:
-    names = ("fashiondet", "deepforest", *TFDS_DETECTION)
-    return name in names or name.startswith(FOLDER_PREFIX)
-
-
 def _tfds_builder(name: str, data_dir: str | None):
     """A prepared tfds detection dataset (never downloaded here: it names the command)."""
     import types

@@ -235,8 +235,7 @@ def _first_branch(layers) -> int:
         if isinstance(layer, Route | Shortcut)
         for source in (layer.layers if isinstance(layer, Route) else (layer.source,))
     }
-    branch = max((i for i in read_later if i < head), default=head)
-    return branch
+    return max((i for i in read_later if i < head), default=head)
 
 
 def _activation(opts: _Options, default: str = "logistic") -> str:

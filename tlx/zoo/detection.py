@@ -90,8 +90,3 @@ def build_darknet_detector(model: ModelSpec | Mapping, num_classes: int) -> Mode
         preprocessing=DetectorInput(image_size=size, letterbox=bool(spec.letterbox)),
         description=f"darknet {cfg_spec.name} from {source}, {num_classes} classes, {size}px",
     )
-
-
-def detector_spec(bundle: ModelBundle):
-    """The DarknetSpec a bundle's module builds (its heads sized for the task)."""
-    return bundle.module.spec
