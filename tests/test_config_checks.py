@@ -99,8 +99,8 @@ BAD = [
     (TEXT, "data.buckets", (48, 128), "at most config.data.max_length=64"),
     (TEXT, "data.train_examples", -1, "an integer >= 0"),
     (TEXT, "data.eval_batch_size", 0, "a positive integer"),
-    (TEXT, "total_steps", 0, "a positive integer"),
-    (TEXT, "total_steps", "360", "a positive integer, not a str"),
+    (TEXT, "total_steps", -1, "an integer >= 0"),  # 0: an adaptation that trains nothing
+    (TEXT, "total_steps", "360", "an integer >= 0, not a str"),
     (TEXT, "batch_size", 0, "a positive integer"),
     (TEXT, "steps_per_call", 0, "a positive integer"),
     (TEXT, "grad_accum_steps", 0, "a positive integer"),

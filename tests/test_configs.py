@@ -8,13 +8,16 @@ import pytest
 
 from tlx.baselines import check_baseline, is_baseline
 from tlx.experiment import build_experiment
-from tlx.spec import REQUIRED_KEYS, read_spec
+from tlx.spec import REQUIRED_KEYS, UNTRAINED_ADAPT_METHODS, read_spec
 
 CONFIGS = sorted(
     p.stem
     for p in (pathlib.Path(__file__).parents[1] / "configs").glob("*.py")
     if p.stem not in {"__init__", "common"} and not p.stem.endswith("_base")
 )
+
+# Image datasets prepared from local files on first use (into the test session's data_dir).
+LOCAL_IMAGE_DATA = ("fashion_mnist", "mnist_5k", "uci_digits")
 
 
 @pytest.mark.parametrize("name", CONFIGS)
@@ -29,10 +32,15 @@ def test_config_builds_and_documents_its_command(name, image_data_dir):
         return
     if config.get("needs_download"):
         config = offline_stand_in(config, image_data_dir)
-    elif config.data.name == "fashion_mnist":
+    elif config.data.name in LOCAL_IMAGE_DATA or config.data.name.startswith("fashion_mnist_c/"):
         config.data.data_dir = image_data_dir
     experiment = build_experiment(config, with_data=False)
-    assert experiment.plan.stages[0].trainable  # something trains
+    if config.total_steps == 0:  # an adaptation's statistics alone: nothing may train
+        assert experiment.spec.adapt.method in UNTRAINED_ADAPT_METHODS
+        return
+    # something trains: a group, or frozen groups' BatchNorm scale and bias
+    frozen_train = experiment.spec.model.frozen_batchnorm in ("affine", "tent")
+    assert experiment.plan.stages[0].trainable or frozen_train
     assert experiment.plan.stages[-1].start_step < config.total_steps
 
 

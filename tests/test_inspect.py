@@ -41,3 +41,20 @@ def test_cli_refuses_a_plan_that_freezes_nothing(image_data_dir):
     )
     assert result.returncode != 0
     assert "would freeze nothing" in result.stderr
+
+
+def test_describe_shows_an_adaptations_streams_loss_and_bn_parameters(image_data_dir):
+    from configs import adapt_fmnist_c
+
+    config = adapt_fmnist_c.get_config()
+    config.data.data_dir = image_data_dir
+    config.adapt.method, config.total_steps = "tent", 100
+    config.model.frozen_batchnorm = "tent"
+    text = describe(build_experiment(config, with_data=False))
+    assert "Adaptation: tent to fashion_mnist_c/elastic_transform/5" in text
+    assert "target stream   fashion_mnist_c/elastic_transform/5 train, unlabelled, 128" in text
+    assert "1.0 x mean prediction entropy" in text
+    assert "statistics      BatchNorm re-estimated" in text
+    # the plan freezes every group; only their BatchNorm scale and bias train
+    assert "192 of 1,200,650 parameters train" in text
+    assert "conv_1/bn" in text and "conv_2/bn" in text

@@ -36,9 +36,12 @@ def forward(params, model_state, batch, rng, train):
 
 
 def test_a_toy_task_drives_predict_output(tmp_path, monkeypatch, capsys):
+    # relative names: a path longer than 60 characters is echoed shortened (tlx.predict), and
+    # pytest's tmp_path under xdist is longer than that
+    monkeypatch.chdir(tmp_path)
     paths = []
     for value in (0, 255):
-        paths.append(str(tmp_path / f"grey{value}.png"))
+        paths.append(f"grey{value}.png")
         Image.fromarray(np.full((6, 6), value, np.uint8)).save(paths[-1])
     preprocessing = ImagePreprocessing(
         image_size=4, resize_size=4, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0)

@@ -75,6 +75,12 @@ def test_a_malformed_section_is_named(section, wrong, message):
         ("model.compute_dtype", "int8", ConfigError, "bfloat16 is the mixed-precision"),
         ("model.frozen_batchnorm", "thaw", ConfigError, "config.model.frozen_batchnorm='thaw'"),
         ("grad_accum_steps", 3, ConfigError, "grad_accum_steps=3 must divide"),
+        ("total_steps", 0, ConfigError, "total_steps=0 trains nothing"),
+        ("data.eval_split", "dev", ConfigError, "eval_split='dev' .* is not among"),
+        ("adapt", {"method": "adabn"}, ConfigError, "needs config.adapt.target"),
+        ("adapt", {"method": "coral", "target": "x"}, ConfigError, "'coral' is not one of"),
+        ("adapt", {"target": "x", "weight": -1}, ConfigError, "weight=-1 must be"),
+        ("adapt", {"tagret": "x"}, ConfigError, r"unknown fields \['tagret'\]"),
     ],
 )
 def test_choices_and_settings_that_must_agree_are_checked(key, value, error, message):
@@ -105,3 +111,12 @@ def test_library_functions_take_a_section_or_a_plain_mapping():
     assert ModelSpec.of({"name": "image_classifier", "compute_dtype": ""}).compute_dtype == (
         "float32"
     )
+
+
+def test_init_from_names_fields_of_its_own_config():
+    config = mnv2_fmnist_progressive.get_config().to_dict()
+    config["seed"], config["init_from"] = 2, "runs/source/data.name={data.name},seed={seed}"
+    assert read_spec(config).init_from == "runs/source/data.name=fashion_mnist,seed=2"
+    config["init_from"] = "runs/source/{sed}"
+    with pytest.raises(ConfigError, match=r"names \{sed\}, which is not a field"):
+        read_spec(config)

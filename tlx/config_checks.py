@@ -57,7 +57,11 @@ _STEPS_HINT = "A number of steps, at least 1."
 TOP_LEVEL = {
     "seed": Setting(SEED, "Use a whole number from 0 to 4294967295, e.g. 0."),
     "batch_size": Setting(POSITIVE_INT, "Training examples per step, e.g. 32."),
-    "total_steps": Setting(POSITIVE_INT, "The run's training steps, e.g. 360."),
+    "total_steps": Setting(
+        COUNT,
+        "The run's training steps, e.g. 360 (0 only for an adaptation that trains nothing: "
+        "adapt.method 'none' or 'adabn').",
+    ),
     "eval_every": Setting(POSITIVE_INT, _STEPS_HINT),
     "checkpoint_every": Setting(POSITIVE_INT, _STEPS_HINT),
     "log_every": Setting(POSITIVE_INT, _STEPS_HINT),
@@ -297,7 +301,7 @@ def _subkey(name: str) -> str:
 
 def _check_steps_within_run(out: _Problems, prefix: str, good: Mapping, total_steps) -> None:
     """A warm-up as long as the run would never reach the peak rate."""
-    if total_steps is None:
+    if not total_steps:  # None: refused above; 0: nothing trains, so no schedule runs
         return
     for name in STEP_FIELDS:
         value = good.get(name)

@@ -14,12 +14,14 @@ from collections.abc import Mapping, Sequence
 import grain
 import jax
 
+from tlx.adaptation.data import TargetData, build_target_data
 from tlx.config_checks import check_label_count
 from tlx.data import sources, text
 from tlx.data.sampling import CacheableExamples, Shard
 from tlx.errors import ConfigError, FeatureCacheError
 from tlx.spec import DataSpec, RunSpec, read_spec
 from tlx.tasks import Classification, Task, get_task
+from tlx.tasks.adaptation import Adaptation
 from tlx.transfer.groups import assign_groups
 from tlx.transfer.optim import check_schedules
 from tlx.transfer.plans import Plan, build_plan
@@ -45,6 +47,9 @@ class Experiment:
     train_size: int | None = None
     # What the outputs are scored by and reported as (config.task; classification by default).
     task: Task = dataclasses.field(default_factory=Classification)
+    # config.adapt: the target's unlabelled stream and statistics batches (tlx.adaptation.data);
+    # its evaluation splits are in eval_batches as "target_<split>".
+    target: TargetData | None = None
 
     @property
     def group_names(self) -> list[str]:
@@ -80,8 +85,12 @@ def build_experiment(config: Mapping | RunSpec, *, with_data: bool = True) -> Ex
 
     # Groups and plan are checked against the real parameter tree before anything is trained.
     shapes = jax.eval_shape(bundle.init, jax.random.key(0))
+    if spec.adapt.enabled:
+        _check_adaptation(spec, is_image, shapes)
+        task = Adaptation(spec.adapt.weight)
     assign_groups(list(flatten(shapes["params"])), bundle.groups)
-    plan = build_plan(bundle.group_names, spec.plan, spec.total_steps)
+    frozen_train = spec.model.frozen_batchnorm in ("affine", "tent")
+    plan = build_plan(bundle.group_names, spec.plan, spec.total_steps, frozen_train=frozen_train)
     labels = [*bundle.group_names, *(f"{g}/bn" for g in bundle.group_names)]  # with affine BN
     check_schedules(spec.optim, labels, spec.total_steps)
 
@@ -89,12 +98,42 @@ def build_experiment(config: Mapping | RunSpec, *, with_data: bool = True) -> Ex
     shard = process_shard(spec)
 
     train_batches, eval_batches, cacheable, train_size = None, {}, None, None
+    target = None
     if with_data:
         make_data = _detection_data if is_detection else _image_data if is_image else _text_data
         train_batches, eval_batches, cacheable, train_size = make_data(spec, bundle, shard)
+    if with_data and spec.adapt.enabled:
+        target = build_target_data(spec, bundle.preprocessing, names, shard)
+        eval_batches = {**eval_batches, **target.eval_batches}
+        if spec.adapt.method == "tent":  # trains on unlabelled target batches alone
+            train_batches, cacheable = target.train_batches, None
     return Experiment(
-        spec, bundle, plan, names, train_batches, eval_batches, cacheable, train_size, task
+        spec, bundle, plan, names, train_batches, eval_batches, cacheable, train_size, task, target
     )
+
+
+def _check_adaptation(spec: RunSpec, is_image: bool, shapes) -> None:
+    """What an adaptation needs of the run, before any data is read."""
+    adapt = spec.adapt
+    if not is_image:
+        raise ConfigError(
+            f"config.adapt adapts image classifiers; data.name={spec.data.name!r} is not an "
+            "image dataset."
+        )
+    if spec.feature_cache != "off":
+        raise FeatureCacheError(
+            f"config.feature_cache={spec.feature_cache!r}: an adaptation changes what the frozen "
+            "groups compute (their BatchNorm statistics); set config.feature_cache='off'."
+        )
+    uses_batchnorm = adapt.reestimates_statistics or spec.model.frozen_batchnorm == "tent"
+    if uses_batchnorm and not flatten(shapes.get("batch_stats", {})):
+        raise ConfigError(
+            f"config.adapt.method={adapt.method!r} acts on BatchNorm statistics (statistics="
+            f"{adapt.reestimates_statistics}, model.frozen_batchnorm="
+            f"{spec.model.frozen_batchnorm!r}), and model {spec.model.arch or spec.model.checkpoint!r} "
+            "has no BatchNorm layer. Use a model with BatchNorm (the small CNN with "
+            "model.kwargs.batch_norm=True, MobileNetV2, ResNet-50) or adapt.statistics=False."
+        )
 
 
 def _train_size(data: DataSpec, split_size: int) -> int:
@@ -172,7 +211,7 @@ def _check_feature_cache(spec: RunSpec, is_image: bool) -> None:
 def _is_image_dataset(name: str) -> bool:
     from tlx.data import image_sources
 
-    return name in image_sources.IMAGE_DATASETS or name.startswith("image_folder:")
+    return image_sources.is_image_dataset(name)
 
 
 def _image_data(spec: RunSpec, bundle: ModelBundle, shard: Shard):

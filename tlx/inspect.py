@@ -40,7 +40,10 @@ def describe(experiment) -> str:
     plan, labels = optimizer_labels(experiment, group_of, shapes, model_state)
     optimizer_for = StageOptimizers(plan, labels, spec.optim, spec.total_steps)
 
-    lines = [f"Model: {experiment.model.description}", "Parameter groups (input -> output):"]
+    from tlx.adaptation.describe import describe_adaptation
+
+    lines = [f"Model: {experiment.model.description}", *describe_adaptation(spec)]
+    lines.append("Parameter groups (input -> output):")
     for name, regex in experiment.model.groups:
         count = sum(int(shapes[p].size) for p, g in group_of.items() if g == name)
         lines.append(f"  {name:<16}{count:>12,}  {regex}")

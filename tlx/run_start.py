@@ -17,6 +17,7 @@ import jax
 import numpy as np
 
 from tlx import run_folder
+from tlx.adaptation.statistics import reestimate_batchnorm
 from tlx.checkpoint import Checkpoints
 from tlx.errors import CheckpointError
 from tlx.experiment import Experiment
@@ -63,7 +64,7 @@ def optimizer_labels(exp: Experiment, group_of, flat_params, model_state):
     """The plan and path -> optimizer label map the run steps with: the model's groups, plus a
     `<group>/bn` label per group when frozen BatchNorm layers train their affine parameters."""
     model = exp.spec.model
-    if model.frozen_batchnorm != "affine":
+    if model.frozen_batchnorm not in ("affine", "tent"):
         return exp.plan, group_of
     bn_paths = batchnorm_param_paths(flat_params, model_state)
     return with_affine_labels(
@@ -139,6 +140,14 @@ def start_or_resume(exp: Experiment, workdir: Path, log=print) -> RunStart:
         log(f"Resumed from {checkpoints.directory} at step {step} (stage {meta['stage']}).")
     else:
         opt_state = jax.jit(optimizer_for(stage_at(0)).init)(flat)
+        if exp.target is not None and spec.adapt.reestimates_statistics:
+            model_state = reestimate_batchnorm(
+                exp.model.module, params, model_state, exp.target.statistics_batches
+            )
+            log(
+                f"AdaBN: BatchNorm statistics re-estimated on {exp.target.name} "
+                f"{spec.adapt.target_split} ({len(exp.target.statistics_batches)} batches)."
+            )
     # Shapes from here on: the step donates parameter buffers, so the arrays may be invalidated.
     shapes = {p: jax.ShapeDtypeStruct(np.shape(v), v.dtype) for p, v in flat.items()}
     return RunStart(

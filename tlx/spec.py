@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
@@ -26,9 +27,12 @@ from tlx.errors import ConfigError, FeatureCacheError
 # The names a setting may take, defined once (the modules that act on them import these).
 PARALLEL_MODES = ("jit", "pmap")
 FEATURE_CACHE_MODES = ("off", "memory", "disk")
-BATCHNORM_POLICIES = ("frozen", "affine", "train")
+BATCHNORM_POLICIES = ("frozen", "affine", "train", "tent")
 COMPUTE_DTYPES = ("float32", "bfloat16", "float16")
 DECAYS = ("cosine", "linear", "constant", "one_cycle", "slanted_triangular")
+# config.adapt.method (tlx.adaptation): "none" evaluates the source model on the target as it is.
+ADAPT_METHODS = ("none", "adabn", "tent")
+UNTRAINED_ADAPT_METHODS = ("none", "adabn")  # may run with total_steps = 0
 REQUIRED_KEYS = (
     "seed",
     "batch_size",
@@ -45,7 +49,7 @@ CHOICE_HINTS = {
     "config.model.compute_dtype": " bfloat16 is the mixed-precision choice (float32 "
     "parameters, bfloat16 compute).",
     "config.model.frozen_batchnorm": " 'frozen' keeps frozen groups' BatchNorm fixed, 'affine' "
-    "trains its scale and bias, 'train' also updates its statistics.",
+    "trains its scale and bias, 'train' updates its statistics, 'tent' does both.",
 }
 
 
@@ -261,6 +265,42 @@ class SelectionSpec(_Section):
         return self.mode or ("min" if "loss" in self.metric else "max")
 
 
+@dataclasses.dataclass(frozen=True)
+class AdaptSpec(_Section):
+    """``config.adapt``: transductive transfer to a target dataset whose labels are never read in
+    training or selection (tlx.adaptation). Empty `method`: an ordinary run."""
+
+    SECTION = "adapt"
+    method: str = ""  # ADAPT_METHODS; "": no adaptation
+    target: str = ""  # the target dataset (same label names and image channels as data.name)
+    target_split: str = "train"  # its unlabelled stream (labels dropped when read)
+    # target splits evaluated at the end (with their labels, for the report only), as
+    # "target_<split>"; the run's selection stays on data.eval_split of the source
+    eval_splits: tuple[str, ...] = ("test",)
+    # BatchNorm statistics re-estimated on the target before training ("adabn" and "tent" do;
+    # None: the method's default)
+    statistics: bool | None = None
+    statistics_batch_size: int = 256  # images per batch of the statistics pass
+    weight: float = 1.0  # the unlabelled loss's weight
+    target_batch_size: int = 0  # target images per step; 0: config.batch_size
+
+    @classmethod
+    def _convert(cls, name, value):
+        if name == "eval_splits" and not isinstance(value, str):
+            return tuple(value)
+        return value
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.method)
+
+    @property
+    def reestimates_statistics(self) -> bool:
+        if self.statistics is None:
+            return self.method in ("adabn", "tent")
+        return bool(self.statistics)
+
+
 # Top-level fields that label a run without changing it (e.g. a sweep's strategy name).
 _SECTIONS = {
     "model": ModelSpec,
@@ -269,6 +309,7 @@ _SECTIONS = {
     "optim": OptimSpec,
     "sharding": ShardingSpec,
     "selection": SelectionSpec,
+    "adapt": AdaptSpec,
 }
 
 
@@ -287,13 +328,16 @@ class RunSpec:
     optim: OptimSpec
     log_every: int = 50
     keep_checkpoints: int = 2
-    init_from: str = ""  # another run's workdir to start from (not a resume)
+    # another run's workdir to start from (not a resume); "{seed}", "{data.name}", ...: that field
+    # of this config, so one sweep cell starts from the source run of its own seed and dataset
+    init_from: str = ""
     feature_cache: str = "off"  # FEATURE_CACHE_MODES
     steps_per_call: int = 1  # train steps per compiled call (a lax.scan)
     grad_accum_steps: int = 1  # micro-batches per step
     parallel: str = "jit"  # PARALLEL_MODES
     sharding: ShardingSpec = dataclasses.field(default_factory=ShardingSpec)
     selection: SelectionSpec = dataclasses.field(default_factory=SelectionSpec)
+    adapt: AdaptSpec = dataclasses.field(default_factory=AdaptSpec)
     xla_flags: str = ""  # set by tlx.train before JAX starts
     task: str = "classification"  # tlx.tasks.TASKS
     # Fields the run does not read (e.g. a sweep's `strategy` label, `needs_download`).
@@ -359,6 +403,24 @@ def _jsonable(value):
     raise TypeError(f"{type(value).__name__} is not a config value")
 
 
+def fill_fields(text: str, config: Mapping, key: str) -> str:
+    """`text` with each "{dotted.key}" replaced by that field of `config` (e.g. "{seed}")."""
+
+    def value(match):
+        name = match.group(1)
+        if name not in leaves:
+            raise ConfigError(
+                f"config.{key}={text!r} names {{{name}}}, which is not a field of the config; "
+                "use a dotted key such as {seed} or {data.name}."
+            )
+        return str(leaves[name])
+
+    if "{" not in text:
+        return text
+    leaves = dotted_leaves(as_plain(config))
+    return re.sub(r"\{([A-Za-z_][\w.]*)\}", value, text)
+
+
 def read_spec(config: Mapping) -> RunSpec:
     """The run `config` describes, with every default filled in and every check that needs only
     the config passed; raises ConfigError (all bad numbers in one message) otherwise."""
@@ -381,7 +443,7 @@ def read_spec(config: Mapping) -> RunSpec:
             labels[key] = config[key]
     for key in ("seed", "batch_size", "total_steps", "eval_every", "checkpoint_every"):
         values[key] = int(values[key])
-    values["init_from"] = values.get("init_from") or ""
+    values["init_from"] = fill_fields(values.get("init_from") or "", config, "init_from")
     values["xla_flags"] = values.get("xla_flags") or ""
     spec = RunSpec(**values, labels=frozen_mapping(labels), config=as_plain(config))
     _check_choices(spec)
@@ -424,8 +486,56 @@ def _check_choices(spec: RunSpec) -> None:
             f"config.selection.patience={selection.patience} stops a run that stopped improving, "
             "but config.selection.metric is empty: name the metric to watch, e.g. 'accuracy'."
         )
+    _check_adapt(spec)
+    if spec.data.eval_split not in spec.data.eval_splits:
+        raise ConfigError(
+            f"config.data.eval_split={spec.data.eval_split!r} (evaluated during training) is not "
+            f"among config.data.eval_splits={list(spec.data.eval_splits)}, the splits the run "
+            "reads; add it there."
+        )
     if spec.sharding.model_axis != 1 and spec.parallel == "pmap":
         raise ConfigError(
             "sharding.model_axis > 1 needs config.parallel='jit' (pmap replicates every "
             "parameter on every device)."
+        )
+
+
+def _check_adapt(spec: RunSpec) -> None:
+    adapt = spec.adapt
+    if adapt.method and adapt.method not in ADAPT_METHODS:
+        raise ConfigError(
+            f"config.adapt.method={adapt.method!r} is not one of {ADAPT_METHODS}: 'none' scores "
+            "the source model on the target, 'adabn' re-estimates BatchNorm statistics there, "
+            "'tent' also minimises the prediction entropy on target batches."
+        )
+    if spec.total_steps == 0 and adapt.method not in UNTRAINED_ADAPT_METHODS:
+        raise ConfigError(
+            "config.total_steps=0 trains nothing; it suits only an adaptation that changes no "
+            f"parameter (config.adapt.method one of {UNTRAINED_ADAPT_METHODS}), and this run has "
+            f"adapt.method={adapt.method!r}. Give the run some steps."
+        )
+    for key, least in (("statistics_batch_size", 1), ("target_batch_size", 0)):
+        value = getattr(adapt, key)
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            raise ConfigError(
+                f"config.adapt.{key}={value!r} must be a whole number >= {least} (images per "
+                "batch; target_batch_size 0 takes config.batch_size)."
+            )
+    weight = adapt.weight
+    if isinstance(weight, bool) or not isinstance(weight, int | float) or not weight >= 0:
+        raise ConfigError(
+            f"config.adapt.weight={weight!r} must be a number >= 0 (the unlabelled loss's "
+            "weight, e.g. 1.0)."
+        )
+    if not adapt.enabled:
+        return
+    if not adapt.target:
+        raise ConfigError(
+            f"config.adapt.method={adapt.method!r} needs config.adapt.target, the dataset to "
+            "adapt to (its labels are read only to report the target evaluation)."
+        )
+    if spec.task != "classification":
+        raise ConfigError(
+            f"config.adapt adapts classifiers; this run's task is {spec.task!r}. Leave "
+            "config.adapt.method empty."
         )

@@ -21,6 +21,7 @@ import jax
 from tqdm.auto import tqdm
 
 from tlx import run_folder
+from tlx.adaptation.describe import describe_adaptation
 from tlx.checkpoint import Checkpoints
 from tlx.data.iterate import iterate_batches
 from tlx.errors import CheckpointError, TlxError
@@ -366,6 +367,8 @@ def train(exp: Experiment, workdir: str | Path, *, log=print, progress: bool = T
     mode = make_mode(spec.parallel, spec.sharding)  # jit (+ sharding rules) or pmap
     accum_steps = check_batch_sizes(exp, mode)
     config_changes = run_folder.check_resume(workdir, spec.config)  # refuses before any write
+    for line in describe_adaptation(spec):
+        log(line)
     run = start_or_resume(exp, workdir, log)
     if jax.process_index() == 0:
         run_folder.record_start(workdir, spec.config, config_changes, run.step)
@@ -410,6 +413,9 @@ def train(exp: Experiment, workdir: str | Path, *, log=print, progress: bool = T
     train_seconds = time.perf_counter() - started - session.flops.seconds
 
     last_step = step
+    if spec.total_steps == 0 and not run.checkpoints.all_steps():
+        # A run that trains nothing (an adaptation's statistics alone): its state is the result.
+        session.save(0, run.dropout_rng)
     evaluated = evaluated if evaluated_at == last_step else {}
     selected_step, results = session.final_results(last_step, evaluated)
     summary = {

@@ -114,7 +114,7 @@ def data_kind(name: str) -> str:
 
     if name in sources.TEXT_DATASETS:
         return "text"
-    if name in image_sources.IMAGE_DATASETS or name.startswith(image_sources.FOLDER_PREFIX):
+    if image_sources.is_image_dataset(name):
         return "image"
     raise ConfigError(
         f"data.name={name!r} is neither a text dataset {sorted(sources.TEXT_DATASETS)} nor an "

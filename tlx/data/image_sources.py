@@ -6,6 +6,9 @@ read through tfds data sources (ArrayRecord), so reading needs no TensorFlow.
 - `fashion_mnist`: the local Debian files, prepared on first use (`fashion_mnist.py`): train
   54,000 / validation 6,000 / test 10,000.
 - `image_folder:<path>`: a folder of class subfolders, prepared on first use (`image_folder.py`).
+- `mnist_5k`, `uci_digits` (`digits.py`) and `fashion_mnist_c/<corruption>/<severity>`
+  (`fashion_mnist_c.py`): the domain-adaptation benchmarks' digits and corrupted Fashion-MNIST,
+  from packaged files, prepared on first use.
 - `fashion_mnist_tfds`, `cifar10`, `tf_flowers`: tfds's own datasets, which must already be
   prepared in the data_dir (their download code is tfds's). Splits the dataset lacks are carved
   out of its train split by `hash_split.rank_split` on each image's content (decoded pixels for
@@ -32,7 +35,7 @@ import tensorflow_datasets as tfds
 from PIL import Image
 from tensorflow_datasets.proto import tf_example_pb2
 
-from tlx.data import hash_split, image_folder, sources
+from tlx.data import fashion_mnist_c, hash_split, image_folder, sources
 from tlx.data.images import ArrayImageSource
 from tlx.data.sources import default_data_dir
 
@@ -62,6 +65,18 @@ IMAGE_DATASETS: Mapping[str, ImageDataset] = MappingProxyType(
             tfds_name="fashion_mnist_local",
             splits={"train": "train", "validation": "validation", "test": "test"},
             builder_module="tlx.data.fashion_mnist",
+            prepare_on_first_use=True,
+        ),
+        "mnist_5k": ImageDataset(
+            tfds_name="mnist5k_local",
+            splits={s: s for s in SPLITS},
+            builder_module="tlx.data.digits",
+            prepare_on_first_use=True,
+        ),
+        "uci_digits": ImageDataset(
+            tfds_name="uci_digits_local",
+            splits={s: s for s in SPLITS},
+            builder_module="tlx.data.digits",
             prepare_on_first_use=True,
         ),
         "fashion_mnist_tfds": ImageDataset(
@@ -137,12 +152,25 @@ def _read_fields(records, image_field: str, label_field: str) -> tuple[list[byte
     return images, np.asarray(labels, np.int64)
 
 
+def is_image_dataset(name: str) -> bool:
+    """Whether `name` names an image-classification dataset (a known one or a prefixed one)."""
+    return name in IMAGE_DATASETS or name.startswith((FOLDER_PREFIX, fashion_mnist_c.PREFIX))
+
+
 def _spec(name: str) -> ImageDataset:
     if name.startswith(FOLDER_PREFIX):
         return ImageDataset(tfds_name="local_image_folder", splits={s: s for s in SPLITS})
+    if name.startswith(fashion_mnist_c.PREFIX):
+        return ImageDataset(
+            tfds_name=fashion_mnist_c.tfds_name(name),  # checks the corruption and severity
+            splits={s: s for s in SPLITS},
+            builder_module="tlx.data.fashion_mnist_c",
+            prepare_on_first_use=True,
+        )
     if name not in IMAGE_DATASETS:
         raise KeyError(
-            f"Unknown image dataset {name!r}; known: {sorted(IMAGE_DATASETS)} and "
+            f"Unknown image dataset {name!r}; known: {sorted(IMAGE_DATASETS)}, "
+            f"'{fashion_mnist_c.PREFIX}<corruption>/<severity>' and "
             f"'{FOLDER_PREFIX}<path to a folder of class subfolders>'."
         )
     return IMAGE_DATASETS[name]
@@ -223,6 +251,12 @@ def image_label_names(name: str, data_dir: str | None = None) -> list[str]:
     """Class names in label-id order, from the dataset's tfds metadata."""
     spec = _spec(name)
     return list(_builder(name, data_dir).info.features[spec.label_field].names)
+
+
+def image_channels(name: str, data_dir: str | None = None) -> int | None:
+    """Channels of the dataset's images from its tfds metadata (None where it does not say)."""
+    spec = _spec(name)
+    return _builder(name, data_dir).info.features[spec.image_field].shape[-1]
 
 
 def image_num_classes(name: str, data_dir: str | None = None) -> int:

@@ -5,9 +5,12 @@
     "affine"  scale and bias train, statistics fixed (the cheap adaptation of "Training BatchNorm
               and Only BatchNorm", Frankle et al. 2021, and of TinyTL-style bias tuning)
     "train"   statistics re-estimated on the new data (AdaBN, Li et al. 2016); weights fixed
+    "tent"    both: scale and bias train and each batch's statistics normalise (the running ones
+              follow them), as TENT adapts to a target (Wang et al. 2021; tlx.adaptation)
 
 "frozen" and "affine" normalise with the running statistics (the forward of
-:func:`tlx.zoo.vision.make_forward`); "train" uses batch statistics. For "affine" the optimizer
+:func:`tlx.zoo.vision.make_forward`); "train" and "tent" use batch statistics. For "affine" and
+"tent" the optimizer
 needs the BatchNorm parameters of a group apart from the rest of it, so :func:`with_affine_labels`
 gives each group that holds BatchNorm layers a second label ``<group>/bn``: it trains with its
 group when the group trains, and at ``model.frozen_batchnorm_lr_multiplier`` while the group is

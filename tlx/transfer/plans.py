@@ -60,8 +60,12 @@ class Plan:
     def boundaries(self) -> tuple[int, ...]:
         return tuple(s.start_step for s in self.stages)
 
-    def validate(self, groups: Sequence[str], total_steps: int | None = None) -> None:
-        """Every stage names exactly the model's groups; stages start in order, inside the run."""
+    def validate(
+        self, groups: Sequence[str], total_steps: int | None = None, *, frozen_train: bool = False
+    ) -> None:
+        """Every stage names exactly the model's groups; stages start in order, inside the run.
+        A stage must train some group, unless `frozen_train` (frozen groups train their BatchNorm
+        scale and bias: model.frozen_batchnorm 'affine' or 'tent') or the run has 0 steps."""
         problems = []
         if not self.stages or self.stages[0].start_step != 0:
             problems.append("the first stage must start at step 0")
@@ -74,12 +78,17 @@ class Plan:
                 problems.append(
                     f"stage {i} names groups {sorted(names)}, the model has {list(groups)}"
                 )
-            if not stage.trainable:
-                problems.append(f"stage {i} (step {stage.start_step}) trains no group")
+            if not stage.trainable and not frozen_train and total_steps != 0:
+                problems.append(
+                    f"stage {i} (step {stage.start_step}) trains no group (to train only the "
+                    "frozen groups' BatchNorm scale and bias, set model.frozen_batchnorm to "
+                    "'affine' or 'tent')"
+                )
             for g, m in stage.multipliers.items():
                 if m is not FROZEN and POSITIVE.problem(m) is not None:
                     problems.append(f"stage {i}: group {g!r} has multiplier {m}; use FROZEN or > 0")
-            if total_steps is not None and stage.start_step >= total_steps:
+            # A run of 0 steps (an adaptation's statistics alone) still has its stage 0.
+            if total_steps is not None and stage.start_step >= max(total_steps, 1):
                 problems.append(
                     f"stage {i} starts at step {stage.start_step} but the run has only "
                     f"{total_steps} steps, so it would never begin"
@@ -110,6 +119,12 @@ def feature_extraction(groups: Sequence[str], head: int = 1) -> Plan:
 
 def finetune(groups: Sequence[str]) -> Plan:
     return Plan("finetune", (_stage(0, groups, len(groups)),))
+
+
+def frozen(groups: Sequence[str]) -> Plan:
+    """Every group frozen: with model.frozen_batchnorm 'affine' or 'tent', only BatchNorm's scale
+    and bias train (TENT's choice); with any other policy the plan is refused (nothing trains)."""
+    return Plan("frozen", (_stage(0, groups, 0),))
 
 
 def freeze_to(groups: Sequence[str], k: int) -> Plan:
@@ -207,6 +222,7 @@ def _required(plan: PlanSpec, field: str):
 BUILDERS = {
     "feature_extraction": lambda groups, plan: feature_extraction(groups, plan.head),
     "finetune": lambda groups, plan: finetune(groups),
+    "frozen": lambda groups, plan: frozen(groups),
     "freeze_to": lambda groups, plan: freeze_to(groups, _required(plan, "k")),
     "progressive": lambda groups, plan: progressive(groups, _required(plan, "every"), plan.start),
     "custom": lambda groups, plan: from_rules(groups, plan.stages),
@@ -214,9 +230,14 @@ BUILDERS = {
 
 
 def build_plan(
-    groups: Sequence[str], plan: PlanSpec | Mapping, total_steps: int | None = None
+    groups: Sequence[str],
+    plan: PlanSpec | Mapping,
+    total_steps: int | None = None,
+    *,
+    frozen_train: bool = False,
 ) -> Plan:
-    """A plan from a config section: ``name`` plus that builder's fields and the multipliers."""
+    """A plan from a config section: ``name`` plus that builder's fields and the multipliers;
+    `frozen_train` as for :meth:`Plan.validate`."""
     spec = PlanSpec.of(plan)
     if spec.name not in BUILDERS:
         raise PlanError(f"Unknown plan {spec.name!r}; choose one of {sorted(BUILDERS)}.")
@@ -228,5 +249,5 @@ def build_plan(
         float(spec.layer_decay),
         tuple(float(x) for x in spec.lr_slice) if spec.lr_slice else None,
     )
-    built.validate(groups, total_steps)
+    built.validate(groups, total_steps, frozen_train=frozen_train)
     return built

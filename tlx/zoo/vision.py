@@ -13,8 +13,9 @@
                       data, as in Keras' guide); "train": batch statistics in training and running
                       averages updated (needed from scratch)
     model.frozen_batchnorm  BatchNorm inside the groups a stage freezes: "frozen" (default),
-                      "affine" (scale and bias train, statistics fixed) or "train" (statistics
-                      re-estimated on the new data, as AdaBN does); see tlx.transfer.batchnorm
+                      "affine" (scale and bias train, statistics fixed), "train" (statistics
+                      re-estimated on the new data, as AdaBN does) or "tent" (both, as TENT
+                      adapts); see tlx.transfer.batchnorm
 
 The checkpoint's 1000-class head is dropped when the task has another number of classes; the new
 head is initialised fresh. Preprocessing (input size, normalisation, channel order) comes from the
@@ -87,7 +88,7 @@ def make_forward(
     def use_running_average(module_path: str) -> bool:
         group = next((n for n, rx in compiled if rx.search(module_path + "/scale")), None)
         trains = trainable_groups is None or group in trainable_groups
-        return (batchnorm if trains else frozen_batchnorm) != "train"
+        return (batchnorm if trains else frozen_batchnorm) not in ("train", "tent")
 
     intercept = _batchnorm_interceptor(use_running_average)
 

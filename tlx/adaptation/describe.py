@@ -1,0 +1,46 @@
+"""What an adaptation run trains on and how, in words (for tlx.inspect and the run's log)."""
+
+from __future__ import annotations
+
+from tlx.spec import RunSpec
+
+LOSSES = {
+    "none": "none (nothing trains)",
+    "adabn": "none (nothing trains)",
+    "tent": "{weight} x mean prediction entropy of the target batches",
+}
+SOURCE_STREAM = {"none": False, "adabn": False, "tent": False}  # methods that read source labels
+
+
+def describe_adaptation(spec: RunSpec) -> list[str]:
+    """Lines naming the method, its streams, its loss, its statistics and what is evaluated."""
+    adapt = spec.adapt
+    if not adapt.enabled:
+        return []
+    trains = spec.total_steps > 0
+    target_batch = adapt.target_batch_size or spec.batch_size
+    lines = [f"Adaptation: {adapt.method} to {adapt.target} (target labels never trained on)"]
+    if SOURCE_STREAM[adapt.method]:
+        lines.append(
+            f"  source stream   {spec.data.name} train, labelled, {spec.batch_size} a step"
+        )
+    if trains:
+        lines.append(
+            f"  target stream   {adapt.target} {adapt.target_split}, unlabelled, "
+            f"{target_batch} a step, augment={spec.data.augment!r}"
+        )
+    if adapt.reestimates_statistics:
+        lines.append(
+            f"  statistics      BatchNorm re-estimated on {adapt.target} {adapt.target_split} "
+            f"before training (batches of {adapt.statistics_batch_size})"
+        )
+    lines.append(f"  loss            {LOSSES[adapt.method].format(weight=adapt.weight)}")
+    if trains:
+        lines.append(f"  BatchNorm       frozen groups: {spec.model.frozen_batchnorm!r}")
+    selection = spec.selection.metric
+    lines.append(
+        f"  selection       {f'{spec.data.eval_split} {selection} (source)' if selection else 'none: the last step'}"
+    )
+    evaluated = ", ".join(f"target_{s}" for s in adapt.eval_splits)
+    lines.append(f"  reported        {evaluated} (target labels read for the report only)")
+    return lines
