@@ -14,10 +14,13 @@ Rows (config.adapt.method, see tlx.adaptation):
 - `tent`: AdaBN, then 100 steps of 128 target images (3.2 epochs) minimising the prediction
   entropy with BatchNorm's scale and bias alone trainable (plan "frozen", frozen_batchnorm
   "tent"), Adam 1e-3 constant, as the TENT paper's CIFAR setting;
+- `pseudo_label` (FixMatch) and `coral` (Deep CORAL on the 128 `dense_relu` features): 300 steps
+  of 64 labelled source and 128 unlabelled target images, every layer training, Adam 1e-3
+  constant; FixMatch's threshold 0.95, its strong view a random resized crop (0.35-1) and flip;
 - the target oracle, trained on the target's labels: configs/adapt_fmnist_c_oracle.py.
 Each cell is scored on the target's 5,000 test images ("target_test"), which no method sees.
-Nothing is selected on target labels: AdaBN and the source rows have nothing to select, TENT runs
-its fixed budget. Shifts: 6 corruptions (noise x2, blur x2, contrast, and elastic_transform, a
+Nothing is selected on target labels: AdaBN and the source rows have nothing to select, the
+trained methods run their fixed budgets. Shifts: 6 corruptions (noise x2, blur x2, contrast, and elastic_transform, a
 geometric distortion that no statistic undoes) at severities 3 and 5.
 """
 
@@ -37,6 +40,14 @@ CORRUPTIONS = (
 )
 SEVERITIES = (3, 5)
 TARGETS = tuple(f"fashion_mnist_c/{c}/{s}" for s in SEVERITIES for c in CORRUPTIONS)
+# (strategy, adapt.method, total_steps, model.frozen_batchnorm, plan.name, adapt.endpoint)
+METHOD_ROWS = (
+    "[('none','none',0,'frozen','frozen',''),"
+    "('adabn','adabn',0,'frozen','frozen',''),"
+    "('tent','tent',100,'tent','frozen',''),"
+    "('pseudo_label','pseudo_label',300,'frozen','finetune',''),"
+    "('coral','coral',300,'frozen','finetune','dense_relu')]"
+)
 
 
 def adapt_section(method: str, target: str) -> ml_collections.ConfigDict:
@@ -50,6 +61,11 @@ def adapt_section(method: str, target: str) -> ml_collections.ConfigDict:
             "statistics_batch_size": 500,
             "weight": 1.0,
             "target_batch_size": 128,
+            "ramp_steps": 0,
+            "endpoint": "",
+            "threshold": 0.95,
+            "strong_augment": "random_resized_crop",
+            "strong_crop_scale": (0.35, 1.0),
         }
     )
 
@@ -75,7 +91,6 @@ def get_config(arg=None):
     targets = ",".join(f"'{t}'" for t in TARGETS)
     config.sweep = (
         f"seed=[{','.join(map(str, SEEDS))}];adapt.target=[{targets}];"
-        "(strategy,adapt.method,total_steps,model.frozen_batchnorm)="
-        "[('none','none',0,'frozen'),('adabn','adabn',0,'frozen'),('tent','tent',100,'tent')]"
+        f"(strategy,adapt.method,total_steps,model.frozen_batchnorm,plan.name,adapt.endpoint)={METHOD_ROWS}"
     )
     return config

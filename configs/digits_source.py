@@ -5,8 +5,8 @@ train), both at 28x28 (the 8x8 UCI digits upsampled), selected on their own vali
 
     python -m experiments.sweep --config=configs/digits_source.py --workdir=runs/digits_source
 
-configs/adapt_digits.py adapts each to the other dataset. No augmentation: the random crop's
-horizontal flip would turn digits into other shapes. Budget: until 4 evaluations (400 steps of
+configs/adapt_digits.py adapts each to the other dataset. Augmentation: random resized crops
+(60-100% of the image) without the horizontal flip, which would turn digits into other shapes. Budget: until 4 evaluations (400 steps of
 64) pass without a better validation accuracy, at most 2,000 steps.
 """
 
@@ -19,7 +19,8 @@ def get_config(arg=None):
     config = small_cnn_bn_config()
     config.strategy = "source"
     config.data.name = "mnist_5k"
-    config.data.augment = "none"
+    config.data.augment = "crop"  # random resized crops, never mirrored
+    config.data.crop_scale = (0.6, 1.0)
     config.total_steps = 2000
     config.eval_every = 100
     config.checkpoint_every = 100

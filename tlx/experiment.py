@@ -15,8 +15,10 @@ import grain
 import jax
 
 from tlx.adaptation.data import TargetData, build_target_data
+from tlx.adaptation.mixed import MixedBatches, mixed_forward
 from tlx.config_checks import check_label_count
 from tlx.data import sources, text
+from tlx.data.images import AUGMENTATIONS
 from tlx.data.sampling import CacheableExamples, Shard
 from tlx.errors import ConfigError, FeatureCacheError
 from tlx.spec import DataSpec, RunSpec, read_spec
@@ -85,9 +87,12 @@ def build_experiment(config: Mapping | RunSpec, *, with_data: bool = True) -> Ex
 
     # Groups and plan are checked against the real parameter tree before anything is trained.
     shapes = jax.eval_shape(bundle.init, jax.random.key(0))
-    if spec.adapt.enabled:
-        _check_adaptation(spec, is_image, shapes)
-        task = Adaptation(spec.adapt.weight)
+    adapt = spec.adapt
+    if adapt.enabled:
+        _check_adaptation(spec, is_image, shapes, bundle)
+        task = Adaptation(adapt.weight, adapt.method, adapt.threshold, adapt.ramp_steps)
+        if adapt.mixed:  # one forward over source and target images: tlx.adaptation.mixed
+            bundle = _mixed_bundle(bundle, adapt.endpoint if adapt.method == "coral" else "")
     assign_groups(list(flatten(shapes["params"])), bundle.groups)
     frozen_train = spec.model.frozen_batchnorm in ("affine", "tent")
     plan = build_plan(bundle.group_names, spec.plan, spec.total_steps, frozen_train=frozen_train)
@@ -107,12 +112,27 @@ def build_experiment(config: Mapping | RunSpec, *, with_data: bool = True) -> Ex
         eval_batches = {**eval_batches, **target.eval_batches}
         if spec.adapt.method == "tent":  # trains on unlabelled target batches alone
             train_batches, cacheable = target.train_batches, None
+        elif spec.adapt.mixed:  # each step: the source batch and the target batch of that step
+            mixed = MixedBatches(target.train_batches, target.strong_batches)
+            train_batches, cacheable = train_batches.map_with_index(mixed), None
     return Experiment(
         spec, bundle, plan, names, train_batches, eval_batches, cacheable, train_size, task, target
     )
 
 
-def _check_adaptation(spec: RunSpec, is_image: bool, shapes) -> None:
+def _mixed_bundle(bundle: ModelBundle, endpoint: str) -> ModelBundle:
+    """The bundle whose train forward runs over mixed source + target batches (with the
+    endpoint's features when one is named); evaluation keeps the plain forward."""
+
+    def forward_for_stage(trainable):
+        if endpoint:
+            return mixed_forward(bundle.forward_for_stage(trainable, endpoint), True)
+        return mixed_forward(bundle.forward_for_stage(trainable), False)
+
+    return dataclasses.replace(bundle, forward_for_stage=forward_for_stage)
+
+
+def _check_adaptation(spec: RunSpec, is_image: bool, shapes, bundle: ModelBundle) -> None:
     """What an adaptation needs of the run, before any data is read."""
     adapt = spec.adapt
     if not is_image:
@@ -134,6 +154,34 @@ def _check_adaptation(spec: RunSpec, is_image: bool, shapes) -> None:
             "has no BatchNorm layer. Use a model with BatchNorm (the small CNN with "
             "model.kwargs.batch_norm=True, MobileNetV2, ResNet-50) or adapt.statistics=False."
         )
+    if adapt.mixed and bundle.forward_for_stage is None:
+        raise ConfigError(
+            f"config.adapt.method={adapt.method!r} needs an image classifier built by "
+            "model.name='image_classifier'."
+        )
+    if adapt.method == "pseudo_label" and adapt.strong_augment not in AUGMENTATIONS:
+        raise ConfigError(
+            f"config.adapt.strong_augment={adapt.strong_augment!r} is not one of {AUGMENTATIONS}."
+        )
+    if adapt.method == "coral":
+        _check_endpoint(spec, bundle)
+
+
+def _check_endpoint(spec: RunSpec, bundle: ModelBundle) -> None:
+    """The endpoint names activations the model sows (traced, nothing computed)."""
+    from tlx.zoo.vision import sown
+
+    def features(rng):
+        variables = bundle.init(rng)
+        size = bundle.preprocessing.image_size
+        image = jax.numpy.zeros((1, size, size, 3), jax.numpy.float32)
+        _, updates = bundle.module.apply(variables, image, train=False, mutable=["intermediates"])
+        return sown(updates.get("intermediates", {}), spec.adapt.endpoint)
+
+    try:
+        jax.eval_shape(features, jax.random.key(0))
+    except ValueError as e:
+        raise ConfigError(f"config.adapt.endpoint={spec.adapt.endpoint!r}: {e}") from e
 
 
 def _train_size(data: DataSpec, split_size: int) -> int:

@@ -31,7 +31,8 @@ BATCHNORM_POLICIES = ("frozen", "affine", "train", "tent")
 COMPUTE_DTYPES = ("float32", "bfloat16", "float16")
 DECAYS = ("cosine", "linear", "constant", "one_cycle", "slanted_triangular")
 # config.adapt.method (tlx.adaptation): "none" evaluates the source model on the target as it is.
-ADAPT_METHODS = ("none", "adabn", "tent")
+ADAPT_METHODS = ("none", "adabn", "tent", "pseudo_label", "coral")
+MIXED_ADAPT_METHODS = ("pseudo_label", "coral")  # train on labelled source + unlabelled target
 UNTRAINED_ADAPT_METHODS = ("none", "adabn")  # may run with total_steps = 0
 REQUIRED_KEYS = (
     "seed",
@@ -157,7 +158,7 @@ class DataSpec(_Section):
     max_length: int | None = None  # tokens per example, with [CLS] and [SEP]
     buckets: tuple[int, ...] = ()  # padded lengths; each compiles once a stage
     # Images
-    augment: str = "random_resized_crop"  # "random_resized_crop" | "none"; detection: "flip" ...
+    augment: str = "random_resized_crop"  # or "crop", "flip", "none"; detection: "flip" ...
     crop_scale: tuple[float, float] = (0.35, 1.0)
     # Detection
     max_boxes: int = 100  # box slots per image (padding); an image with more is an error
@@ -283,16 +284,29 @@ class AdaptSpec(_Section):
     statistics_batch_size: int = 256  # images per batch of the statistics pass
     weight: float = 1.0  # the unlabelled loss's weight
     target_batch_size: int = 0  # target images per step; 0: config.batch_size
+    ramp_steps: int = 0  # the unlabelled loss's weight rises linearly over these first steps
+    # coral: the sown intermediate whose (spatially pooled) features are aligned, e.g. "dense_relu"
+    endpoint: str = ""
+    # pseudo_label (FixMatch): the confidence a weak view's prediction needs to become the label
+    # of the strong view; the strong view's augmentation (the weak one is data.augment)
+    threshold: float = 0.95
+    strong_augment: str = "random_resized_crop"
+    strong_crop_scale: tuple[float, float] = (0.35, 1.0)
 
     @classmethod
     def _convert(cls, name, value):
-        if name == "eval_splits" and not isinstance(value, str):
+        if name in ("eval_splits", "strong_crop_scale") and not isinstance(value, str):
             return tuple(value)
         return value
 
     @property
     def enabled(self) -> bool:
         return bool(self.method)
+
+    @property
+    def mixed(self) -> bool:
+        """Whether each step reads labelled source and unlabelled target batches together."""
+        return self.method in MIXED_ADAPT_METHODS
 
     @property
     def reestimates_statistics(self) -> bool:
@@ -506,7 +520,8 @@ def _check_adapt(spec: RunSpec) -> None:
         raise ConfigError(
             f"config.adapt.method={adapt.method!r} is not one of {ADAPT_METHODS}: 'none' scores "
             "the source model on the target, 'adabn' re-estimates BatchNorm statistics there, "
-            "'tent' also minimises the prediction entropy on target batches."
+            "'tent' also minimises the prediction entropy on target batches, 'pseudo_label' "
+            "trains on confident predictions (FixMatch), 'coral' aligns feature covariances."
         )
     if spec.total_steps == 0 and adapt.method not in UNTRAINED_ADAPT_METHODS:
         raise ConfigError(
@@ -514,7 +529,7 @@ def _check_adapt(spec: RunSpec) -> None:
             f"parameter (config.adapt.method one of {UNTRAINED_ADAPT_METHODS}), and this run has "
             f"adapt.method={adapt.method!r}. Give the run some steps."
         )
-    for key, least in (("statistics_batch_size", 1), ("target_batch_size", 0)):
+    for key, least in (("statistics_batch_size", 1), ("target_batch_size", 0), ("ramp_steps", 0)):
         value = getattr(adapt, key)
         if isinstance(value, bool) or not isinstance(value, int) or value < least:
             raise ConfigError(
@@ -527,8 +542,19 @@ def _check_adapt(spec: RunSpec) -> None:
             f"config.adapt.weight={weight!r} must be a number >= 0 (the unlabelled loss's "
             "weight, e.g. 1.0)."
         )
+    if not (isinstance(adapt.threshold, int | float) and 0 <= adapt.threshold <= 1):
+        raise ConfigError(
+            f"config.adapt.threshold={adapt.threshold!r} must be a probability in [0, 1] (the "
+            "confidence a pseudo-label needs, e.g. 0.95)."
+        )
     if not adapt.enabled:
         return
+    if adapt.method == "coral" and not adapt.endpoint:
+        raise ConfigError(
+            "config.adapt.method='coral' aligns the features of a named endpoint; set "
+            "config.adapt.endpoint (e.g. 'dense_relu' for the small CNN, 'last_conv' for "
+            "MobileNetV2)."
+        )
     if not adapt.target:
         raise ConfigError(
             f"config.adapt.method={adapt.method!r} needs config.adapt.target, the dataset to "

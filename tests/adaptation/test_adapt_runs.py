@@ -154,3 +154,31 @@ def test_bad_targets_fail_before_compute(source_run, image_data_dir):
     config.adapt.target = "fashion_mnist_c/fog/9"
     with pytest.raises(ConfigError, match="severity"):
         build_experiment(config)
+
+
+def test_mixed_methods_read_source_labels_and_unlabelled_target_views(
+    source_run, image_data_dir, tmp_path
+):
+    config = adapt_config(source_run, image_data_dir, "pseudo_label", threshold=0.5)
+    config.total_steps, config.plan.name = 4, "finetune"
+    exp = build_experiment(config)
+    batch = exp.train_batches[1]
+    assert batch["label"].shape == (16,)  # the source's labels only
+    assert batch["target_image"].shape == batch["target_image_strong"].shape
+    assert batch["target_image"].shape[0] == 16 and not np.array_equal(
+        batch["target_image"], batch["target_image_strong"]
+    )
+    summary = train(exp, tmp_path, **QUIET)
+    assert summary["results"]["target_test"]["examples"] == 5000
+    params, _ = restored(tmp_path)
+    source_params, _ = restored(source_run)
+    assert not np.array_equal(params["head/kernel"], source_params["head/kernel"])
+
+
+def test_coral_needs_an_endpoint_the_model_sows(source_run, image_data_dir):
+    config = adapt_config(source_run, image_data_dir, "coral", endpoint="dense")
+    config.total_steps, config.plan.name = 4, "finetune"
+    with pytest.raises(ConfigError, match=r"sows \['conv_1_relu', 'conv_2_pool', 'dense_relu'\]"):
+        build_experiment(config, with_data=False)
+    config.adapt.endpoint = "dense_relu"
+    assert build_experiment(config, with_data=False).model.forward_for_stage is not None

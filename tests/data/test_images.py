@@ -372,3 +372,16 @@ def test_interpolation_is_pil_resampling(interpolation):
     resampling = Image.Resampling[interpolation.upper()]
     expected = np.asarray(Image.fromarray(image).resize((20, 20), resampling)) / 255.0
     np.testing.assert_allclose(out[0]["image"][0], expected, atol=1e-6)
+
+
+def test_crop_draws_random_resized_crops_and_never_mirrors():
+    """"crop" takes the crops random_resized_crop takes with the same seed, minus the flips."""
+    one = images.ArrayImageSource(photo()[None], [3])
+    p = TORCHVISION_IMAGENET.scaled_to(32)
+    crop = images.make_image_train_batches(one, p, batch_size=16, seed=1, augment="crop")[0]
+    both = images.make_image_train_batches(one, p, batch_size=16, seed=1)[0]
+    same = [np.array_equal(a, b) for a, b in zip(crop["image"], both["image"])]
+    mirrored = [np.array_equal(a, b[:, ::-1]) for a, b in zip(crop["image"], both["image"])]
+    assert all(s or m for s, m in zip(same, mirrored))  # each row: the crop, flipped or not
+    assert any(mirrored) and any(same)  # random_resized_crop flipped some; crop none
+    assert len({row.tobytes() for row in crop["image"]}) == 16  # and the crops differ

@@ -1,10 +1,11 @@
 """The adaptation task: entropy on unlabelled rows, classification on labelled ones."""
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
 from tlx.tasks import Classification
-from tlx.tasks.adaptation import Adaptation, prediction_entropy
+from tlx.tasks.adaptation import Adaptation, coral_loss, prediction_entropy, pseudo_label_loss
 
 
 def numpy_entropy(logits):
@@ -45,3 +46,57 @@ def test_labelled_rows_are_classification_plus_their_entropy():
     result = Adaptation().summarize({k: float(v) for k, v in sums.items()})
     assert result["accuracy"] == 0.75  # rows 0, 2, 3 right
     np.testing.assert_allclose(result["entropy"], numpy_entropy(LOGITS).mean(), rtol=1e-6)
+
+
+def numpy_coral(source, target):
+    d = source.shape[1]
+    diff = np.cov(source, rowvar=False) - np.cov(target, rowvar=False)
+    return (diff**2).sum() / (4 * d * d)
+
+
+def test_coral_matches_the_papers_formula_in_numpy():
+    rng = np.random.default_rng(0)
+    source, target = rng.normal(size=(16, 5)), rng.normal(size=(12, 5)) * 2.0 + 1.0
+    got = float(coral_loss(jnp.asarray(source, jnp.float32), jnp.asarray(target, jnp.float32)))
+    np.testing.assert_allclose(got, numpy_coral(source, target), rtol=1e-5)
+    assert float(coral_loss(jnp.asarray(source), jnp.asarray(source + 3.0))) < 1e-10  # shift-free
+
+
+def test_pseudo_labels_count_confident_rows_and_stop_the_weak_views_gradient():
+    weak = jnp.asarray([[4.0, 0.0, 0.0], [0.1, 0.0, 0.0], [0.0, 0.0, 6.0]])  # rows 0, 2 confident
+    strong = jnp.asarray([[1.0, 2.0, 0.0], [0.0, 3.0, 0.0], [0.0, 0.0, 1.0]])
+    loss, confident = pseudo_label_loss(weak, strong, threshold=0.9)
+    assert float(confident) == 2
+    expected = numpy_ce(np.asarray(strong), np.array([0, 0, 2]))
+    np.testing.assert_allclose(float(loss), (expected[0] + expected[2]) / 3, rtol=1e-6)
+    grad_weak = jax.grad(lambda w: pseudo_label_loss(w, strong, 0.9)[0])(weak)
+    assert float(jnp.abs(grad_weak).max()) == 0.0  # the pseudo-label is a constant
+
+
+def numpy_ce(logits, labels):
+    shifted = logits - logits.max(-1, keepdims=True)
+    log_p = shifted - np.log(np.exp(shifted).sum(-1, keepdims=True))
+    return -log_p[np.arange(len(labels)), labels]
+
+
+def test_a_mixed_batch_costs_source_ce_plus_the_ramped_term():
+    rng = np.random.default_rng(1)
+    outputs = {
+        "source": jnp.asarray(rng.normal(size=(4, 3)), jnp.float32),
+        "target": jnp.asarray(rng.normal(size=(6, 3)), jnp.float32),
+        "source_features": jnp.asarray(rng.normal(size=(4, 5)), jnp.float32),
+        "target_features": jnp.asarray(rng.normal(size=(6, 5)) * 3, jnp.float32),
+    }
+    batch = {
+        "label": jnp.asarray([0, 1, 2, 0]),
+        "weight": jnp.ones(4),
+        "adapt_step": jnp.full((4,), 5, jnp.int32),
+    }
+    task = Adaptation(weight=2.0, method="coral", ramp_steps=20)
+    sums = task.batch_sums(outputs, batch)
+    ce = numpy_ce(np.asarray(outputs["source"]), np.array([0, 1, 2, 0])).mean()
+    coral = numpy_coral(
+        np.asarray(outputs["source_features"]), np.asarray(outputs["target_features"])
+    )
+    loss = float(sums["loss_sum"]) / float(sums["weight_sum"])
+    np.testing.assert_allclose(loss, ce + 2.0 * (5 / 20) * coral, rtol=1e-5)

@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 import grain
 
 from tlx.data import image_sources, images
-from tlx.data.sampling import Shard
+from tlx.data.sampling import Shard, check_sizes, train_index_batches
 from tlx.errors import ConfigError
 from tlx.spec import RunSpec
 
@@ -45,6 +45,7 @@ class TargetData:
     statistics_batches: Sequence[dict]  # the unlabelled split in order, no augmentation
     train_batches: grain.MapDataset  # random access by step: {"image"} rows, unlabelled
     eval_batches: dict[str, Sequence[dict]]  # "target_<split>" -> labelled batches (report only)
+    strong_batches: grain.MapDataset | None = None  # pseudo_label: a strong view of the same
 
 
 def check_same_task(
@@ -96,19 +97,26 @@ def build_target_data(
     statistics = images.make_image_eval_batches(
         unlabelled, preprocessing, batch_size=adapt.statistics_batch_size
     ).map(drop_labels)
-    train = images.make_image_train_batches(
-        unlabelled,
-        preprocessing,
-        batch_size=adapt.target_batch_size or spec.batch_size,
-        seed=target_seed(spec.seed),
-        augment=data.augment,
-        crop_scale=tuple(data.crop_scale),
-        shard=shard,
-    ).map(drop_labels)
+    seed, batch_size = target_seed(spec.seed), adapt.target_batch_size or spec.batch_size
+    check_sizes(unlabelled, batch_size)
+    index_batches = train_index_batches(len(unlabelled), batch_size, seed)
+
+    def view(augment: str, crop_scale, augment_seed: int) -> grain.MapDataset:
+        """The stream's images under one augmentation (the same images at every step)."""
+        make = images.MakeImageBatch(
+            unlabelled, preprocessing, augment=augment, seed=augment_seed,
+            crop_scale=tuple(crop_scale), shard=shard,
+        )  # fmt: skip
+        return index_batches.map_with_index(make).map(drop_labels)
+
+    train = view(data.augment, data.crop_scale, seed)
+    strong = None
+    if adapt.method == "pseudo_label":  # FixMatch's second view of the same images
+        strong = view(adapt.strong_augment, adapt.strong_crop_scale, seed + 1)
     evals = {
         f"target_{name}": images.make_image_eval_batches(
             split(name), preprocessing, batch_size=spec.eval_batch_size, shard=shard
         )
         for name in adapt.eval_splits
     }
-    return TargetData(adapt.target, statistics, train, evals)
+    return TargetData(adapt.target, statistics, train, evals, strong)

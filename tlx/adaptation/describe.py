@@ -8,8 +8,10 @@ LOSSES = {
     "none": "none (nothing trains)",
     "adabn": "none (nothing trains)",
     "tent": "{weight} x mean prediction entropy of the target batches",
+    "pseudo_label": "source cross-entropy + {weight} x FixMatch (strong view against the weak "
+    "view's argmax where its confidence >= {threshold})",
+    "coral": "source cross-entropy + {weight} x Deep CORAL on {endpoint!r} features",
 }
-SOURCE_STREAM = {"none": False, "adabn": False, "tent": False}  # methods that read source labels
 
 
 def describe_adaptation(spec: RunSpec) -> list[str]:
@@ -20,21 +22,28 @@ def describe_adaptation(spec: RunSpec) -> list[str]:
     trains = spec.total_steps > 0
     target_batch = adapt.target_batch_size or spec.batch_size
     lines = [f"Adaptation: {adapt.method} to {adapt.target} (target labels never trained on)"]
-    if SOURCE_STREAM[adapt.method]:
+    if adapt.mixed:
         lines.append(
             f"  source stream   {spec.data.name} train, labelled, {spec.batch_size} a step"
         )
     if trains:
+        strong = (
+            f" + a strong view ({adapt.strong_augment!r})" if adapt.method == "pseudo_label" else ""
+        )
         lines.append(
             f"  target stream   {adapt.target} {adapt.target_split}, unlabelled, "
-            f"{target_batch} a step, augment={spec.data.augment!r}"
+            f"{target_batch} a step, augment={spec.data.augment!r}{strong}"
         )
     if adapt.reestimates_statistics:
         lines.append(
             f"  statistics      BatchNorm re-estimated on {adapt.target} {adapt.target_split} "
             f"before training (batches of {adapt.statistics_batch_size})"
         )
-    lines.append(f"  loss            {LOSSES[adapt.method].format(weight=adapt.weight)}")
+    loss = LOSSES[adapt.method].format(
+        weight=adapt.weight, threshold=adapt.threshold, endpoint=adapt.endpoint
+    )
+    ramp = f", its weight ramped over {adapt.ramp_steps} steps" if adapt.ramp_steps else ""
+    lines.append(f"  loss            {loss}{ramp}")
     if trains:
         lines.append(f"  BatchNorm       frozen groups: {spec.model.frozen_batchnorm!r}")
     selection = spec.selection.metric

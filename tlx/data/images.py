@@ -38,7 +38,7 @@ from tlx.data.sampling import (
     train_index_batches,
 )
 
-AUGMENTATIONS = ("random_resized_crop", "flip", "none")
+AUGMENTATIONS = ("random_resized_crop", "crop", "flip", "none")
 _RATIO = (3 / 4, 4 / 3)  # torchvision RandomResizedCrop's aspect-ratio range
 
 
@@ -243,7 +243,7 @@ class MakeImageBatch:
         """One example: uint8 [S, S] (grayscale) or [S, S, 3], cropped, resized, maybe flipped."""
         pil = to_pil(image)
         size = self.p.image_size
-        if self.augment == "random_resized_crop":
+        if self.augment in ("random_resized_crop", "crop"):
             box = random_box(pil.width, pil.height, rng, self.crop_scale)
             pil = pil.crop(box).resize((size, size), self.resample)
         else:
@@ -306,8 +306,9 @@ def make_image_train_batches(
     Batches: image float32 [B, S, S, 3] (S = preprocessing.image_size), label int32 [B].
     Deterministic in (seed, step); every epoch is a new permutation, and a batch may span two
     epochs. `augment`: "random_resized_crop" (torchvision's RandomResizedCrop with `crop_scale`
-    and ratio 3/4..4/3, then a horizontal flip with probability 1/2), "flip" (the evaluation
-    resize + centre crop, then the flip) or "none" (the evaluation transform).
+    and ratio 3/4..4/3, then a horizontal flip with probability 1/2), "crop" (the same crop, never
+    flipped: digits and text, which a mirror changes), "flip" (the evaluation resize + centre
+    crop, then the flip) or "none" (the evaluation transform).
 
     `num_examples` trains on a class-stratified random subset of that many examples (the "1,000
     labels" of data-efficiency studies; see `Subset`), drawn with `subset_seed`, which defaults to

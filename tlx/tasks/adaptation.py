@@ -1,11 +1,20 @@
 """Classification adapted to an unlabelled target (``config.adapt``, tlx.adaptation).
 
 Evaluation batches are labelled and scored as classification, plus the mean prediction entropy
-(an unsupervised signal that needs no label). Train batches of an adaptation that trains ("tent")
-hold unlabelled target images only: their loss is `adapt.weight` x the mean entropy of the
-model's predictions, ``H(p) = -sum_c p_c log p_c``, which TENT minimises. A batch without a
-"label" column is unlabelled by construction (tlx.adaptation.data drops it), so no target label
-can reach a train step.
+(an unsupervised signal that needs no label). What a train batch costs depends on the method:
+
+    tent          unlabelled target images alone (no "label" column): adapt.weight x their mean
+                  prediction entropy, ``H(p) = -sum_c p_c log p_c``
+    pseudo_label  a mixed batch (tlx.adaptation.mixed): the source rows' cross-entropy, plus
+                  weight x FixMatch's loss: the cross-entropy of the strong view against the weak
+                  view's argmax, counted where the weak view's confidence reaches adapt.threshold,
+                  averaged over all target rows (Sohn et al. 2020)
+    coral         a mixed batch with features: the source rows' cross-entropy, plus weight x
+                  Deep CORAL's ``||C_s - C_t||_F^2 / (4 d^2)`` between the source and target
+                  features' covariances (Sun and Saenko 2016)
+
+The unlabelled term's weight rises linearly over adapt.ramp_steps (0: full from the start). A
+target batch never holds target labels (tlx.adaptation.data drops them), so none can reach a step.
 """
 
 from __future__ import annotations
@@ -14,6 +23,7 @@ from collections.abc import Mapping
 
 import jax
 import jax.numpy as jnp
+import optax
 
 from tlx.tasks.base import batch_weights
 from tlx.tasks.classification import Classification
@@ -25,28 +35,100 @@ def prediction_entropy(logits: jax.Array) -> jax.Array:
     return -jnp.sum(jnp.exp(log_p) * log_p, -1)
 
 
+def covariance(features: jax.Array) -> jax.Array:
+    centred = features - features.mean(0, keepdims=True)
+    return centred.T @ centred / max(features.shape[0] - 1, 1)
+
+
+def coral_loss(source: jax.Array, target: jax.Array) -> jax.Array:
+    """Deep CORAL: squared Frobenius distance of the two [N, d] feature covariances / 4d^2."""
+    d = source.shape[-1]
+    diff = covariance(source.astype(jnp.float32)) - covariance(target.astype(jnp.float32))
+    return jnp.sum(diff**2) / (4.0 * d * d)
+
+
+def pseudo_label_loss(weak: jax.Array, strong: jax.Array, threshold: float):
+    """(FixMatch's mean loss over all target rows, how many rows passed the threshold)."""
+    probs = jax.nn.softmax(jax.lax.stop_gradient(weak).astype(jnp.float32), -1)
+    confident = (jnp.max(probs, -1) >= threshold).astype(jnp.float32)
+    labels = jnp.argmax(probs, -1)
+    losses = optax.softmax_cross_entropy_with_integer_labels(strong.astype(jnp.float32), labels)
+    return jnp.mean(losses * confident), jnp.sum(confident)
+
+
 class Adaptation(Classification):
     name = "classification"  # scored as a classifier; the adaptation is how it trains
-    sum_keys = ("loss_sum", "correct_sum", "labelled_sum", "entropy_sum", "weight_sum")
+    sum_keys = (
+        "loss_sum",
+        "correct_sum",
+        "labelled_sum",
+        "entropy_sum",
+        "unlabelled_loss_sum",
+        "confident_sum",
+        "weight_sum",
+    )
     metric_names = ("accuracy", "loss", "entropy")
 
-    def __init__(self, weight: float = 1.0):
-        self.weight = float(weight)
+    def __init__(
+        self,
+        weight: float = 1.0,
+        method: str = "tent",
+        threshold: float = 0.95,
+        ramp_steps: int = 0,
+    ):
+        self.weight, self.method = float(weight), method
+        self.threshold, self.ramp_steps = float(threshold), int(ramp_steps)
 
-    def batch_sums(self, outputs: jax.Array, batch: Mapping) -> dict[str, jax.Array]:
+    def batch_sums(self, outputs, batch: Mapping) -> dict[str, jax.Array]:
+        if isinstance(outputs, Mapping):  # a mixed source + target batch
+            return self._mixed_sums(outputs, batch)
         weights = batch_weights(batch)
         entropy = jnp.sum(prediction_entropy(outputs) * weights)
-        if "label" not in batch:  # unlabelled target rows: entropy minimisation
-            zero = jnp.zeros((), jnp.float32)
+        zero = jnp.zeros((), jnp.float32)
+        if "label" not in batch:  # unlabelled target rows: entropy minimisation (TENT)
             return {
                 "loss_sum": self.weight * entropy,
                 "correct_sum": zero,
                 "labelled_sum": zero,
                 "entropy_sum": entropy,
+                "unlabelled_loss_sum": entropy,
+                "confident_sum": zero,
                 "weight_sum": jnp.sum(weights),
             }
         sums = super().batch_sums(outputs, batch)
-        return {**sums, "labelled_sum": sums["weight_sum"], "entropy_sum": entropy}
+        return {
+            **sums,
+            "labelled_sum": sums["weight_sum"],
+            "entropy_sum": entropy,
+            "unlabelled_loss_sum": zero,
+            "confident_sum": zero,
+        }
+
+    def _mixed_sums(self, outputs: Mapping, batch: Mapping) -> dict[str, jax.Array]:
+        sums = super().batch_sums(outputs["source"], batch)
+        weight_sum = sums["weight_sum"]
+        confident = jnp.zeros((), jnp.float32)
+        if self.method == "pseudo_label":
+            unlabelled, confident = pseudo_label_loss(
+                outputs["target"], outputs["strong"], self.threshold
+            )
+        else:  # coral
+            unlabelled = coral_loss(outputs["source_features"], outputs["target_features"])
+        ramp = 1.0
+        if self.ramp_steps:
+            step = batch["adapt_step"][0].astype(jnp.float32)
+            ramp = jnp.minimum(1.0, step / self.ramp_steps)
+        # Sums, as every task's: the unlabelled mean counts once per source row, so that the
+        # train step's division by the source weight leaves mean CE + weight x ramp x term.
+        return {
+            "loss_sum": sums["loss_sum"] + self.weight * ramp * unlabelled * weight_sum,
+            "correct_sum": sums["correct_sum"],
+            "labelled_sum": weight_sum,
+            "entropy_sum": jnp.mean(prediction_entropy(outputs["target"])) * weight_sum,
+            "unlabelled_loss_sum": unlabelled * weight_sum,
+            "confident_sum": confident,
+            "weight_sum": weight_sum,
+        }
 
     def summarize(self, sums: Mapping[str, float]) -> dict[str, float]:
         weight = max(float(sums["weight_sum"]), 1e-12)
@@ -56,6 +138,10 @@ class Adaptation(Classification):
             result["accuracy"] = float(sums["correct_sum"]) / labelled
         result["loss"] = float(sums["loss_sum"]) / weight
         result["entropy"] = float(sums["entropy_sum"]) / weight
+        if float(sums.get("unlabelled_loss_sum", 0.0)):
+            result["unlabelled_loss"] = float(sums["unlabelled_loss_sum"]) / weight
+        if float(sums.get("confident_sum", 0.0)):
+            result["confident"] = int(round(float(sums["confident_sum"])))
         result["examples"] = int(round(weight))
         return result
 

@@ -69,6 +69,7 @@ def make_forward(
     frozen_batchnorm: str = "frozen",
     trainable_groups=None,
     all_outputs: bool = False,
+    endpoint: str = "",
 ):
     """forward(params, model_state, batch, rng, train) for one plan stage.
 
@@ -77,7 +78,8 @@ def make_forward(
     them, "train" uses batch statistics and updates the running ones. `trainable_groups=None`
     means every group trains. Evaluation always uses the running statistics. A model returning a
     tuple gives its first output (Inception's auxiliary heads are dropped), or the whole tuple
-    with `all_outputs` (a detector's outputs, one per scale).
+    with `all_outputs` (a detector's outputs, one per scale). With an `endpoint` (a name the
+    module sows into "intermediates") the outputs are (outputs, that endpoint's activations).
     """
     if batchnorm not in BATCHNORM_MODES:
         raise ValueError(f"model.batchnorm must be one of {BATCHNORM_MODES}, got {batchnorm!r}.")
@@ -92,23 +94,47 @@ def make_forward(
 
     intercept = _batchnorm_interceptor(use_running_average)
 
+    captures = ["intermediates"] if endpoint else []
+
     def forward(params, model_state, batch, rng, train):
         variables = {"params": params, **model_state}
         if not train:
-            out = module.apply(variables, batch["image"], train=False)
+            out = module.apply(variables, batch["image"], train=False, mutable=captures)
+            out, updates = out if endpoint else (out, {})
         else:
-            mutable = ["batch_stats"] if "batch_stats" in model_state else []
+            mutable = (["batch_stats"] if "batch_stats" in model_state else []) + captures
             with nn.intercept_methods(intercept):
                 out = module.apply(
                     variables, batch["image"], train=True, rngs={"dropout": rng}, mutable=mutable
                 )
             out, updates = out
-            model_state = {**model_state, **updates}
+            model_state = {**model_state, **{k: v for k, v in updates.items() if k in model_state}}
         if isinstance(out, tuple) and not all_outputs:  # Inception's auxiliary heads: unused
             out = out[0]
+        if endpoint:
+            return (out, sown(updates.get("intermediates", {}), endpoint)), model_state
         return out, model_state
 
     return forward
+
+
+def sown(intermediates, endpoint: str):
+    """The activations a module sowed under `endpoint` (the last value sown, at any depth)."""
+    found, names = [], set()
+
+    def walk(tree):
+        for key, value in tree.items():
+            if isinstance(value, tuple):  # sow keeps a tuple of every value sown under a name
+                names.add(key)
+                if key == endpoint:
+                    found.append(value[-1])
+            elif hasattr(value, "items"):
+                walk(value)
+
+    walk(intermediates)
+    if not found:
+        raise ValueError(f"the model sows no endpoint {endpoint!r}; it sows {sorted(names)}.")
+    return found[-1]
 
 
 def _head_regex(groups) -> str:
@@ -128,9 +154,10 @@ def build_image_classifier(model: ModelSpec | Mapping, num_classes: int) -> Mode
         if arch == "darknet":
             raise ValueError(
                 f"model.checkpoint={checkpoint!r} is a detector, and model.name="
-                "'image_classifier' builds classifiers. Training detectors needs the detection "
-                "task, which tlx does not have yet; tlx.zoo.load(name).detect(images) and "
-                "python -m tlx.predict --model=... give its COCO detections."
+                "'image_classifier' builds classifiers. Train it with config.task='detection' "
+                "and model.name='darknet_detector' (as configs/yolo_fashiondet.py does); "
+                "tlx.zoo.load(name).detect(images) and python -m tlx.predict --model=... give "
+                "its COCO detections."
             )
         # The task decides the head; a notop entry's num_classes=None only describes its file.
         kwargs = {k: v for k, v in {**entry.model_kwargs, **kwargs}.items() if k != "num_classes"}
@@ -183,8 +210,8 @@ def build_image_classifier(model: ModelSpec | Mapping, num_classes: int) -> Mode
         module=module,
         groups=groups,
         forward=make_forward(module, batchnorm, groups, frozen_batchnorm),
-        forward_for_stage=lambda trainable: make_forward(
-            module, batchnorm, groups, frozen_batchnorm, frozenset(trainable)
+        forward_for_stage=lambda trainable, endpoint="": make_forward(
+            module, batchnorm, groups, frozen_batchnorm, frozenset(trainable), endpoint=endpoint
         ),
         init=init,
         pretrained=pretrained,
