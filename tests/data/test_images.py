@@ -375,7 +375,7 @@ def test_interpolation_is_pil_resampling(interpolation):
 
 
 def test_crop_draws_random_resized_crops_and_never_mirrors():
-    """"crop" takes the crops random_resized_crop takes with the same seed, minus the flips."""
+    """The crop augment takes the crops random_resized_crop takes with one seed, minus flips."""
     one = images.ArrayImageSource(photo()[None], [3])
     p = TORCHVISION_IMAGENET.scaled_to(32)
     crop = images.make_image_train_batches(one, p, batch_size=16, seed=1, augment="crop")[0]
