@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from configs import mnv2_fmnist_finetune, mnv2_fmnist_scratch
+from tests.test_trainer import Killed, kill_at
 from tlx.checkpoint import Checkpoints
 from tlx.experiment import build_experiment
 from tlx.trainer import train
@@ -122,16 +123,8 @@ def test_scratch_run_resumes_batchnorm_statistics_exactly(image_data_dir, tmp_pa
     straight = train(build_experiment(config), tmp_path / "a", log=lambda *_: None, progress=False)
     assert straight["steps"] == 4
 
-    class Killed(RuntimeError):
-        pass
-
-    def kill_at_3(step, batch):
-        if step == 3:
-            raise Killed(step)
-        return batch
-
     exp = build_experiment(config)
-    exp.train_batches = exp.train_batches.map_with_index(kill_at_3)
+    exp.train_batches = kill_at(exp.train_batches, at=3)
     with pytest.raises(Killed):
         train(exp, tmp_path / "b", log=lambda *_: None, progress=False)
     assert Checkpoints(tmp_path / "b/checkpoints").latest_step() == 2

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from configs import adapt_fmnist_c, fmnist_small_cnn_bn
+from tests.test_trainer import Killed, kill_at
 from tlx.adaptation.statistics import reestimate_batchnorm
 from tlx.checkpoint import Checkpoints
 from tlx.errors import ConfigError
@@ -114,17 +115,9 @@ def test_tent_trains_batchnorm_affine_alone_and_resumes_exactly(
     moved = {k for k in params if not np.array_equal(params[k], source_params[k])}
     assert moved == {"conv_1_bn/scale", "conv_1_bn/bias", "conv_2_bn/scale", "conv_2_bn/bias"}
 
-    class Killed(RuntimeError):
-        pass
-
-    def kill_at_3(step, batch):
-        if step == 3:
-            raise Killed(step)
-        return batch
-
     exp = build_experiment(config)
     assert "label" not in exp.train_batches[0]  # the target stream carries no label
-    exp.train_batches = exp.train_batches.map_with_index(kill_at_3)
+    exp.train_batches = kill_at(exp.train_batches, at=3)
     with pytest.raises(Killed):
         train(exp, tmp_path / "b", **QUIET)
     train(build_experiment(config), tmp_path / "b", **QUIET)
