@@ -8,9 +8,10 @@ labels, and the reverse (configs/digits_source.py trains the source models), 3 s
         --out=experiments/results/adaptation_digits
 
 Rows as in configs/adapt_fmnist_c.py: source-only (`none`), AdaBN (statistics from the target's
-unlabelled train split: 1,257 UCI or 3,500 MNIST images), TENT (100 steps of 128 target images,
-BatchNorm scale and bias alone, Adam 1e-3), FixMatch pseudo-labels (its strong view a crop
-without the flip) and Deep CORAL (300 steps each). The target oracle is the target's own source
+unlabelled train split: 1,257 UCI or 3,500 MNIST images), TENT (32 steps of 128 target images:
+about one pass over MNIST's, three over UCI's; BatchNorm scale and bias alone, Adam 1e-3),
+FixMatch pseudo-labels (its strong view a crop without the flip) and Deep CORAL (300 steps each).
+The target oracle is the target's own source
 model (configs/digits_source.py, trained and selected on the target's labels): its test accuracy
 is the upper end of the gap. Scored on the target's test split (360 UCI / 1,000 MNIST images).
 """

@@ -11,17 +11,22 @@ Rows (config.adapt.method, see tlx.adaptation):
 - `none`: the source model as it is (source-only);
 - `adabn`: its BatchNorm statistics re-estimated on the 4,000 unlabelled target images (no
   training: total_steps 0);
-- `tent`: AdaBN, then 100 steps of 128 target images (3.2 epochs) minimising the prediction
-  entropy with BatchNorm's scale and bias alone trainable (plan "frozen", frozen_batchnorm
-  "tent"), Adam 1e-3 constant, as the TENT paper's CIFAR setting;
+- `tent`: AdaBN, then one pass over the target (32 steps of 128 images) minimising the
+  prediction entropy with BatchNorm's scale and bias alone trainable (plan "frozen",
+  frozen_batchnorm "tent"), Adam 1e-3 constant: the TENT paper's CIFAR protocol (one online
+  epoch). The seed-0 pilot ran 100 steps (3.2 epochs) and collapsed to confident errors (entropy
+  0.87, below AdaBN on 3 of 5 shifts), so the budget is the paper's, not one tuned here;
+- `source_more`: the control for the two below: the same 300 steps on the labelled source
+  batches alone (method `none` trains on the source as an ordinary run), so that what the
+  target stream adds is not confused with more training of the source model;
 - `pseudo_label` (FixMatch) and `coral` (Deep CORAL on the 128 `dense_relu` features): 300 steps
   of 64 labelled source and 128 unlabelled target images, every layer training, Adam 1e-3
   constant; FixMatch's threshold 0.95, its strong view a random resized crop (0.35-1) and flip;
 - the target oracle, trained on the target's labels: configs/adapt_fmnist_c_oracle.py.
 Each cell is scored on the target's 5,000 test images ("target_test"), which no method sees.
 Nothing is selected on target labels: AdaBN and the source rows have nothing to select, the
-trained methods run their fixed budgets. Shifts: 6 corruptions (noise x2, blur x2, contrast, and elastic_transform, a
-geometric distortion that no statistic undoes) at severities 3 and 5.
+trained methods run their fixed budgets. Shifts: 6 corruptions (noise x2, blur x2, contrast,
+and elastic_transform, a geometric distortion that no statistic undoes) at severities 3 and 5.
 """
 
 import ml_collections
@@ -43,8 +48,9 @@ TARGETS = tuple(f"fashion_mnist_c/{c}/{s}" for s in SEVERITIES for c in CORRUPTI
 # (strategy, adapt.method, total_steps, model.frozen_batchnorm, plan.name, adapt.endpoint)
 METHOD_ROWS = (
     "[('none','none',0,'frozen','frozen',''),"
+    "('source_more','none',300,'frozen','finetune',''),"
     "('adabn','adabn',0,'frozen','frozen',''),"
-    "('tent','tent',100,'tent','frozen',''),"
+    "('tent','tent',32,'tent','frozen',''),"
     "('pseudo_label','pseudo_label',300,'frozen','finetune',''),"
     "('coral','coral',300,'frozen','finetune','dense_relu')]"
 )
