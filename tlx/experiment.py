@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 import grain
 import jax
 
+from tlx.adaptation import dann
 from tlx.adaptation.data import TargetData, build_target_data
 from tlx.adaptation.mixed import MixedBatches, mixed_forward
 from tlx.config_checks import check_label_count
@@ -91,7 +92,13 @@ def build_experiment(config: Mapping | RunSpec, *, with_data: bool = True) -> Ex
     if adapt.enabled:
         _check_adaptation(spec, is_image, shapes, bundle)
         task = Adaptation(adapt.weight, adapt.method, adapt.threshold, adapt.ramp_steps)
-        if adapt.mixed:  # one forward over source and target images: tlx.adaptation.mixed
+        if adapt.method == "dann":  # a domain classifier group of its own: new shapes
+            bundle = dann.with_domain_classifier(
+                bundle, adapt.endpoint, adapt.domain_hidden, spec.total_steps,
+                dann.feature_dim(bundle, adapt.endpoint),
+            )  # fmt: skip
+            shapes = jax.eval_shape(bundle.init, jax.random.key(0))
+        elif adapt.mixed:  # one forward over source and target images: tlx.adaptation.mixed
             bundle = _mixed_bundle(bundle, adapt.endpoint if adapt.method == "coral" else "")
     assign_groups(list(flatten(shapes["params"])), bundle.groups)
     frozen_train = spec.model.frozen_batchnorm in ("affine", "tent")
@@ -163,7 +170,7 @@ def _check_adaptation(spec: RunSpec, is_image: bool, shapes, bundle: ModelBundle
         raise ConfigError(
             f"config.adapt.strong_augment={adapt.strong_augment!r} is not one of {AUGMENTATIONS}."
         )
-    if adapt.method == "coral":
+    if adapt.method in ("coral", "dann"):
         _check_endpoint(spec, bundle)
 
 

@@ -48,14 +48,17 @@ def initial_params(exp: Experiment, rng, log=print):
     if init_from:
         # The other run's selected weights (its best on validation, else its last step).
         other = Checkpoints(run_folder.selected_checkpoints(init_from))
+        added = {k: params[k] for k in exp.model.added_params}  # not in the other run: fresh
         try:
-            params = other.restore_params(params_like=params)
+            like = {k: v for k, v in params.items() if k not in added}
+            params = {**other.restore_params(params_like=like), **added}
             model_state = other.restore_model_state(model_state)
         except CheckpointError as e:
             raise type(e)(f"config.init_from={init_from!r}: {e}") from e
+        fresh = f"; fresh: {', '.join(added)}" if added else ""
         log(
             f"Initialised all parameters from the run in {init_from} (its selected checkpoint, "
-            f"{other.directory.name}/{other.latest_step()})."
+            f"{other.directory.name}/{other.latest_step()}){fresh}."
         )
     return jax.tree_util.tree_map(np.asarray, params), model_state
 

@@ -31,8 +31,9 @@ BATCHNORM_POLICIES = ("frozen", "affine", "train", "tent")
 COMPUTE_DTYPES = ("float32", "bfloat16", "float16")
 DECAYS = ("cosine", "linear", "constant", "one_cycle", "slanted_triangular")
 # config.adapt.method (tlx.adaptation): "none" evaluates the source model on the target as it is.
-ADAPT_METHODS = ("none", "adabn", "tent", "pseudo_label", "coral")
-MIXED_ADAPT_METHODS = ("pseudo_label", "coral")  # train on labelled source + unlabelled target
+ADAPT_METHODS = ("none", "adabn", "tent", "pseudo_label", "coral", "dann")
+# train on labelled source + unlabelled target batches together (tlx.adaptation.mixed)
+MIXED_ADAPT_METHODS = ("pseudo_label", "coral", "dann")
 UNTRAINED_ADAPT_METHODS = ("none", "adabn")  # may run with total_steps = 0
 REQUIRED_KEYS = (
     "seed",
@@ -285,8 +286,10 @@ class AdaptSpec(_Section):
     weight: float = 1.0  # the unlabelled loss's weight
     target_batch_size: int = 0  # target images per step; 0: config.batch_size
     ramp_steps: int = 0  # the unlabelled loss's weight rises linearly over these first steps
-    # coral: the sown intermediate whose (spatially pooled) features are aligned, e.g. "dense_relu"
+    # coral, dann: the sown intermediate whose (spatially pooled) features are aligned, e.g.
+    # "dense_relu"; dann: its domain classifier's hidden width
     endpoint: str = ""
+    domain_hidden: int = 256
     # pseudo_label (FixMatch): the confidence a weak view's prediction needs to become the label
     # of the strong view; the strong view's augmentation (the weak one is data.augment)
     threshold: float = 0.95
@@ -521,7 +524,8 @@ def _check_adapt(spec: RunSpec) -> None:
             f"config.adapt.method={adapt.method!r} is not one of {ADAPT_METHODS}: 'none' scores "
             "the source model on the target, 'adabn' re-estimates BatchNorm statistics there, "
             "'tent' also minimises the prediction entropy on target batches, 'pseudo_label' "
-            "trains on confident predictions (FixMatch), 'coral' aligns feature covariances."
+            "trains on confident predictions (FixMatch), 'coral' aligns feature covariances, "
+            "'dann' trains features against a domain classifier."
         )
     if spec.total_steps == 0 and adapt.method not in UNTRAINED_ADAPT_METHODS:
         raise ConfigError(
@@ -529,7 +533,12 @@ def _check_adapt(spec: RunSpec) -> None:
             f"parameter (config.adapt.method one of {UNTRAINED_ADAPT_METHODS}), and this run has "
             f"adapt.method={adapt.method!r}. Give the run some steps."
         )
-    for key, least in (("statistics_batch_size", 1), ("target_batch_size", 0), ("ramp_steps", 0)):
+    for key, least in (
+        ("statistics_batch_size", 1),
+        ("target_batch_size", 0),
+        ("ramp_steps", 0),
+        ("domain_hidden", 1),
+    ):
         value = getattr(adapt, key)
         if isinstance(value, bool) or not isinstance(value, int) or value < least:
             raise ConfigError(
@@ -549,9 +558,9 @@ def _check_adapt(spec: RunSpec) -> None:
         )
     if not adapt.enabled:
         return
-    if adapt.method == "coral" and not adapt.endpoint:
+    if adapt.method in ("coral", "dann") and not adapt.endpoint:
         raise ConfigError(
-            "config.adapt.method='coral' aligns the features of a named endpoint; set "
+            f"config.adapt.method={adapt.method!r} aligns the features of a named endpoint; set "
             "config.adapt.endpoint (e.g. 'dense_relu' for the small CNN, 'last_conv' for "
             "MobileNetV2)."
         )

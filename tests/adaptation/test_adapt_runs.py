@@ -175,3 +175,19 @@ def test_coral_needs_an_endpoint_the_model_sows(source_run, image_data_dir):
         build_experiment(config, with_data=False)
     config.adapt.endpoint = "dense_relu"
     assert build_experiment(config, with_data=False).model.forward_for_stage is not None
+
+
+def test_dann_adds_a_fresh_domain_classifier_to_the_source_run(
+    source_run, image_data_dir, tmp_path
+):
+    config = adapt_config(source_run, image_data_dir, "dann", endpoint="dense_relu")
+    config.adapt.domain_hidden = 16
+    config.total_steps, config.plan.name = 4, "finetune"
+    exp = build_experiment(config)
+    assert exp.group_names[-2:] == ["domain_classifier", "head"]
+    summary = train(exp, tmp_path, **QUIET)
+    assert summary["results"]["target_test"]["examples"] == 5000
+    params = flatten(Checkpoints(tmp_path / "checkpoints").restore_params())
+    assert params["domain_classifier/dense_1/kernel"].shape == (128, 16)
+    source_params, _ = restored(source_run)
+    assert not np.array_equal(params["dense/kernel"], source_params["dense/kernel"])

@@ -4,8 +4,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from tlx.adaptation.dann import ganin_coefficient, gradient_reversal
 from tlx.tasks import Classification
-from tlx.tasks.adaptation import Adaptation, coral_loss, prediction_entropy, pseudo_label_loss
+from tlx.tasks.adaptation import (
+    Adaptation,
+    coral_loss,
+    domain_loss,
+    prediction_entropy,
+    pseudo_label_loss,
+)
 
 
 def numpy_entropy(logits):
@@ -100,3 +107,25 @@ def test_a_mixed_batch_costs_source_ce_plus_the_ramped_term():
     )
     loss = float(sums["loss_sum"]) / float(sums["weight_sum"])
     np.testing.assert_allclose(loss, ce + 2.0 * (5 / 20) * coral, rtol=1e-5)
+
+
+def test_gradient_reversal_negates_and_scales_the_gradient():
+    x = jnp.asarray([1.0, -2.0, 3.0])
+    w = jnp.asarray([0.5, 2.0, -1.0])
+    coefficient = jnp.float32(0.3)
+    forward = gradient_reversal(x, coefficient)
+    np.testing.assert_array_equal(forward, x)  # identity forward
+    gx, gc = jax.grad(lambda x, c: jnp.sum(gradient_reversal(x, c) * w), argnums=(0, 1))(
+        x, coefficient
+    )
+    np.testing.assert_allclose(gx, -0.3 * w, rtol=1e-6)
+    assert float(gc) == 0.0  # the schedule's coefficient is not trained
+    assert float(ganin_coefficient(jnp.float32(0.0))) == 0.0
+    np.testing.assert_allclose(float(ganin_coefficient(jnp.float32(1.0))), 0.99991, atol=1e-5)
+
+
+def test_domain_loss_is_the_two_domains_mean_bce():
+    s, t = np.array([2.0, -1.0, 0.5]), np.array([0.0, 3.0])
+    bce = lambda z, y: np.mean(np.log1p(np.exp(-z)) if y else np.log1p(np.exp(z)))
+    got = float(domain_loss(jnp.asarray(s), jnp.asarray(t)))
+    np.testing.assert_allclose(got, 0.5 * (bce(s, 1) + bce(t, 0)), rtol=1e-6)

@@ -11,6 +11,8 @@ LOSSES = {
     "pseudo_label": "source cross-entropy + {weight} x FixMatch (strong view against the weak "
     "view's argmax where its confidence >= {threshold})",
     "coral": "source cross-entropy + {weight} x Deep CORAL on {endpoint!r} features",
+    "dann": "source cross-entropy + {weight} x domain classifier cross-entropy on {endpoint!r} "
+    "features, reversed into them (Ganin's schedule)",
 }
 
 

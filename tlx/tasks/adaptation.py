@@ -12,6 +12,9 @@ Evaluation batches are labelled and scored as classification, plus the mean pred
     coral         a mixed batch with features: the source rows' cross-entropy, plus weight x
                   Deep CORAL's ``||C_s - C_t||_F^2 / (4 d^2)`` between the source and target
                   features' covariances (Sun and Saenko 2016)
+    dann          a mixed batch with domain logits (tlx.adaptation.dann): the source rows'
+                  cross-entropy, plus weight x the domain classifier's binary cross-entropy; the
+                  gradient reversal in the forward turns it against the features
 
 The unlabelled term's weight rises linearly over adapt.ramp_steps (0: full from the start). A
 target batch never holds target labels (tlx.adaptation.data drops them), so none can reach a step.
@@ -45,6 +48,14 @@ def coral_loss(source: jax.Array, target: jax.Array) -> jax.Array:
     d = source.shape[-1]
     diff = covariance(source.astype(jnp.float32)) - covariance(target.astype(jnp.float32))
     return jnp.sum(diff**2) / (4.0 * d * d)
+
+
+def domain_loss(source_logits: jax.Array, target_logits: jax.Array) -> jax.Array:
+    """DANN's domain classifier loss: binary cross-entropy, source = 1 and target = 0, the two
+    domains' means averaged (as TLlib's DomainAdversarialLoss)."""
+    source = optax.sigmoid_binary_cross_entropy(source_logits.astype(jnp.float32), 1.0)
+    target = optax.sigmoid_binary_cross_entropy(target_logits.astype(jnp.float32), 0.0)
+    return 0.5 * (jnp.mean(source) + jnp.mean(target))
 
 
 def pseudo_label_loss(weak: jax.Array, strong: jax.Array, threshold: float):
@@ -112,6 +123,8 @@ class Adaptation(Classification):
             unlabelled, confident = pseudo_label_loss(
                 outputs["target"], outputs["strong"], self.threshold
             )
+        elif self.method == "dann":
+            unlabelled = domain_loss(outputs["source_domain"], outputs["target_domain"])
         else:  # coral
             unlabelled = coral_loss(outputs["source_features"], outputs["target_features"])
         ramp = 1.0

@@ -37,6 +37,9 @@ class ModelBundle:
     preprocessing: Any = None  # image models: a tlx.data.preprocess.ImagePreprocessing
     checkpoint_dir: str | None = None
     description: str = ""
+    # Top-level parameter collections added to the model for a run (DANN's domain classifier):
+    # fresh at the start, also when `init_from` names a run that never had them.
+    added_params: tuple[str, ...] = ()
 
     @property
     def group_names(self) -> list[str]:
