@@ -78,7 +78,7 @@ def test_a_malformed_section_is_named(section, wrong, message):
         ("total_steps", 0, ConfigError, "total_steps=0 trains nothing"),
         ("data.eval_split", "dev", ConfigError, "eval_split='dev' .* is not among"),
         ("adapt", {"method": "adabn"}, ConfigError, "needs config.adapt.target"),
-        ("adapt", {"method": "coral", "target": "x"}, ConfigError, "'coral' is not one of"),
+        ("adapt", {"method": "mmd", "target": "x"}, ConfigError, "'mmd' is not one of"),
         ("adapt", {"target": "x", "weight": -1}, ConfigError, "weight=-1 must be"),
         ("adapt", {"tagret": "x"}, ConfigError, r"unknown fields \['tagret'\]"),
     ],

@@ -81,6 +81,10 @@ def splits_of(cells: Sequence[CellData]) -> list[str]:
 
 
 CLASSIFICATION_METRICS = ("accuracy", "loss")
+# The order of the reported metrics, whatever order a summary or a records file stores them in
+# (records keep sorted keys): each task's headline metrics, then its loss, then any others
+# (e.g. an adaptation's "entropy") alphabetically.
+METRIC_ORDER = ("accuracy", "mAP", "AP50", "AP75", "AR100", "loss")
 
 
 def result_metrics(cells: Sequence[CellData]) -> list[str]:
@@ -94,7 +98,10 @@ def result_metrics(cells: Sequence[CellData]) -> list[str]:
                 reported = key != "examples" and "/" not in key and not key.endswith("_loss")
                 if reported and isinstance(value, int | float):
                     found[key] = None
-    return list(found) or list(CLASSIFICATION_METRICS)
+    if not found:
+        return list(CLASSIFICATION_METRICS)
+    known = [m for m in METRIC_ORDER if m in found]
+    return known + sorted(m for m in found if m not in METRIC_ORDER)
 
 
 def time_to(cell: CellData, threshold: float) -> tuple[Any, Any]:

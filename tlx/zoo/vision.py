@@ -99,7 +99,8 @@ def make_forward(
     def forward(params, model_state, batch, rng, train):
         variables = {"params": params, **model_state}
         if not train:
-            out = module.apply(variables, batch["image"], train=False, mutable=captures)
+            # mutable=[] would still return (outputs, {}): False unless features are captured
+            out = module.apply(variables, batch["image"], train=False, mutable=captures or False)
             out, updates = out if endpoint else (out, {})
         else:
             mutable = (["batch_stats"] if "batch_stats" in model_state else []) + captures
