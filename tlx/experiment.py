@@ -176,17 +176,8 @@ def _check_adaptation(spec: RunSpec, is_image: bool, shapes, bundle: ModelBundle
 
 def _check_endpoint(spec: RunSpec, bundle: ModelBundle) -> None:
     """The endpoint names activations the model sows (traced, nothing computed)."""
-    from tlx.zoo.vision import sown
-
-    def features(rng):
-        variables = bundle.init(rng)
-        size = bundle.preprocessing.image_size
-        image = jax.numpy.zeros((1, size, size, 3), jax.numpy.float32)
-        _, updates = bundle.module.apply(variables, image, train=False, mutable=["intermediates"])
-        return sown(updates.get("intermediates", {}), spec.adapt.endpoint)
-
     try:
-        jax.eval_shape(features, jax.random.key(0))
+        dann.feature_dim(bundle, spec.adapt.endpoint)
     except ValueError as e:
         raise ConfigError(f"config.adapt.endpoint={spec.adapt.endpoint!r}: {e}") from e
 
