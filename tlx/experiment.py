@@ -16,7 +16,7 @@ import jax
 
 from tlx.adaptation import dann
 from tlx.adaptation.data import TargetData, build_target_data
-from tlx.adaptation.mixed import MixedBatches, mixed_forward
+from tlx.adaptation.mixed import MixedBatches, input_keys, mixed_forward
 from tlx.config_checks import check_label_count
 from tlx.data import sources, text
 from tlx.data.images import AUGMENTATIONS
@@ -63,11 +63,6 @@ def build_experiment(config: Mapping | RunSpec, *, with_data: bool = True) -> Ex
     """The run `config` describes (a ConfigDict, a mapping or a RunSpec), assembled and checked."""
     spec = read_spec(config)
     task = get_task(spec.task)
-    if spec.selection.enabled and spec.selection.metric not in task.metric_names:
-        raise ConfigError(
-            f"config.selection.metric={spec.selection.metric!r} is not a metric of the "
-            f"{task.name} task; choose one of {list(task.metric_names)}."
-        )
     data = spec.data
     is_image = _is_image_dataset(data.name)
     is_detection = spec.task == "detection"
@@ -91,7 +86,9 @@ def build_experiment(config: Mapping | RunSpec, *, with_data: bool = True) -> Ex
     adapt = spec.adapt
     if adapt.enabled:
         _check_adaptation(spec, is_image, shapes, bundle)
-        task = Adaptation(adapt.weight, adapt.method, adapt.threshold, adapt.ramp_steps)
+        task = Adaptation(
+            adapt.weight, adapt.method, adapt.threshold, adapt.ramp_steps, num_classes=len(names)
+        )
         if adapt.method == "dann":  # a domain classifier group of its own: new shapes
             bundle = dann.with_domain_classifier(
                 bundle, adapt.endpoint, adapt.domain_hidden, spec.total_steps,
@@ -100,6 +97,12 @@ def build_experiment(config: Mapping | RunSpec, *, with_data: bool = True) -> Ex
             shapes = jax.eval_shape(bundle.init, jax.random.key(0))
         elif adapt.mixed:  # one forward over source and target images: tlx.adaptation.mixed
             bundle = _mixed_bundle(bundle, adapt.endpoint if adapt.method == "coral" else "")
+    if spec.selection.enabled and spec.selection.metric not in task.metric_names:
+        raise ConfigError(
+            f"config.selection.metric={spec.selection.metric!r} is not a metric of the "
+            f"{task.name} task{' (adapted)' if adapt.enabled else ''}; choose one of "
+            f"{list(task.metric_names)}."
+        )
     assign_groups(list(flatten(shapes["params"])), bundle.groups)
     frozen_train = spec.model.frozen_batchnorm in ("affine", "tent")
     plan = build_plan(bundle.group_names, spec.plan, spec.total_steps, frozen_train=frozen_train)
@@ -115,12 +118,12 @@ def build_experiment(config: Mapping | RunSpec, *, with_data: bool = True) -> Ex
         make_data = _detection_data if is_detection else _image_data if is_image else _text_data
         train_batches, eval_batches, cacheable, train_size = make_data(spec, bundle, shard)
     if with_data and spec.adapt.enabled:
-        target = build_target_data(spec, bundle.preprocessing, names, shard)
+        target = build_target_data(spec, bundle, names, shard)
         eval_batches = {**eval_batches, **target.eval_batches}
         if spec.adapt.method == "tent":  # trains on unlabelled target batches alone
             train_batches, cacheable = target.train_batches, None
         elif spec.adapt.mixed:  # each step: the source batch and the target batch of that step
-            mixed = MixedBatches(target.train_batches, target.strong_batches)
+            mixed = MixedBatches(target.train_batches, target.strong_batches, input_keys(bundle))
             train_batches, cacheable = train_batches.map_with_index(mixed), None
     return Experiment(
         spec, bundle, plan, names, train_batches, eval_batches, cacheable, train_size, task, target
@@ -130,11 +133,12 @@ def build_experiment(config: Mapping | RunSpec, *, with_data: bool = True) -> Ex
 def _mixed_bundle(bundle: ModelBundle, endpoint: str) -> ModelBundle:
     """The bundle whose train forward runs over mixed source + target batches (with the
     endpoint's features when one is named); evaluation keeps the plain forward."""
+    keys = input_keys(bundle)
 
     def forward_for_stage(trainable):
         if endpoint:
-            return mixed_forward(bundle.forward_for_stage(trainable, endpoint), True)
-        return mixed_forward(bundle.forward_for_stage(trainable), False)
+            return mixed_forward(bundle.forward_for_stage(trainable, endpoint), True, keys)
+        return mixed_forward(bundle.forward_for_stage(trainable), False, keys)
 
     return dataclasses.replace(bundle, forward_for_stage=forward_for_stage)
 
@@ -142,11 +146,6 @@ def _mixed_bundle(bundle: ModelBundle, endpoint: str) -> ModelBundle:
 def _check_adaptation(spec: RunSpec, is_image: bool, shapes, bundle: ModelBundle) -> None:
     """What an adaptation needs of the run, before any data is read."""
     adapt = spec.adapt
-    if not is_image:
-        raise ConfigError(
-            f"config.adapt adapts image classifiers; data.name={spec.data.name!r} is not an "
-            "image dataset."
-        )
     if spec.feature_cache != "off":
         raise FeatureCacheError(
             f"config.feature_cache={spec.feature_cache!r}: an adaptation changes what the frozen "
@@ -163,10 +162,11 @@ def _check_adaptation(spec: RunSpec, is_image: bool, shapes, bundle: ModelBundle
         )
     if adapt.mixed and bundle.forward_for_stage is None:
         raise ConfigError(
-            f"config.adapt.method={adapt.method!r} needs an image classifier built by "
-            "model.name='image_classifier'."
+            f"config.adapt.method={adapt.method!r} needs a classifier built by "
+            "model.name='image_classifier' or 'bert_classifier'."
         )
-    if adapt.method == "pseudo_label" and adapt.strong_augment not in AUGMENTATIONS:
+    pseudo_labels_images = adapt.method == "pseudo_label" and is_image
+    if pseudo_labels_images and adapt.strong_augment not in AUGMENTATIONS:
         raise ConfigError(
             f"config.adapt.strong_augment={adapt.strong_augment!r} is not one of {AUGMENTATIONS}."
         )

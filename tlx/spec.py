@@ -275,6 +275,8 @@ class AdaptSpec(_Section):
     SECTION = "adapt"
     method: str = ""  # ADAPT_METHODS; "": no adaptation
     target: str = ""  # the target dataset (same label names and image channels as data.name)
+    # the same classes under other names: "target:source,...", e.g. "negative:rotten,positive:fresh"
+    label_map: str = ""
     target_split: str = "train"  # its unlabelled stream (labels dropped when read)
     # target splits evaluated at the end (with their labels, for the report only), as
     # "target_<split>"; the run's selection stays on data.eval_split of the source

@@ -84,7 +84,7 @@ CLASSIFICATION_METRICS = ("accuracy", "loss")
 # The order of the reported metrics, whatever order a summary or a records file stores them in
 # (records keep sorted keys): each task's headline metrics, then its loss, then any others
 # (e.g. an adaptation's "entropy") alphabetically.
-METRIC_ORDER = ("accuracy", "mAP", "AP50", "AP75", "AR100", "loss")
+METRIC_ORDER = ("accuracy", "balanced_accuracy", "mAP", "AP50", "AP75", "AR100", "loss")
 
 
 def result_metrics(cells: Sequence[CellData]) -> list[str]:

@@ -73,9 +73,14 @@ def plot_curves(cells, rows, group_by, path: Path, value: str = "accuracy") -> N
 
 
 def plot_bars(groups, metric: str, path: Path) -> None:
+    """Mean `metric` ± std per group; grouped by two keys (e.g. adapt.target, strategy), a
+    cluster of bars per value of the first key, one colour per value of the second."""
     plt = pyplot()
 
     groups = [g for g in groups if g[metric][2] > 0]
+    if groups and len(groups[0]["keys"]) == 2:
+        plot_grouped_bars(groups, metric, path)
+        return
     fig, ax = plt.subplots(figsize=(max(4, 1.2 * len(groups) + 2), 4.5))
     if groups:
         x = range(len(groups))
@@ -103,6 +108,38 @@ def plot_bars(groups, metric: str, path: Path) -> None:
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_grouped_bars(groups, metric: str, path: Path) -> None:
+    plt = pyplot()
+
+    outer_key, inner_key = list(groups[0]["keys"])
+    outer = list(dict.fromkeys(str(g["keys"][outer_key]) for g in groups))
+    inner = list(dict.fromkeys(str(g["keys"][inner_key]) for g in groups))
+    width = 0.8 / len(inner)
+    fig, ax = plt.subplots(figsize=(max(6, 0.35 * len(groups) + 3), 4.8))
+    colors = plt.get_cmap("tab10" if len(inner) <= 10 else "tab20")
+    for j, name in enumerate(inner):
+        mine = {str(g["keys"][outer_key]): g for g in groups if str(g["keys"][inner_key]) == name}
+        xs = [i + (j - (len(inner) - 1) / 2) * width for i, o in enumerate(outer) if o in mine]
+        found = [mine[o] for o in outer if o in mine]
+        ax.bar(
+            xs,
+            [g[metric][0] for g in found],
+            width,
+            yerr=[g[metric][1] for g in found],
+            capsize=2,
+            color=colors(j % colors.N),
+            label=f"{name} (n={max(g['n'] for g in found)})",
+        )
+    ax.set_xticks(range(len(outer)), outer, fontsize=8, rotation=25, ha="right")
+    ax.set_xlabel(outer_key)
+    ax.set_ylabel(metric.replace("_", " "))
+    ax.set_title(f"Mean {metric.replace('_', ' ')} ± std, per {outer_key} and {inner_key}")
+    ax.legend(fontsize=7, title=inner_key, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    ax.grid(axis="y", alpha=0.3)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)
 
 

@@ -129,3 +129,29 @@ def test_domain_loss_is_the_two_domains_mean_bce():
     bce = lambda z, y: np.mean(np.log1p(np.exp(-z)) if y else np.log1p(np.exp(z)))
     got = float(domain_loss(jnp.asarray(s), jnp.asarray(t)))
     np.testing.assert_allclose(got, 0.5 * (bce(s, 1) + bce(t, 0)), rtol=1e-6)
+
+
+def test_balanced_accuracy_is_sklearns_over_batches_with_padding():
+    from sklearn.metrics import balanced_accuracy_score
+
+    rng = np.random.default_rng(0)
+    labels = rng.choice(3, 50, p=[0.8, 0.15, 0.05])  # imbalanced, as the airline tweets
+    logits = rng.standard_normal((50, 3)) + 2.0 * np.eye(3)[labels] * (rng.random(50) < 0.6)[:, None]  # fmt: skip
+    task = Adaptation(method="coral", num_classes=3)
+    total = {}
+    for start in range(0, 50, 16):  # uneven batches; the last padded with weight-0 rows
+        rows = slice(start, start + 16)
+        batch_logits, batch_labels = logits[rows], labels[rows]
+        weight = np.ones(len(batch_labels), np.float32)
+        pad = 16 - len(batch_labels)
+        batch = {
+            "label": jnp.asarray(np.pad(batch_labels, (0, pad))),
+            "weight": jnp.asarray(np.pad(weight, (0, pad))),
+        }
+        sums = task.batch_sums(jnp.asarray(np.pad(batch_logits, ((0, pad), (0, 0)))), batch)
+        total = {k: total.get(k, 0.0) + float(v) for k, v in sums.items()}
+    result = task.summarize(total)
+    expected = balanced_accuracy_score(labels, logits.argmax(-1))
+    np.testing.assert_allclose(result["balanced_accuracy"], expected, rtol=1e-6)
+    assert result["accuracy"] != result["balanced_accuracy"]  # the imbalance shows
+    assert "balanced_accuracy" in task.metric_names

@@ -17,7 +17,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from tlx.adaptation.mixed import mixed_forward, pooled
+from tlx.adaptation.mixed import example_batch, input_keys, mixed_forward, pooled
 
 GROUP = "domain_classifier"
 
@@ -67,7 +67,8 @@ def with_domain_classifier(bundle, endpoint: str, hidden: int, total_steps: int,
         return {**variables, "params": {**variables["params"], GROUP: extra}}
 
     def forward_for_stage(trainable):
-        base = mixed_forward(bundle.forward_for_stage(trainable, endpoint), with_features=True)
+        stage_forward = bundle.forward_for_stage(trainable, endpoint)
+        base = mixed_forward(stage_forward, with_features=True, keys=input_keys(bundle))
 
         def forward(params, model_state, batch, rng, train):
             model_params = {k: v for k, v in params.items() if k != GROUP}
@@ -100,13 +101,12 @@ def with_domain_classifier(bundle, endpoint: str, hidden: int, total_steps: int,
 
 def feature_dim(bundle, endpoint: str) -> int:
     """The pooled width of the endpoint's activations (traced, nothing computed)."""
-    from tlx.zoo.vision import sown
 
     def features(rng):
         variables = bundle.init(rng)
-        size = bundle.preprocessing.image_size
-        image = jnp.zeros((1, size, size, 3), jnp.float32)
-        _, updates = bundle.module.apply(variables, image, train=False, mutable=["intermediates"])
-        return pooled(sown(updates.get("intermediates", {}), endpoint))
+        state = {k: v for k, v in variables.items() if k != "params"}
+        forward = bundle.forward_for_stage(bundle.group_names, endpoint)
+        (_, activations), _ = forward(variables["params"], state, example_batch(bundle), rng, False)
+        return pooled(activations)
 
     return int(jax.eval_shape(features, jax.random.key(0)).shape[-1])

@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 
 import grain
 
-from tlx.data import image_sources, images
+from tlx.data import image_sources, images, sources, text
 from tlx.data.sampling import Shard, check_sizes, train_index_batches
 from tlx.errors import ConfigError
 from tlx.spec import RunSpec
@@ -32,7 +32,30 @@ class WithoutLabels:
         return len(self.source)
 
     def __getitem__(self, index: int) -> dict:
-        return {"image": self.source[index]["image"], "label": 0}
+        return {**self.source[index], "label": 0}
+
+
+def relabelled(source, source_ids: Sequence[int]):
+    """`source` with its label ids turned into the source's (unchanged for the identity)."""
+    return (
+        source
+        if list(source_ids) == list(range(len(source_ids)))
+        else Relabelled(source, source_ids)
+    )
+
+
+class Relabelled:
+    """A labelled target source with its label ids turned into the source's (adapt.label_map)."""
+
+    def __init__(self, source, source_ids: Sequence[int]):
+        self.source, self.source_ids = source, list(source_ids)
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def __getitem__(self, index: int) -> dict:
+        example = self.source[index]
+        return {**example, "label": self.source_ids[example["label"]]}
 
 
 def drop_labels(batch: Mapping) -> dict:
@@ -42,63 +65,126 @@ def drop_labels(batch: Mapping) -> dict:
 @dataclasses.dataclass
 class TargetData:
     name: str
-    statistics_batches: Sequence[dict]  # the unlabelled split in order, no augmentation
-    train_batches: grain.MapDataset  # random access by step: {"image"} rows, unlabelled
+    statistics_batches: Sequence[dict]  # images: the unlabelled split in order, no augmentation
+    train_batches: grain.MapDataset  # random access by step: the model's inputs, unlabelled
     eval_batches: dict[str, Sequence[dict]]  # "target_<split>" -> labelled batches (report only)
     strong_batches: grain.MapDataset | None = None  # pseudo_label: a strong view of the same
 
 
-def check_same_task(
-    spec: RunSpec, source_names: Sequence[str], target_names: Sequence[str], channels: tuple
-) -> None:
-    """The target has the source's label space and image channels, or a ConfigError."""
+def label_correspondence(
+    spec: RunSpec, source_names: Sequence[str], target_names: Sequence[str]
+) -> list[int]:
+    """Each target label id's source label id: the identity for the same names in the same order,
+    else what config.adapt.label_map ("target:source,...") declares; a ConfigError otherwise."""
     adapt = spec.adapt
-    if list(source_names) != list(target_names):
+    if not adapt.label_map:
+        if list(source_names) == list(target_names):
+            return list(range(len(target_names)))
+        pairs = ",".join(f"{t}:{s}" for t, s in zip(target_names, source_names))
         raise ConfigError(
             f"config.adapt.target={adapt.target!r} has the labels {list(target_names)} and the "
             f"source config.data.name={spec.data.name!r} {list(source_names)}; adaptation keeps "
-            "the label space, so the two must name the same classes in the same order. Choose "
-            "a target with the source's classes."
+            "the label space. Choose a target with the source's classes, or, when they are the "
+            "same classes under other names, declare which is which with config.adapt."
+            f"label_map (e.g. {pairs!r})."
         )
+    pairs = [p.split(":") for p in adapt.label_map.split(",")]
+    mapping = {p[0].strip(): p[1].strip() for p in pairs if len(p) == 2}
+    complete = len(pairs) == len(mapping) == len(target_names) and set(mapping) == set(target_names)
+    if not complete or sorted(mapping.values()) != sorted(source_names):
+        raise ConfigError(
+            f"config.adapt.label_map={adapt.label_map!r} must pair every target label "
+            f"{list(target_names)} with a different source label {list(source_names)}, as "
+            "'target:source,...'."
+        )
+    return [list(source_names).index(mapping[name]) for name in target_names]
+
+
+def check_channels(spec: RunSpec, channels: tuple) -> None:
     if None not in channels and channels[0] != channels[1]:
         raise ConfigError(
-            f"config.adapt.target={adapt.target!r} has {channels[1]}-channel images and the "
+            f"config.adapt.target={spec.adapt.target!r} has {channels[1]}-channel images and the "
             f"source {spec.data.name!r} {channels[0]}-channel ones; adapt between datasets of "
             "one image kind (grayscale to grayscale, colour to colour)."
         )
 
 
-def build_target_data(
-    spec: RunSpec, preprocessing, source_names: Sequence[str], shard: Shard
-) -> TargetData:
-    adapt, data = spec.adapt, spec.data
-    if not image_sources.is_image_dataset(adapt.target):
+def build_target_data(spec: RunSpec, bundle, source_names: Sequence[str], shard: Shard):
+    """The target's streams for the model in `bundle` (images or tokens), checked first."""
+    target = spec.adapt.target
+    if bundle.tokenizer is not None:
+        if target not in sources.TEXT_DATASETS:
+            raise ConfigError(
+                f"config.adapt.target={target!r} is not a text dataset tlx knows; a text model "
+                f"adapts to one of {sorted(sources.TEXT_DATASETS)}."
+            )
+        return _text_target(spec, bundle.tokenizer, source_names, shard)
+    if not image_sources.is_image_dataset(target):
         raise ConfigError(
-            f"config.adapt.target={adapt.target!r} is not an image dataset tlx knows; adaptation "
+            f"config.adapt.target={target!r} is not an image dataset tlx knows; adaptation "
             "reads images (e.g. 'uci_digits', 'fashion_mnist_c/gaussian_noise/5')."
         )
+    return _image_target(spec, bundle.preprocessing, source_names, shard)
+
+
+def _loader(load):
+    """`load(split)` with a missing split or dataset variant as a ConfigError."""
+
+    def split(name: str):
+        try:
+            return load(name)
+        except KeyError as e:  # e.g. a corruption or severity that does not exist
+            raise ConfigError(f"config.adapt: {e.args[0]}") from e
+
+    return split
+
+
+def _stream_seed_and_size(spec: RunSpec, unlabelled) -> tuple[int, int]:
+    batch_size = spec.adapt.target_batch_size or spec.batch_size
+    check_sizes(unlabelled, batch_size)
+    return target_seed(spec.seed), batch_size
+
+
+def _text_target(spec: RunSpec, tokenizer, source_names, shard: Shard) -> TargetData:
+    adapt, data = spec.adapt, spec.data
+    target_names = sources.label_names(adapt.target, data.data_dir)
+    ids = label_correspondence(spec, source_names, target_names)
+    split = _loader(lambda name: sources.load_text_source(adapt.target, name, data.data_dir))
+    unlabelled = WithoutLabels(split(adapt.target_split))
+    seed, batch_size = _stream_seed_and_size(spec, unlabelled)
+    common = dict(max_length=int(data.max_length), buckets=tuple(data.buckets), shard=shard)
+    train = text.make_train_batches(
+        unlabelled, tokenizer, batch_size=batch_size, seed=seed, **common
+    ).map(drop_labels)
+    # Text has no augmentation: pseudo-labels' second view is the same tokens, which the one
+    # forward over the concatenation runs under other dropout masks.
+    strong = train if adapt.method == "pseudo_label" else None
+    evals = {
+        f"target_{name}": text.make_eval_batches(
+            relabelled(split(name), ids), tokenizer, batch_size=spec.eval_batch_size, **common
+        )
+        for name in adapt.eval_splits
+    }
+    return TargetData(adapt.target, (), train, evals, strong)
+
+
+def _image_target(spec: RunSpec, preprocessing, source_names, shard: Shard) -> TargetData:
+    adapt, data = spec.adapt, spec.data
     try:
         target_names = image_sources.image_label_names(adapt.target, data.data_dir)
     except KeyError as e:  # e.g. a corruption or severity that does not exist
         raise ConfigError(f"config.adapt.target: {e.args[0]}") from e
-
-    def split(name: str):
-        try:
-            return image_sources.load_image_source(adapt.target, name, data.data_dir)
-        except KeyError as e:
-            raise ConfigError(f"config.adapt: {e.args[0]}") from e
-
+    split = _loader(lambda name: image_sources.load_image_source(adapt.target, name, data.data_dir))
+    ids = label_correspondence(spec, source_names, target_names)
     channels = tuple(
         image_sources.image_channels(name, data.data_dir) for name in (data.name, adapt.target)
     )
-    check_same_task(spec, source_names, target_names, channels)
-    stream = split(adapt.target_split)
-    unlabelled = WithoutLabels(stream)
+    check_channels(spec, channels)
+    unlabelled = WithoutLabels(split(adapt.target_split))
     statistics = images.make_image_eval_batches(
         unlabelled, preprocessing, batch_size=adapt.statistics_batch_size
     ).map(drop_labels)
-    seed, batch_size = target_seed(spec.seed), adapt.target_batch_size or spec.batch_size
-    check_sizes(unlabelled, batch_size)
+    seed, batch_size = _stream_seed_and_size(spec, unlabelled)
     index_batches = train_index_batches(len(unlabelled), batch_size, seed)
 
     def view(augment: str, crop_scale, augment_seed: int) -> grain.MapDataset:
@@ -115,8 +201,11 @@ def build_target_data(
         strong = view(adapt.strong_augment, adapt.strong_crop_scale, seed + 1)
     evals = {
         f"target_{name}": images.make_image_eval_batches(
-            split(name), preprocessing, batch_size=spec.eval_batch_size, shard=shard
-        )
+            relabelled(split(name), ids),
+            preprocessing,
+            batch_size=spec.eval_batch_size,
+            shard=shard,
+        )  # fmt: skip
         for name in adapt.eval_splits
     }
     return TargetData(adapt.target, statistics, train, evals, strong)

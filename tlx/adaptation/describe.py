@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from tlx.data.sources import TEXT_DATASETS
 from tlx.spec import RunSpec
 
 LOSSES = {
@@ -28,14 +29,20 @@ def describe_adaptation(spec: RunSpec) -> list[str]:
         lines.append(
             f"  source stream   {spec.data.name} train, labelled, {spec.batch_size} a step"
         )
+    is_text = spec.data.name in TEXT_DATASETS
     if trains:
-        strong = (
-            f" + a strong view ({adapt.strong_augment!r})" if adapt.method == "pseudo_label" else ""
-        )
+        view = "tokens" if is_text else f"augment={spec.data.augment!r}"
+        strong = ""
+        if adapt.method == "pseudo_label":
+            strong = f" + a strong view ({adapt.strong_augment!r})"
+            if is_text:  # no text augmentation: the views differ by their dropout masks
+                strong = " + the same tokens again (another dropout mask)"
         lines.append(
             f"  target stream   {adapt.target} {adapt.target_split}, unlabelled, "
-            f"{target_batch} a step, augment={spec.data.augment!r}{strong}"
+            f"{target_batch} a step, {view}{strong}"
         )
+    if adapt.label_map:
+        lines.append(f"  labels          target:source {adapt.label_map}")
     if adapt.reestimates_statistics:
         lines.append(
             f"  statistics      BatchNorm re-estimated on {adapt.target} {adapt.target_split} "
@@ -46,7 +53,7 @@ def describe_adaptation(spec: RunSpec) -> list[str]:
     )
     ramp = f", its weight ramped over {adapt.ramp_steps} steps" if adapt.ramp_steps else ""
     lines.append(f"  loss            {loss}{ramp}")
-    if trains:
+    if trains and not is_text:
         lines.append(f"  BatchNorm       frozen groups: {spec.model.frozen_batchnorm!r}")
     selection = spec.selection.metric
     lines.append(

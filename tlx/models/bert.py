@@ -296,6 +296,8 @@ class BertForSequenceClassification(nn.Module):
             pooled = hidden[:, 0]
         elif self.pooling == "mean":
             pooled = masked_mean(hidden, attention_mask)
+        # The classifier's input, sown as the endpoint "pooled" (feature alignment in tlx.adaptation)
+        self.sow("intermediates", "pooled", pooled)
         rate = self.classifier_dropout
         if rate is None:
             rate = self.config.hidden_dropout_prob

@@ -67,18 +67,24 @@ def pseudo_label_loss(weak: jax.Array, strong: jax.Array, threshold: float):
     return jnp.mean(losses * confident), jnp.sum(confident)
 
 
+def class_sums(logits: jax.Array, labels: jax.Array, weights: jax.Array, num_classes: int):
+    """Per class c: the weighted count of rows labelled c and of those predicted c (for the
+    balanced accuracy, the mean of the per-class recalls)."""
+    correct = (jnp.argmax(logits, -1) == labels).astype(jnp.float32) * weights
+    sums = {}
+    for c in range(num_classes):
+        of_class = (labels == c).astype(jnp.float32)
+        sums[f"class_{c}_sum"] = jnp.sum(of_class * weights)
+        sums[f"class_{c}_correct_sum"] = jnp.sum(of_class * correct)
+    return sums
+
+
 class Adaptation(Classification):
-    name = "classification"  # scored as a classifier; the adaptation is how it trains
-    sum_keys = (
-        "loss_sum",
-        "correct_sum",
-        "labelled_sum",
-        "entropy_sum",
-        "unlabelled_loss_sum",
-        "confident_sum",
-        "weight_sum",
-    )
-    metric_names = ("accuracy", "loss", "entropy")
+    """Scored as a classifier, plus the balanced accuracy (a shifted target's classes are often
+    imbalanced: 80% of the airline tweets are negative) and the prediction entropy."""
+
+    name = "classification"  # the adaptation is how it trains
+    metric_names = ("accuracy", "balanced_accuracy", "loss", "entropy")
 
     def __init__(
         self,
@@ -86,9 +92,22 @@ class Adaptation(Classification):
         method: str = "tent",
         threshold: float = 0.95,
         ramp_steps: int = 0,
+        num_classes: int = 0,
     ):
         self.weight, self.method = float(weight), method
         self.threshold, self.ramp_steps = float(threshold), int(ramp_steps)
+        self.num_classes = int(num_classes)
+        per_class = [f"class_{c}_{k}sum" for c in range(self.num_classes) for k in ("", "correct_")]
+        self.sum_keys = (
+            "loss_sum",
+            "correct_sum",
+            "labelled_sum",
+            "entropy_sum",
+            "unlabelled_loss_sum",
+            "confident_sum",
+            "weight_sum",
+            *per_class,
+        )
 
     def batch_sums(self, outputs, batch: Mapping) -> dict[str, jax.Array]:
         if isinstance(outputs, Mapping):  # a mixed source + target batch
@@ -98,6 +117,7 @@ class Adaptation(Classification):
         zero = jnp.zeros((), jnp.float32)
         if "label" not in batch:  # unlabelled target rows: entropy minimisation (TENT)
             return {
+                **{k: zero for k in self.sum_keys if k.startswith("class_")},
                 "loss_sum": self.weight * entropy,
                 "correct_sum": zero,
                 "labelled_sum": zero,
@@ -109,6 +129,7 @@ class Adaptation(Classification):
         sums = super().batch_sums(outputs, batch)
         return {
             **sums,
+            **class_sums(outputs, batch["label"], weights, self.num_classes),
             "labelled_sum": sums["weight_sum"],
             "entropy_sum": entropy,
             "unlabelled_loss_sum": zero,
@@ -134,6 +155,7 @@ class Adaptation(Classification):
         # Sums, as every task's: the unlabelled mean counts once per source row, so that the
         # train step's division by the source weight leaves mean CE + weight x ramp x term.
         return {
+            **class_sums(outputs["source"], batch["label"], batch_weights(batch), self.num_classes),
             "loss_sum": sums["loss_sum"] + self.weight * ramp * unlabelled * weight_sum,
             "correct_sum": sums["correct_sum"],
             "labelled_sum": weight_sum,
@@ -149,6 +171,13 @@ class Adaptation(Classification):
         result = {}
         if labelled > 0:
             result["accuracy"] = float(sums["correct_sum"]) / labelled
+            recalls = [
+                float(sums[f"class_{c}_correct_sum"]) / float(sums[f"class_{c}_sum"])
+                for c in range(self.num_classes)
+                if float(sums.get(f"class_{c}_sum", 0.0)) > 0
+            ]
+            if recalls:  # the classes present in the split, each counted equally
+                result["balanced_accuracy"] = sum(recalls) / len(recalls)
         result["loss"] = float(sums["loss_sum"]) / weight
         result["entropy"] = float(sums["entropy_sum"]) / weight
         if float(sums.get("unlabelled_loss_sum", 0.0)):

@@ -58,3 +58,22 @@ def compute_dtype(model: ModelSpec | Mapping):
     import jax.numpy as jnp
 
     return jnp.dtype(name)
+
+
+def sown(intermediates, endpoint: str):
+    """The activations a module sowed under `endpoint` (the last value sown, at any depth)."""
+    found, names = [], set()
+
+    def walk(tree):
+        for key, value in tree.items():
+            if isinstance(value, tuple):  # sow keeps a tuple of every value sown under a name
+                names.add(key)
+                if key == endpoint:
+                    found.append(value[-1])
+            elif hasattr(value, "items"):
+                walk(value)
+
+    walk(intermediates)
+    if not found:
+        raise ValueError(f"the model sows no endpoint {endpoint!r}; it sows {sorted(names)}.")
+    return found[-1]

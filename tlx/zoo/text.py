@@ -10,31 +10,43 @@ import numpy as np
 from tlx.models.bert import BertForSequenceClassification, bert_param_groups
 from tlx.ranges import OPTIONAL_DROPOUT
 from tlx.spec import ModelSpec
+from tlx.types import ForwardFn
 from tlx.weights.hf_bert import load_hf_bert, load_tokenizer
-from tlx.zoo.bundles import ModelBundle, compute_dtype
+from tlx.zoo.bundles import ModelBundle, compute_dtype, sown
 from tlx.zoo.resolve import resolve_checkpoint
 
 
-def bert_forward_and_init(module: BertForSequenceClassification):
-    """The uniform forward(params, model_state, batch, rng, train) and init(rng) of a BERT
-    classifier over tokenised batches (input_ids, attention_mask, token_type_ids)."""
+def bert_forward(module: BertForSequenceClassification, endpoint: str = "") -> ForwardFn:
+    """The uniform forward(params, model_state, batch, rng, train) of a BERT classifier over
+    tokenised batches (input_ids, attention_mask, token_type_ids). With an `endpoint` (the only
+    one sown is "pooled", the classifier's input) the outputs are (logits, its activations)."""
 
     def forward(params, model_state, batch, rng, train):
-        logits = module.apply(
+        out = module.apply(
             {"params": params},
             batch["input_ids"],
             batch["attention_mask"],
             batch["token_type_ids"],
             deterministic=not train,
             rngs={"dropout": rng} if train else None,
+            mutable=["intermediates"] if endpoint else False,
         )
-        return logits, model_state
+        if endpoint:
+            logits, updates = out
+            return (logits, sown(updates.get("intermediates", {}), endpoint)), model_state
+        return out, model_state
+
+    return forward
+
+
+def bert_forward_and_init(module: BertForSequenceClassification):
+    """The uniform forward (see `bert_forward`) and init(rng) of a BERT classifier."""
 
     def init(rng):
         ids = np.zeros((1, 8), np.int32)
         return module.init(rng, ids, np.ones_like(ids), ids)
 
-    return forward, init
+    return bert_forward(module), init
 
 
 def build_bert_classifier(model: ModelSpec | Mapping, num_classes: int) -> ModelBundle:
@@ -69,6 +81,8 @@ def build_bert_classifier(model: ModelSpec | Mapping, num_classes: int) -> Model
         groups=bert_param_groups(config.num_hidden_layers, has_pooler=pooling == "pooler"),
         forward=forward,
         init=init,
+        # one forward for every stage (no BatchNorm policy); an endpoint adds its activations
+        forward_for_stage=lambda trainable, endpoint="": bert_forward(module, endpoint),
         pretrained=None if random_init else pretrained,
         allow_fresh=(r"^classifier/",),
         tokenizer=load_tokenizer(folder),

@@ -37,7 +37,7 @@ from tlx.data.preprocess import TORCHVISION_IMAGENET, ImagePreprocessing
 from tlx.spec import ModelSpec
 from tlx.transfer.batchnorm import check_policy
 from tlx.tree import flatten
-from tlx.zoo.bundles import ModelBundle, compute_dtype
+from tlx.zoo.bundles import ModelBundle, compute_dtype, sown
 from tlx.zoo.catalog import ARCHITECTURES, PARAM_GROUPS, get_entry, import_object
 
 BATCHNORM_MODES = ("frozen", "train")
@@ -117,25 +117,6 @@ def make_forward(
         return out, model_state
 
     return forward
-
-
-def sown(intermediates, endpoint: str):
-    """The activations a module sowed under `endpoint` (the last value sown, at any depth)."""
-    found, names = [], set()
-
-    def walk(tree):
-        for key, value in tree.items():
-            if isinstance(value, tuple):  # sow keeps a tuple of every value sown under a name
-                names.add(key)
-                if key == endpoint:
-                    found.append(value[-1])
-            elif hasattr(value, "items"):
-                walk(value)
-
-    walk(intermediates)
-    if not found:
-        raise ValueError(f"the model sows no endpoint {endpoint!r}; it sows {sorted(names)}.")
-    return found[-1]
 
 
 def _head_regex(groups) -> str:
