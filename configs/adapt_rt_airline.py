@@ -82,7 +82,6 @@ def get_config(arg=None):
     config.selection.metric = ""  # nothing is selected on target labels
     seeds = ",".join(map(str, SEEDS))
     config.sweep = (
-        f"seed=[{seeds}];"
-        f"(strategy,adapt.method,total_steps,plan.name,adapt.endpoint)={METHOD_ROWS}"
+        f"seed=[{seeds}];(strategy,adapt.method,total_steps,plan.name,adapt.endpoint)={METHOD_ROWS}"
     )
     return config
