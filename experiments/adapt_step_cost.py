@@ -26,12 +26,15 @@ from pathlib import Path
 
 from absl import app, flags
 
+from experiments import speed_vs_torch as svt  # noqa: F401  (defines --steps, --warmup, --out)
 from tlx.machine import git_commit, machine
 
-_STEPS = flags.DEFINE_integer("steps", 30, "Timed steps per row.")
-_WARMUP = flags.DEFINE_integer("warmup", 5, "Untimed steps first (compilation).")
-_OUT = flags.DEFINE_string("out", "runs/adapt_step_cost", "Output prefix (.md, .json).")
-_MODELS = flags.DEFINE_list("models", ["small_cnn", "minilm"], "small_cnn, minilm.")
+FLAGS = flags.FLAGS
+
+# --steps, --warmup and --out are experiments.speed_vs_torch's flags (it times the steps); their
+# defaults here are set in main().
+_PAIRS = flags.DEFINE_list("pairs", ["small_cnn", "minilm"], "small_cnn, minilm.")
+STEPS, WARMUP, OUT = 30, 5, "runs/adapt_step_cost"
 
 
 def image_config(method: str, batch: int | None = None):
@@ -90,7 +93,6 @@ def inputs_per_step(batch: dict) -> int:
 def time_row(config, steps: int, warmup: int) -> dict:
     import jax
 
-    from experiments import speed_vs_torch as svt
     from tlx.experiment import build_experiment
 
     exp = build_experiment(config)
@@ -143,19 +145,22 @@ def markdown(results: dict) -> str:
 
 def main(argv):
     del argv
+    given = {name: FLAGS[name].present for name in ("steps", "warmup", "out")}
+    steps = FLAGS.steps if given["steps"] else STEPS
+    warmup = FLAGS.warmup if given["warmup"] else WARMUP
+    out = Path(FLAGS.out if given["out"] else OUT)
     results = {
         "machine": machine(),
         "commit": git_commit(),
-        "steps": _STEPS.value,
-        "warmup": _WARMUP.value,
+        "steps": steps,
+        "warmup": warmup,
         "models": {},
     }
-    out = Path(_OUT.value)
     out.parent.mkdir(parents=True, exist_ok=True)
-    for model in _MODELS.value:
+    for model in _PAIRS.value:
         rows = []
         for name, config in rows_for(model):
-            row = {"name": name, **time_row(config, _STEPS.value, _WARMUP.value)}
+            row = {"name": name, **time_row(config, steps, warmup)}
             print(f"{model} {name}: {1e3 * row['step_s']:.1f} ms ({row['inputs']} inputs)")
             rows.append(row)
             results["models"][model] = rows
