@@ -37,29 +37,24 @@ _PAIRS = flags.DEFINE_list("pairs", ["small_cnn", "minilm"], "small_cnn, minilm.
 STEPS, WARMUP, OUT = 30, 5, "runs/adapt_step_cost"
 
 
-def image_config(method: str, batch: int | None = None):
-    from configs.adapt_fmnist_c import get_config
-
-    config = get_config()
-    config.init_from = ""  # timing only: the weights do not change the cost
-    config.model.random_init = True
-    config.adapt.method = method
-    config.adapt.target = "fashion_mnist_c/gaussian_noise/5"
-    config.adapt.endpoint = "dense_relu" if method in ("coral", "dann") else ""
-    config.total_steps = 300
-    config.plan.name = "finetune"
-    if batch:
-        config.batch_size = batch
-    return config
+# Per pair: the adaptation config, its target, and the endpoint CORAL and DANN align.
+PAIRS = {
+    "small_cnn": ("configs.adapt_fmnist_c", "fashion_mnist_c/gaussian_noise/5", "dense_relu"),
+    "minilm": ("configs.adapt_rt_airline", "airline_tweets", "pooled"),
+}
 
 
-def text_config(method: str, batch: int | None = None):
-    from configs.adapt_rt_airline import get_config
+def row_config(pair: str, method: str, batch: int | None = None):
+    """The pair's adaptation config for `method` ("": an ordinary fine-tuning run), 300
+    fine-tuning steps, not started from a source run (the weights do not change the cost)."""
+    import importlib
 
-    config = get_config()
+    module, target, endpoint = PAIRS[pair]
+    config = importlib.import_module(module).get_config()
     config.init_from = ""
     config.adapt.method = method
-    config.adapt.endpoint = "pooled" if method in ("coral", "dann") else ""
+    config.adapt.target = target
+    config.adapt.endpoint = endpoint if method in ("coral", "dann") else ""
     config.total_steps = 300
     config.plan.name = "finetune"
     if batch:
@@ -68,7 +63,9 @@ def text_config(method: str, batch: int | None = None):
 
 
 def rows_for(model: str) -> list[tuple[str, object]]:
-    make = image_config if model == "small_cnn" else text_config
+    def make(method, batch=None):
+        return row_config(model, method, batch)
+
     base = make("")
     source, target = base.batch_size, base.adapt.target_batch_size
     # plain: an ordinary fine-tuning run (no adaptation) at three batch sizes

@@ -205,7 +205,7 @@ def _image_target(spec: RunSpec, preprocessing, source_names, shard: Shard) -> T
             preprocessing,
             batch_size=spec.eval_batch_size,
             shard=shard,
-        )  # fmt: skip
+        )
         for name in adapt.eval_splits
     }
     return TargetData(adapt.target, statistics, train, evals, strong)

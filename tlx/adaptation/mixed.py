@@ -98,7 +98,9 @@ class MixedBatches:
             "adapt_step": np.full(rows, step, np.int32),
         }
         target = self.target[step]
-        strong = self.strong[step] if self.strong is not None else None
+        strong = None
+        if self.strong is not None:  # text: the same stream (read once), under other dropout
+            strong = target if self.strong is self.target else self.strong[step]
         for key in self.keys:
             mixed[f"target_{key}"] = target[key]
             if strong is not None:

@@ -68,8 +68,8 @@ def pseudo_label_loss(weak: jax.Array, strong: jax.Array, threshold: float):
 
 
 def class_sums(logits: jax.Array, labels: jax.Array, weights: jax.Array, num_classes: int):
-    """Per class c: the weighted count of rows labelled c and of those predicted c (for the
-    balanced accuracy, the mean of the per-class recalls)."""
+    """Per class c: the weighted count of rows labelled c and of those among them predicted
+    right (for the balanced accuracy, the mean of the per-class recalls)."""
     correct = (jnp.argmax(logits, -1) == labels).astype(jnp.float32) * weights
     sums = {}
     for c in range(num_classes):
