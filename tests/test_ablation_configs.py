@@ -85,6 +85,7 @@ NOT_PLANS = {
     "tfidf",
     "pixel_logreg",
     "converged",
+    "source",  # the source runs of the adaptation study (configs/adapt_rt_airline.py)
 }
 ADDED = {"strategy", "sweep", "optim.cut_frac", "optim.ratio"}  # unread where their plan is not
 

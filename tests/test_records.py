@@ -146,3 +146,24 @@ def test_a_published_table_regenerates_from_its_records(name, tmp_path):
     assert (tmp_path / "aggregate.csv").read_bytes() == (RESULTS / f"{name}.csv").read_bytes()
     assert md.endswith("\n" + result["markdown"])
     assert f"Cells trained by `{result['sweep_command']}`." in md
+
+
+def test_a_cell_still_running_reports_the_same_from_its_folder_and_from_the_records(tmp_path):
+    """A cell with a metrics.jsonl but no summary (a run going on, or killed) is reported as missing
+    with no values: its records hold nothing for it, so a table made from the folder would
+    otherwise disagree with the one regenerated from the published records."""
+    fabricate(tmp_path / "sweep")
+    running = tmp_path / "sweep" / MISSING
+    (running / "metrics.jsonl").write_text(
+        (tmp_path / "sweep" / FINISHED[0] / "metrics.jsonl").read_text()
+    )
+    args = dict(group_by=None, over="seed", time_to_accuracy=[0.5])
+    from_folder = agg.aggregate(tmp_path / "sweep", **args)
+    csv = (tmp_path / "sweep" / "aggregate.csv").read_text()
+    _, [records] = publish_sweep(tmp_path / "sweep", tmp_path / "abl")
+    from_records = agg.aggregate(tmp_path / "again", records=records, **args)
+    assert from_folder["markdown"] == from_records["markdown"]
+    assert csv == (tmp_path / "again" / "aggregate.csv").read_text()
+    [row] = [line for line in csv.splitlines() if line.startswith(f'"{MISSING}"')]
+    identity = {"", "2", "progressive"}  # its seed and plan; every value column is empty
+    assert set(row.removeprefix(f'"{MISSING}",missing').split(",")) <= identity

@@ -63,7 +63,9 @@ def load_cells(root: str | Path) -> tuple[dict, list[CellData]]:
 
 def sweep_cell(entry, summary, curve, config) -> CellData:
     """A sweep entry's cell from its records: missing without a summary, incomplete short of the
-    entry's total_steps (the rule of tlx.run_folder.is_finished), else finished."""
+    entry's total_steps (the rule of tlx.run_folder.is_finished), else finished. A missing cell
+    keeps no curve: a run still going (or killed) reports nothing until its summary is written,
+    so a table made from a folder equals the one made from its records (which hold summaries)."""
     expected = entry.get("total_steps")
     if summary is None:
         status = "missing"
@@ -72,7 +74,8 @@ def sweep_cell(entry, summary, curve, config) -> CellData:
     else:
         status = "finished"
     overrides = dict(entry.get("overrides", {}))
-    return CellData(entry["name"], overrides, status, summary, list(curve), config, expected)
+    curve = list(curve) if summary is not None else []
+    return CellData(entry["name"], overrides, status, summary, curve, config, expected)
 
 
 def splits_of(cells: Sequence[CellData]) -> list[str]:
