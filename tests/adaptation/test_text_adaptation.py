@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from configs import adapt_rt_airline, adapt_rt_airline_oracle, minilm_rt_source
+from experiments.sweep import plan_sweep
 from tests.test_trainer import Killed, kill_at
 from tlx.checkpoint import Checkpoints
 from tlx.data import sources
@@ -125,6 +126,19 @@ def test_mixed_methods_train_on_source_labels_and_unlabelled_tweets(
     assert not np.array_equal(params["classifier/kernel"], source["classifier/kernel"])
     if method == "dann":
         assert params["domain_classifier/dense_1/kernel"].shape == (32, 256)  # 32-wide pooled
+
+
+def test_the_declared_dann_row_trains_its_domain_classifier_at_ten_times_the_rate(
+    source_run, tiny_bert_dir, rt_data_dir
+):
+    """The study's dann row, as the sweep declares it (the pilot at one rate collapsed)."""
+    [row] = [c for c in plan_sweep("configs/adapt_rt_airline.py", None, "/unused").cells
+             if c.overrides["strategy"] == "dann" and c.overrides["seed"] == 0]  # fmt: skip
+    config = adapt_config(source_run, tiny_bert_dir, rt_data_dir, "dann", endpoint="pooled")
+    config.plan.lr_multipliers = row.overrides["plan.lr_multipliers"]
+    [stage] = build_experiment(config).plan.stages
+    assert stage.multipliers["domain_classifier"] == 10.0
+    assert {m for g, m in stage.multipliers.items() if g != "domain_classifier"} == {1.0}
 
 
 def test_a_killed_text_adaptation_resumes_bit_identically(
