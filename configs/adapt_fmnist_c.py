@@ -50,6 +50,7 @@ CORRUPTIONS = (
 SEVERITIES = (3, 5)
 PHOTO = "fashion_mnist_m"  # the items on photo backgrounds (MNIST-M's recipe)
 TARGETS = (*(f"fashion_mnist_c/{c}/{s}" for s in SEVERITIES for c in CORRUPTIONS), PHOTO)
+DEFAULT_TARGET = "fashion_mnist_c/elastic_transform/5"  # the config run alone, outside the sweep
 # (strategy, adapt.method, total_steps, model.frozen_batchnorm, plan.name, adapt.endpoint)
 METHOD_ROWS = (
     "[('none','none',0,'frozen','frozen',''),"
@@ -87,7 +88,7 @@ def get_config(arg=None):
     config = source_config()
     config.strategy = "adabn"
     config.init_from = SOURCE_RUNS + "/seed={seed}"  # each seed adapts its own source run
-    config.adapt = adapt_section("adabn", TARGETS[-1])
+    config.adapt = adapt_section("adabn", DEFAULT_TARGET)
     config.total_steps = 0
     config.eval_every = 50
     config.checkpoint_every = 50

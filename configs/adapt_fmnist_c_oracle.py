@@ -15,7 +15,7 @@ Budget: until 4 evaluations (400 steps of 64) pass without a better validation a
 statistics too: the target's own).
 """
 
-from configs.adapt_fmnist_c import SEEDS, SOURCE_RUNS, TARGETS, adapt_section
+from configs.adapt_fmnist_c import DEFAULT_TARGET, SEEDS, SOURCE_RUNS, TARGETS, adapt_section
 from configs.fmnist_small_cnn_bn import get_config as source_config
 
 
@@ -23,9 +23,9 @@ def get_config(arg=None):
     config = source_config()
     config.strategy = "oracle"
     config.init_from = SOURCE_RUNS + "/seed={seed}"
-    config.data.name = TARGETS[-1]
+    config.data.name = DEFAULT_TARGET
     config.data.train_examples = 0
-    config.adapt = adapt_section("none", TARGETS[-1])
+    config.adapt = adapt_section("none", DEFAULT_TARGET)
     config.total_steps = 1500
     config.eval_every = 100
     config.checkpoint_every = 100
