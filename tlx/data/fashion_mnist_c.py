@@ -105,7 +105,28 @@ def corrupt_images(images: np.ndarray, corruption: str, severity: int) -> np.nda
     return out
 
 
-class FashionMnistCLocal(ArrayImageBuilder):
+class ShiftedFashionMnistTest(ArrayImageBuilder, skip_registration=True):
+    """Fashion-MNIST's 10,000 test images under a shift (`shift`), split by their clean pixels, so
+    every shifted target (the corruptions, `fashion_mnist_m`) cuts the same items into its splits."""
+
+    SHAPE = (28, 28, 1)
+    LABEL_NAMES = fashion_mnist.LABEL_NAMES
+    VALIDATION, TEST = 1000, 5000
+
+    def shift(self, clean: np.ndarray) -> np.ndarray:
+        """uint8 [N, 28, 28, 1] clean images -> the shifted images, the same shape."""
+        raise NotImplementedError
+
+    def load(self):
+        images, labels = fashion_mnist.read_split(fashion_mnist.find_dir(), "t10k")
+        self._clean = images[..., None]
+        return self.shift(self._clean), labels.astype(np.int64)
+
+    def split_keys(self, images):
+        return self._clean
+
+
+class FashionMnistCLocal(ShiftedFashionMnistTest):
     """Fashion-MNIST test images, corrupted (one config per corruption and severity)."""
 
     VERSION = tfds.core.Version("1.0.0")
@@ -115,20 +136,12 @@ class FashionMnistCLocal(ArrayImageBuilder):
         for c in CORRUPTIONS
         for s in SEVERITIES
     ]
-    SHAPE = (28, 28, 1)
-    LABEL_NAMES = fashion_mnist.LABEL_NAMES
-    VALIDATION, TEST = 1000, 5000
     DESCRIPTION = (
         "Fashion-MNIST's 10,000 test images with an ImageNet-C corruption (corrupt-tta): train "
         "4,000 / validation 1,000 / test 5,000 by sha1 of the clean pixels."
     )
     HOMEPAGE = "https://github.com/hendrycks/robustness"
 
-    def load(self):
+    def shift(self, clean):
         corruption, severity = self.builder_config.name.rsplit("_", 1)
-        images, labels = fashion_mnist.read_split(fashion_mnist.find_dir(), "t10k")
-        self._clean = images[..., None]
-        return corrupt_images(self._clean, corruption, int(severity)), labels.astype(np.int64)
-
-    def split_keys(self, images):
-        return self._clean
+        return corrupt_images(clean, corruption, int(severity))

@@ -17,13 +17,13 @@ the same pixels on every machine.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 
 import numpy as np
 import tensorflow_datasets as tfds
 
-from tlx.data import fashion_mnist
-from tlx.data.array_builder import ArrayImageBuilder
+from tlx.data.fashion_mnist_c import ShiftedFashionMnistTest
 from tlx.data.fashiondet import backgrounds
 from tlx.data.resize import resize_bilinear
 
@@ -31,6 +31,7 @@ NAME = "fashion_mnist_m"
 PATCH_SIDES = (28, 112)  # the square cut from a photo, before resizing to the item's 28 px
 
 
+@functools.cache  # converted once, not once per patch
 def grey_photos() -> tuple[np.ndarray, ...]:
     """The sample photos as uint8 [H, W] luminance (ITU-R 601 weights, as PIL's "L" mode)."""
     weights = np.asarray([0.299, 0.587, 0.114], np.float32)
@@ -59,16 +60,13 @@ def blend(items: np.ndarray) -> np.ndarray:
     return out
 
 
-class FashionMnistMLocal(ArrayImageBuilder):
+class FashionMnistMLocal(ShiftedFashionMnistTest):
     """Fashion-MNIST test items blended into photo patches (MNIST-M's construction)."""
 
     VERSION = tfds.core.Version("1.0.0")
     RELEASE_NOTES = {
         "1.0.0": "|grey photo patch - item| on the t10k images; splits by sha1(clean)."
     }
-    SHAPE = (28, 28, 1)
-    LABEL_NAMES = fashion_mnist.LABEL_NAMES
-    VALIDATION, TEST = 1000, 5000
     DESCRIPTION = (
         "Fashion-MNIST's 10,000 test images blended into grey patches of scikit-learn's sample "
         "photos, out = |patch - item| (MNIST-M's rule): train 4,000 / validation 1,000 / test "
@@ -76,10 +74,5 @@ class FashionMnistMLocal(ArrayImageBuilder):
     )
     HOMEPAGE = "https://arxiv.org/abs/1409.7495"
 
-    def load(self):
-        images, labels = fashion_mnist.read_split(fashion_mnist.find_dir(), "t10k")
-        self._clean = images[..., None]
-        return blend(self._clean), labels.astype(np.int64)
-
-    def split_keys(self, images):
-        return self._clean
+    def shift(self, clean):
+        return blend(clean)
