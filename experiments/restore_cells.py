@@ -10,7 +10,9 @@ summary.json:
         --workdir=runs/ablation_rt
 
 (--published may also name the records file itself.) Cells published before records were kept
-exist only as rows of PREFIX.csv. For those it writes a summary.json rebuilt from the row (final
+exist only as rows of PREFIX.csv. For those (and only when there is no records file: the CSV
+also lists the rows `aggregate --rows_from` took from other studies, which are not this sweep's
+cells) it writes a summary.json rebuilt from the row (final
 accuracy and loss per split, seconds, examples/s, peak memory, the machine), marked
 "restored_from": they count in the tables again but have no learning curve. Cells already in the
 workdir (a summary.json there) are never touched.
@@ -87,7 +89,10 @@ def summary_from_row(row: dict[str, str], source: str, machine: str = "") -> dic
 
 
 def restore(published: str | Path, workdir: str | Path) -> dict[str, list[str]]:
-    """Fill `workdir` from PREFIX_records.jsonl.gz, else from finished rows of PREFIX.csv."""
+    """Fill `workdir` from PREFIX_records.jsonl.gz, else from finished rows of PREFIX.csv.
+
+    The records hold every finished cell of the sweep; the CSV is read only without them, since
+    its other rows are other studies' (`--rows_from`) and belong in their own workdirs."""
     published, workdir = Path(published), Path(workdir)
     if published.name.endswith(SUFFIX):  # the records file itself
         published = published.with_name(published.name.removesuffix(SUFFIX))
@@ -105,7 +110,7 @@ def restore(published: str | Path, workdir: str | Path) -> dict[str, list[str]]:
             done.update(restore_records(records, workdir))
         except RecordsError as e:
             raise SystemExit(f"restore_cells: {e}") from None
-    if csv_path.exists():
+    if csv_path.exists() and not records.exists():
         source = _provenance(csv_path)
         machine = published_machine(published.with_name(published.name + ".md"))
         seen = {*done["records"], *done["kept"]}

@@ -107,6 +107,31 @@ def test_a_cell_in_both_the_records_and_the_csv_is_restored_once(tmp_path):
     assert again["kept"] == sorted(FINISHED) and again["records"] == again["csv"] == []
 
 
+def test_rows_taken_from_another_study_are_not_restored_into_this_sweep(tmp_path):
+    """A study published with --rows_from lists the other study's rows in its CSV (e.g. the
+    classical baselines beside the converged cells); a fresh workdir gets only its own cells."""
+    fabricate(tmp_path / "sweep")
+    fabricate(tmp_path / "baseline")
+    agg.publish(
+        agg.aggregate(tmp_path / "baseline", group_by=None, over="seed"),
+        tmp_path / "results" / "base",
+        "python -m y",
+        "a machine",
+    )
+    result = agg.aggregate(
+        tmp_path / "sweep",
+        group_by=None,
+        over="seed",
+        rows_from=[agg.records_path(tmp_path / "results" / "base")],
+    )
+    assert len(result["rows"]) > len(FINISHED) + 1  # the baseline's rows are in the table
+    agg.publish(result, tmp_path / "results" / "abl", "python -m x", "a machine")
+    fresh = tmp_path / "fresh"
+    done = rc.restore(tmp_path / "results" / "abl", fresh)
+    assert sorted(done["records"]) == sorted(FINISHED) and done["csv"] == []
+    assert sorted(p.name for p in fresh.iterdir()) == sorted(FINISHED)
+
+
 def test_restore_says_what_to_pass_when_nothing_was_published(tmp_path):
     with pytest.raises(SystemExit, match="neither .*nope.csv nor .*nope_records.jsonl.gz"):
         rc.restore(tmp_path / "nope", tmp_path / "fresh")
