@@ -1,0 +1,115 @@
+"""Faster R-CNN with a feature pyramid (Ren et al.; Lin et al.) on any tlx image backbone.
+
+    model = FasterRCNN(backbone=ResNet(depth=50, num_classes=None, pooling=None),
+                       endpoints=("layer1", "layer2", "layer3", "layer4"), num_classes=91)
+    out, _ = model.apply(variables, canvas, image_sizes, mutable=["intermediates"])
+
+The backbone runs whole and the detector reads the activations it sows under `endpoints` (finest
+first), which is why `apply` needs `mutable=["intermediates"]`. Then the pyramid (fpn), the
+region proposals (rpn) and the RoI heads (box_head), each torchvision's and each tested equal to
+it in tests/detection. Every shape is static: proposals and detections are fixed-size arrays
+with masks, so the whole detector is one jit-compiled program.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import flax.linen as nn
+import jax
+
+from tlx.detection.anchors import pyramid_anchors
+from tlx.detection.fpn import FeaturePyramid
+from tlx.detection.roi_align import multiscale_roi_align
+from tlx.detection.roi_heads import BoxHead, DetectionSettings, detect_boxes
+from tlx.detection.rpn import ProposalSettings, RPNHead, select_proposals
+
+RESNET_FPN_ANCHORS = ((32,), (64,), (128,), (256,), (512,))  # one size per level
+MOBILENET_FPN_ANCHORS = ((32, 64, 128, 256, 512),) * 3  # every size on each level
+RATIOS = (0.5, 1.0, 2.0)
+
+
+class FasterRCNN(nn.Module):
+    backbone: nn.Module
+    endpoints: Sequence[str]
+    num_classes: int  # including the background, class 0 (COCO: 91)
+    anchor_sizes: Sequence[Sequence[float]] = RESNET_FPN_ANCHORS
+    anchor_ratios: Sequence[float] = RATIOS
+    fpn_channels: int = 256
+    box_hidden: int = 1024
+    proposals: ProposalSettings = ProposalSettings()
+    detections: DetectionSettings = DetectionSettings()
+
+    def backbone_levels(self, images, train: bool):
+        self.backbone(images, train=train)
+        sown = self.backbone.variables.get("intermediates")
+        if not sown:
+            raise ValueError(
+                "FasterRCNN reads its backbone's endpoints from the 'intermediates' collection: "
+                "call apply(..., mutable=['intermediates'])"
+            )
+        missing = [e for e in self.endpoints if e not in sown]
+        if missing:
+            raise ValueError(f"the backbone sows no {missing}; it sows {sorted(sown)}")
+        return [sown[e][-1] for e in self.endpoints]
+
+    @nn.compact
+    def __call__(self, images, image_sizes, train: bool = False):
+        """images: the padded canvas [N, Hp, Wp, 3] (RCNNTransform.batch); image_sizes [N, 2]
+        each image's (h, w) in it -> {"proposals", "proposal_scores", "proposal_mask",
+        "class_logits", "box_deltas", and the detections: "boxes", "scores", "classes",
+        "valid"}, boxes in canvas pixels."""
+        pyramid = FeaturePyramid(self.fpn_channels, extra_pool=True, name="fpn")(
+            self.backbone_levels(images, train)
+        )
+        if len(pyramid) != len(self.anchor_sizes):
+            raise ValueError(
+                f"{len(self.anchor_sizes)} anchor levels for a pyramid of {len(pyramid)} (the "
+                f"{len(self.endpoints)} endpoints and the pooled level)"
+            )
+        per_position = len(self.anchor_sizes[0]) * len(self.anchor_ratios)
+        logits, deltas = RPNHead(per_position, name="rpn")(pyramid)
+        anchors, counts = pyramid_anchors(
+            [p.shape[1:3] for p in pyramid],
+            images.shape[1:3],
+            self.anchor_sizes,
+            [self.anchor_ratios] * len(pyramid),
+        )
+        propose = lambda lo, de, size: select_proposals(  # noqa: E731
+            lo, de, anchors, counts, size, self.proposals
+        )
+        proposals, proposal_scores, proposal_mask = jax.vmap(propose)(
+            jax.lax.stop_gradient(logits), jax.lax.stop_gradient(deltas), image_sizes
+        )
+        roi_levels = pyramid[:-1]  # the pooled level feeds the RPN only
+        pooled = jax.vmap(
+            lambda levels, boxes: multiscale_roi_align(levels, boxes, images.shape[1:3])
+        )(roi_levels, proposals)
+        n, r = proposals.shape[:2]
+        class_logits, box_deltas = BoxHead(self.num_classes, self.box_hidden, name="box_head")(
+            pooled.reshape(n * r, *pooled.shape[2:])
+        )
+        class_logits = class_logits.reshape(n, r, -1)
+        box_deltas = box_deltas.reshape(n, r, self.num_classes, 4)
+        found = jax.vmap(
+            lambda lo, de, boxes, mask, size: detect_boxes(
+                lo, de, boxes, mask, size, self.detections
+            )
+        )(class_logits, box_deltas, proposals, proposal_mask, image_sizes)
+        return {
+            "proposals": proposals,
+            "proposal_scores": proposal_scores,
+            "proposal_mask": proposal_mask,
+            "rpn_logits": logits,
+            "rpn_deltas": deltas,
+            "class_logits": class_logits,
+            "box_deltas": box_deltas,
+            **found,
+        }
+
+
+def init_faster_rcnn(model: FasterRCNN, rng, images, image_sizes) -> dict:
+    """model.init, with the backbone's endpoints captured as the forward needs (init does not
+    make 'intermediates' mutable by default) and dropped from the variables returned."""
+    variables = model.init(rng, images, image_sizes, mutable=True)
+    return {k: v for k, v in variables.items() if k != "intermediates"}
