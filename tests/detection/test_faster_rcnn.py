@@ -17,12 +17,21 @@ torchvision = pytest.importorskip("torchvision")
 
 from tlx.detection.boxes import box_iou  # noqa: E402
 from tlx.detection.faster_rcnn import FasterRCNN, init_faster_rcnn  # noqa: E402
+from tlx.detection.rcnn_loss import (  # noqa: E402
+    SamplingSettings,
+    roi_loss,
+    roi_targets,
+    rpn_loss,
+    rpn_targets,
+    sample_balanced,
+)
 from tlx.detection.rcnn_transform import RCNNTransform  # noqa: E402
-from tlx.detection.roi_heads import DetectionSettings  # noqa: E402
+from tlx.detection.roi_align import multiscale_roi_align  # noqa: E402
+from tlx.detection.roi_heads import BoxHead, DetectionSettings  # noqa: E402
 from tlx.detection.rpn import ProposalSettings  # noqa: E402
 from tlx.models.resnet import ResNet  # noqa: E402
 from tlx.weights.rules import convert_variables, expected_shapes  # noqa: E402
-from tlx.weights.torchvision_faster_rcnn import RESNET_FPN_RULES  # noqa: E402
+from tlx.weights.torchvision_faster_rcnn import DETECTOR_RULES, RESNET_FPN_RULES  # noqa: E402
 
 CLASSES, MIN_SIZE, MAX_SIZE = 5, 224, 320
 
@@ -129,3 +138,122 @@ def matched_fraction(boxes, scores, their_boxes, their_scores, classes=None, the
     fraction = same.any(axis=1).mean()
     assert fraction >= 0.99, f"{fraction:.3f} of torchvision's boxes matched"
     return fraction
+
+
+def positive_label(classes):
+    """Class targets (0 background, -1 ignored, >0 object) -> the sampler's 1 / 0 / -1."""
+    return np.where(classes > 0, 1, classes)
+
+
+def test_training_losses_equal_torchvisions_with_the_same_sample(torch_detector, monkeypatch):
+    """Matching, targets and both stages' losses, with torchvision's random sampler replaced by
+    tlx's (same key per image), so the two draw the same anchors and proposals."""
+    rng = np.random.default_rng(2)
+    originals = [rng.uniform(0, 1, (150, 200, 3)).astype(np.float32) for _ in range(2)]
+    gt = [
+        np.float32([[10, 20, 90, 100], [100, 30, 190, 140], [40, 60, 70, 95]]),
+        np.float32([[0, 0, 60, 80]]),
+    ]
+    gt_classes = [np.int64([1, 3, 4]), np.int64([2])]
+    keys = jax.random.split(jax.random.key(7), 4)
+    calls = []
+
+    def tlx_sampler(total, fraction):
+        def sample(labels):  # one call per stage: a list of per-image label tensors
+            stage = len(calls)
+            calls.append(stage)
+            pos, neg = [], []
+            for i, label in enumerate(labels):
+                label = positive_label(label.numpy().astype(np.int64))
+                chosen = np.asarray(sample_balanced(keys[2 * stage + i], label, total, fraction))
+                pos.append(torch.from_numpy((chosen & (label == 1)).astype(np.uint8)))
+                neg.append(torch.from_numpy((chosen & (label == 0)).astype(np.uint8)))
+            return pos, neg
+
+        return sample
+
+    settings = SamplingSettings()
+    monkeypatch.setattr(torch_detector.rpn, "fg_bg_sampler", tlx_sampler(256, 0.5))
+    monkeypatch.setattr(torch_detector.roi_heads, "fg_bg_sampler", tlx_sampler(512, 0.25))
+    torch_detector.train()
+    for module in torch_detector.modules():  # BatchNorm keeps its statistics, as FrozenBN
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.eval()
+    tensors = [torch.from_numpy(x.transpose(2, 0, 1).copy()) for x in originals]
+    targets = [
+        {"boxes": torch.from_numpy(b), "labels": torch.from_numpy(c)}
+        for b, c in zip(gt, gt_classes)
+    ]
+    try:
+        with torch.no_grad():
+            images, scaled = torch_detector.transform(tensors, targets)
+            features = torch_detector.backbone(images.tensors)
+            proposals, rpn_losses = torch_detector.rpn(images, features, scaled)
+            _, roi_losses = torch_detector.roi_heads(
+                features, proposals, images.image_sizes, scaled
+            )
+            logits, deltas = torch_detector.rpn.head(list(features.values()))
+    finally:
+        torch_detector.eval()
+    assert calls == [0, 1]  # both stages drew tlx's sample
+
+    # The RPN: tlx's targets and loss on torchvision's head outputs and anchors.
+    flat_logits = np.concatenate(
+        [t.numpy().transpose(0, 2, 3, 1).reshape(2, -1) for t in logits], 1
+    )
+    flat_deltas = np.concatenate(
+        [t.numpy().transpose(0, 2, 3, 1).reshape(2, -1, 4) for t in deltas], 1
+    )
+    anchors = torch_detector.rpn.anchor_generator(images, list(features.values()))[0].numpy()
+    gt_boxes = [t["boxes"].numpy() for t in scaled]
+    labels, regression, sampled = [], [], []
+    for i in range(2):
+        label, target = rpn_targets(gt_boxes[i], np.ones(len(gt_boxes[i]), bool), anchors)
+        labels.append(label)
+        regression.append(target)
+        sampled.append(sample_balanced(keys[i], label, 256, 0.5))
+    ours = rpn_loss(
+        flat_logits, flat_deltas, np.stack(labels), np.stack(regression), np.stack(sampled)
+    )
+    assert int(np.sum(np.stack(labels) == 1)) >= 4  # every object has an anchor, some more
+    np.testing.assert_allclose(ours["rpn_objectness"], rpn_losses["loss_objectness"], rtol=1e-5)
+    np.testing.assert_allclose(ours["rpn_box"], rpn_losses["loss_rpn_box_reg"], rtol=1e-5)
+
+    # The RoI heads: tlx's targets, sample and loss on torchvision's proposals and features.
+    pyramid = [f.numpy()[:, :, :, :].transpose(0, 2, 3, 1) for f in list(features.values())[:-1]]
+    canvas_size = images.tensors.shape[-2:]
+    variables = convert_variables(
+        {f"roi_heads.{k}": v.numpy() for k, v in torch_detector.roi_heads.state_dict().items()},
+        [r for r in DETECTOR_RULES if r.pattern.startswith(r"roi_heads")],
+        None,
+    )
+    head = BoxHead(CLASSES, 1024)
+    batch = {"logits": [], "deltas": [], "classes": [], "targets": [], "sampled": []}
+    for i in range(2):
+        boxes = proposals[i].numpy()
+        candidates, mask, classes, target = roi_targets(
+            boxes,
+            np.ones(len(boxes), bool),
+            gt_boxes[i],
+            gt_classes[i].astype(np.int32),
+            np.ones(len(gt_boxes[i]), bool),
+            settings,
+        )
+        chosen = sample_balanced(keys[2 + i], positive_label(np.asarray(classes)), 512, 0.25)
+        (index,) = np.nonzero(np.asarray(chosen))
+        pooled = multiscale_roi_align([p[i] for p in pyramid], candidates[index], canvas_size)
+        class_logits, box_deltas = head.apply({"params": variables["params"]["box_head"]}, pooled)
+        batch["logits"].append(class_logits)
+        batch["deltas"].append(box_deltas)
+        batch["classes"].append(np.asarray(classes)[index])
+        batch["targets"].append(np.asarray(target)[index])
+        batch["sampled"].append(np.ones(len(index), bool))
+    ours = roi_loss(
+        *(
+            np.concatenate(batch[k])[None]
+            for k in ("logits", "deltas", "classes", "targets", "sampled")
+        )
+    )
+    assert np.sum(np.concatenate(batch["classes"]) > 0) >= 4  # the appended ground truth at least
+    np.testing.assert_allclose(ours["roi_classifier"], roi_losses["loss_classifier"], rtol=1e-5)
+    np.testing.assert_allclose(ours["roi_box"], roi_losses["loss_box_reg"], rtol=1e-5)
