@@ -17,9 +17,18 @@ from collections.abc import Sequence
 
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 
 from tlx.detection.anchors import pyramid_anchors
 from tlx.detection.fpn import FeaturePyramid
+from tlx.detection.rcnn_loss import (
+    SamplingSettings,
+    roi_loss,
+    roi_targets,
+    rpn_loss,
+    rpn_targets,
+    sample_balanced,
+)
 from tlx.detection.roi_align import multiscale_roi_align
 from tlx.detection.roi_heads import BoxHead, DetectionSettings, detect_boxes
 from tlx.detection.rpn import ProposalSettings, RPNHead, select_proposals
@@ -37,8 +46,10 @@ class FasterRCNN(nn.Module):
     anchor_ratios: Sequence[float] = RATIOS
     fpn_channels: int = 256
     box_hidden: int = 1024
-    proposals: ProposalSettings = ProposalSettings()
+    proposals: ProposalSettings = ProposalSettings()  # evaluation: 1,000 per level and image
+    train_proposals: ProposalSettings = ProposalSettings(pre_nms_top_n=2000, post_nms_top_n=2000)
     detections: DetectionSettings = DetectionSettings()
+    sampling: SamplingSettings = SamplingSettings()
 
     def backbone_levels(self, images, train: bool):
         self.backbone(images, train=train)
@@ -54,11 +65,16 @@ class FasterRCNN(nn.Module):
         return [sown[e][-1] for e in self.endpoints]
 
     @nn.compact
-    def __call__(self, images, image_sizes, train: bool = False):
+    def __call__(self, images, image_sizes, train: bool = False, targets=None):
         """images: the padded canvas [N, Hp, Wp, 3] (RCNNTransform.batch); image_sizes [N, 2]
-        each image's (h, w) in it -> {"proposals", "proposal_scores", "proposal_mask",
-        "class_logits", "box_deltas", and the detections: "boxes", "scores", "classes",
-        "valid"}, boxes in canvas pixels."""
+        each image's (h, w) in it.
+
+        Without `targets`: {"proposals", "proposal_scores", "proposal_mask", "rpn_logits",
+        "rpn_deltas", "class_logits", "box_deltas", and the detections: "boxes", "scores",
+        "classes", "valid"}, boxes in canvas pixels. With `targets` ({"boxes" [N, G, 4] canvas
+        pixels, "classes" [N, G] from 1, "mask" [N, G]}): the training losses per image,
+        {"loss", "rpn_objectness", "rpn_box", "roi_classifier", "roi_box"}, each [N]; the
+        samples are drawn with the "sampling" rng."""
         pyramid = FeaturePyramid(self.fpn_channels, extra_pool=True, name="fpn")(
             self.backbone_levels(images, train)
         )
@@ -75,22 +91,27 @@ class FasterRCNN(nn.Module):
             self.anchor_sizes,
             [self.anchor_ratios] * len(pyramid),
         )
+        settings = self.train_proposals if targets is not None else self.proposals
         propose = lambda lo, de, size: select_proposals(  # noqa: E731
-            lo, de, anchors, counts, size, self.proposals
+            lo, de, anchors, counts, size, settings
         )
         proposals, proposal_scores, proposal_mask = jax.vmap(propose)(
             jax.lax.stop_gradient(logits), jax.lax.stop_gradient(deltas), image_sizes
         )
         roi_levels = pyramid[:-1]  # the pooled level feeds the RPN only
-        pooled = jax.vmap(
-            lambda levels, boxes: multiscale_roi_align(levels, boxes, images.shape[1:3])
-        )(roi_levels, proposals)
-        n, r = proposals.shape[:2]
-        class_logits, box_deltas = BoxHead(self.num_classes, self.box_hidden, name="box_head")(
-            pooled.reshape(n * r, *pooled.shape[2:])
-        )
-        class_logits = class_logits.reshape(n, r, -1)
-        box_deltas = box_deltas.reshape(n, r, self.num_classes, 4)
+        box_head = BoxHead(self.num_classes, self.box_hidden, name="box_head")
+
+        def heads(boxes):  # [N, R, 4] -> logits [N, R, K], deltas [N, R, K, 4]
+            pooled = jax.vmap(lambda levels, b: multiscale_roi_align(levels, b, images.shape[1:3]))(
+                roi_levels, boxes
+            )
+            n, r = boxes.shape[:2]
+            class_logits, box_deltas = box_head(pooled.reshape(n * r, *pooled.shape[2:]))
+            return class_logits.reshape(n, r, -1), box_deltas.reshape(n, r, self.num_classes, 4)
+
+        if targets is not None:
+            return self.losses(logits, deltas, anchors, proposals, proposal_mask, targets, heads)
+        class_logits, box_deltas = heads(proposals)
         found = jax.vmap(
             lambda lo, de, boxes, mask, size: detect_boxes(
                 lo, de, boxes, mask, size, self.detections
@@ -107,9 +128,40 @@ class FasterRCNN(nn.Module):
             **found,
         }
 
+    def losses(self, logits, deltas, anchors, proposals, proposal_mask, targets, heads):
+        """Both stages' losses per image (tlx.detection.rcnn_loss), samples drawn here."""
+        s = self.sampling
+        n = logits.shape[0]
+        rpn_keys, roi_keys = jnp.split(jax.random.split(self.make_rng("sampling"), 2 * n), 2)
+
+        def rpn_one(lo, de, boxes, mask, key):
+            label, target = rpn_targets(boxes, mask, anchors, s)
+            sampled = sample_balanced(key, label, s.rpn_samples, s.rpn_positive_fraction)
+            return rpn_loss(lo, de, label, target, sampled)
+
+        def roi_sample(props, props_mask, boxes, classes, mask, key):
+            candidates, _, labels, target = roi_targets(props, props_mask, boxes, classes, mask, s)
+            chosen = sample_balanced(
+                key, jnp.where(labels > 0, 1, labels), s.roi_samples, s.roi_positive_fraction
+            )
+            (index,) = jnp.nonzero(chosen, size=s.roi_samples, fill_value=0)
+            real = jnp.arange(s.roi_samples) < chosen.sum()
+            return candidates[index], labels[index], target[index], real
+
+        gt = (targets["boxes"], targets["classes"], targets["mask"])
+        rpn = jax.vmap(rpn_one)(logits, deltas, gt[0], gt[2], rpn_keys)
+        boxes, labels, target, real = jax.vmap(roi_sample)(proposals, proposal_mask, *gt, roi_keys)
+        class_logits, box_deltas = heads(boxes)
+        roi = jax.vmap(roi_loss)(class_logits, box_deltas, labels, target, real)
+        losses = {**rpn, **roi}
+        return {"loss": sum(losses.values()), **losses}
+
 
 def init_faster_rcnn(model: FasterRCNN, rng, images, image_sizes) -> dict:
     """model.init, with the backbone's endpoints captured as the forward needs (init does not
     make 'intermediates' mutable by default) and dropped from the variables returned."""
-    variables = model.init(rng, images, image_sizes, mutable=True)
-    return {k: v for k, v in variables.items() if k != "intermediates"}
+    def init(rng, images, image_sizes):  # compiled: op by op, the proposals' NMS loop is slow
+        variables = model.init(rng, images, image_sizes, mutable=True)
+        return {k: v for k, v in variables.items() if k != "intermediates"}
+
+    return jax.jit(init)(rng, images, image_sizes)

@@ -10,11 +10,14 @@ a mask [G]; padded rows never match anything.
 - Sampling (BalancedPositiveNegativeSampler): per image up to `total * positive_fraction`
   positives at random, negatives filling the rest. Here a random priority per candidate and a
   rank replace torchvision's randperm, so the sample is a fixed-size mask.
-- Losses: RPN objectness binary cross-entropy averaged over the sampled anchors, box smooth-L1
-  (beta 1/9) over the positives summed and divided by the number sampled; the RoI head's
-  cross-entropy averaged over the sampled proposals and box smooth-L1 (beta 1/9) of the true
-  class's deltas, summed over positives and divided by the number sampled. Both stages average
-  over the whole batch's samples, as torchvision concatenates its images' samples.
+- Losses, per image: RPN objectness binary cross-entropy averaged over the sampled anchors, box
+  smooth-L1 (beta 1/9) over the positives summed and divided by the number sampled; the RoI
+  head's cross-entropy averaged over the sampled proposals and box smooth-L1 (beta 1/9) of the
+  true class's deltas, summed over positives and divided by the number sampled. torchvision
+  averages over the whole batch's samples instead; every image samples the same number (256
+  anchors, 512 proposals) whenever it has that many candidates, which training's 2,000 proposals
+  and thousands of anchors ensure, and then the mean of the per-image losses is the same number.
+  Per-image losses add up over micro-batches and devices like every tlx task's.
 """
 
 from __future__ import annotations
@@ -87,7 +90,7 @@ def rpn_targets(gt_boxes, gt_mask, anchors, settings: SamplingSettings = Samplin
 
 
 def rpn_loss(logits, deltas, label, targets, sampled):
-    """Batch [N, A] / [N, A, 4] -> {"rpn_objectness", "rpn_box"}, averaged over every sample."""
+    """One image, logits [A], deltas [A, 4] -> {"rpn_objectness", "rpn_box"} (scalars)."""
     count = jnp.maximum(sampled.sum(), 1)
     bce = optax.sigmoid_binary_cross_entropy(logits, (label == 1).astype(logits.dtype))
     positive = sampled & (label == 1)
@@ -115,8 +118,8 @@ def roi_targets(
 
 
 def roi_loss(class_logits, box_deltas, classes, targets, sampled):
-    """Batch over sampled proposals: logits [N, S, K], deltas [N, S, K, 4], classes [N, S],
-    targets [N, S, 4], sampled [N, S] -> {"roi_classifier", "roi_box"}."""
+    """One image's sampled proposals: logits [S, K], deltas [S, K, 4], classes [S], targets
+    [S, 4], sampled [S] (False: padding) -> {"roi_classifier", "roi_box"} (scalars)."""
     count = jnp.maximum(sampled.sum(), 1)
     safe = jnp.maximum(classes, 0)
     ce = optax.softmax_cross_entropy_with_integer_labels(class_logits, safe)
