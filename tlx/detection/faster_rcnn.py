@@ -72,11 +72,16 @@ class FasterRCNN(nn.Module):
         Without `targets`: {"proposals", "proposal_scores", "proposal_mask", "rpn_logits",
         "rpn_deltas", "class_logits", "box_deltas", and the detections: "boxes", "scores",
         "classes", "valid"}, boxes in canvas pixels. With `targets` ({"boxes" [N, G, 4] canvas
-        pixels, "classes" [N, G] from 1, "mask" [N, G]}): the training losses per image,
-        {"loss", "rpn_objectness", "rpn_box", "roi_classifier", "roi_box"}, each [N]; the
-        samples are drawn with the "sampling" rng."""
+        pixels, "classes" [N, G] from 1, "mask" [N, G]}): the losses per image, {"loss",
+        "rpn_objectness", "rpn_box", "roi_classifier", "roi_box"}, each [N], samples drawn with
+        the "sampling" rng (a fixed key without one). In training that is all, from training's
+        2,000 proposals, as torchvision; in evaluation the detections come too, and the losses
+        use evaluation's proposals (torchvision computes no evaluation loss).
+
+        `train` only chooses that; the backbone's BatchNorm always uses its running statistics
+        (torchvision's FrozenBatchNorm2d, its default for detection fine-tuning)."""
         pyramid = FeaturePyramid(self.fpn_channels, extra_pool=True, name="fpn")(
-            self.backbone_levels(images, train)
+            self.backbone_levels(images, train=False)
         )
         if len(pyramid) != len(self.anchor_sizes):
             raise ValueError(
@@ -91,7 +96,7 @@ class FasterRCNN(nn.Module):
             self.anchor_sizes,
             [self.anchor_ratios] * len(pyramid),
         )
-        settings = self.train_proposals if targets is not None else self.proposals
+        settings = self.train_proposals if train and targets is not None else self.proposals
         propose = lambda lo, de, size: select_proposals(  # noqa: E731
             lo, de, anchors, counts, size, settings
         )
@@ -109,8 +114,11 @@ class FasterRCNN(nn.Module):
             class_logits, box_deltas = box_head(pooled.reshape(n * r, *pooled.shape[2:]))
             return class_logits.reshape(n, r, -1), box_deltas.reshape(n, r, self.num_classes, 4)
 
+        losses = {}
         if targets is not None:
-            return self.losses(logits, deltas, anchors, proposals, proposal_mask, targets, heads)
+            losses = self.losses(logits, deltas, anchors, proposals, proposal_mask, targets, heads)
+            if train:
+                return losses
         class_logits, box_deltas = heads(proposals)
         found = jax.vmap(
             lambda lo, de, boxes, mask, size: detect_boxes(
@@ -126,13 +134,15 @@ class FasterRCNN(nn.Module):
             "class_logits": class_logits,
             "box_deltas": box_deltas,
             **found,
+            **losses,
         }
 
     def losses(self, logits, deltas, anchors, proposals, proposal_mask, targets, heads):
         """Both stages' losses per image (tlx.detection.rcnn_loss), samples drawn here."""
         s = self.sampling
         n = logits.shape[0]
-        rpn_keys, roi_keys = jnp.split(jax.random.split(self.make_rng("sampling"), 2 * n), 2)
+        key = self.make_rng("sampling") if self.has_rng("sampling") else jax.random.key(0)
+        rpn_keys, roi_keys = jnp.split(jax.random.split(key, 2 * n), 2)
 
         def rpn_one(lo, de, boxes, mask, key):
             label, target = rpn_targets(boxes, mask, anchors, s)
@@ -160,6 +170,7 @@ class FasterRCNN(nn.Module):
 def init_faster_rcnn(model: FasterRCNN, rng, images, image_sizes) -> dict:
     """model.init, with the backbone's endpoints captured as the forward needs (init does not
     make 'intermediates' mutable by default) and dropped from the variables returned."""
+
     def init(rng, images, image_sizes):  # compiled: op by op, the proposals' NMS loop is slow
         variables = model.init(rng, images, image_sizes, mutable=True)
         return {k: v for k, v in variables.items() if k != "intermediates"}

@@ -38,9 +38,14 @@ class Detection:
 
     def for_model(self, bundle, label_names: Sequence[str]) -> Detection:
         """This task bound to a detector bundle's heads and the dataset's class names."""
+        from tlx.detection.faster_rcnn import FasterRCNN
+
+        if isinstance(bundle.module, FasterRCNN):
+            return TwoStageDetection(label_names)
         if not hasattr(bundle.module, "spec"):
             raise ValueError(
-                "config.task='detection' needs a detector: model.name='darknet_detector'."
+                "config.task='detection' needs a detector: model.name='darknet_detector' or "
+                "'faster_rcnn'."
             )
         return Detection(bundle.module.spec, label_names)
 
@@ -161,3 +166,46 @@ class Detection:
         from tlx.detection.report import format_detections
 
         return format_detections(prediction)
+
+
+class TwoStageDetection(Detection):
+    """Detection with Faster R-CNN (tlx.detection.faster_rcnn): the model computes its own
+    losses (its proposals and samples depend on the ground truth), per image, and its detections
+    (score > 0.05, class-wise NMS 0.5, 100 per image: torchvision's evaluation settings, which
+    its COCO numbers use). Classes come out 1..C and are reported as the dataset's 0..C-1."""
+
+    sum_keys = (
+        "loss_sum", "rpn_objectness_sum", "rpn_box_sum", "roi_classifier_sum", "roi_box_sum",
+        "weight_sum",
+    )  # fmt: skip
+    LOSSES = ("rpn_objectness", "rpn_box", "roi_classifier", "roi_box")
+
+    def __init__(self, label_names: Sequence[str] = ()):
+        super().__init__(None, label_names)
+
+    def for_model(self, bundle, label_names: Sequence[str]) -> Detection:
+        return TwoStageDetection(label_names)
+
+    def batch_sums(self, outputs, batch: Mapping) -> dict[str, jax.Array]:
+        weights = batch_weights(batch)
+        sums = {f"{k}_sum": jnp.sum(outputs[k] * weights) for k in ("loss", *self.LOSSES)}
+        return {**sums, "weight_sum": jnp.sum(weights)}
+
+    def detect(self, outputs, score_threshold: float, max_detections: int):
+        valid = outputs["valid"] & (outputs["scores"] > score_threshold)
+        valid = valid & (jnp.arange(valid.shape[-1]) < max_detections)
+        return {
+            "boxes": outputs["boxes"],
+            "scores": jnp.where(valid, outputs["scores"], 0.0),
+            "classes": jnp.maximum(outputs["classes"] - 1, 0),
+            "valid": valid,
+        }
+
+    def summarize(self, sums: Mapping[str, float], collected=None) -> dict[str, float]:
+        weight = max(float(sums["weight_sum"]), 1e-12)
+        result = self.mean_average_precision(collected) if collected else {}
+        result["loss"] = float(sums["loss_sum"]) / weight
+        for name in self.LOSSES:
+            result[f"{name}_loss"] = float(sums[f"{name}_sum"]) / weight
+        result["examples"] = int(round(float(sums["weight_sum"])))
+        return result

@@ -12,6 +12,7 @@ from tlx.errors import ConfigError
 from tlx.spec import ModelSpec
 from tlx.zoo.bundles import ModelBundle
 from tlx.zoo.detection import build_darknet_detector
+from tlx.zoo.faster_rcnn import build_faster_rcnn
 from tlx.zoo.text import build_bert_classifier
 from tlx.zoo.vision import build_image_classifier
 
@@ -19,6 +20,7 @@ BUILDERS: Mapping[str, Callable[[Mapping, int], ModelBundle]] = MappingProxyType
     {
         "bert_classifier": build_bert_classifier,
         "darknet_detector": build_darknet_detector,
+        "faster_rcnn": build_faster_rcnn,
         "image_classifier": build_image_classifier,
     }
 )
