@@ -43,6 +43,8 @@ def plan_section(**overrides) -> ml_collections.ConfigDict:
 
 def optim_section(**overrides) -> ml_collections.ConfigDict:
     optim = ml_collections.ConfigDict()
+    optim.optimizer = "adamw"  # adamw | sgd
+    optim.momentum = 0.9  # sgd only
     optim.learning_rate = 1e-4
     optim.warmup_steps = 20
     optim.decay = "cosine"  # cosine | linear | constant | one_cycle | slanted_triangular

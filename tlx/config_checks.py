@@ -97,6 +97,7 @@ OPTIM = {
     "weight_decay": Setting(
         NON_NEGATIVE, "0 turns weight decay off; typical values are 1e-4 to 0.1."
     ),
+    "momentum": Setting(MOMENT_DECAY, "SGD's momentum, e.g. 0.9 (0 turns it off)."),
     "b1": Setting(MOMENT_DECAY, "Adam's first-moment decay, e.g. 0.9."),
     "b2": Setting(MOMENT_DECAY, "Adam's second-moment decay, e.g. 0.999."),
     "eps": Setting(POSITIVE, "Adam's denominator guard, e.g. 1e-8."),

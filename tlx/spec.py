@@ -199,10 +199,13 @@ class PlanSpec(_Section):
 
 @dataclasses.dataclass(frozen=True)
 class OptimSpec(_Section):
-    """``config.optim``: AdamW and the learning-rate schedule (tlx.transfer.optim)."""
+    """``config.optim``: the optimizer (AdamW, or SGD with momentum as detection recipes use) and
+    the learning-rate schedule (tlx.transfer.optim)."""
 
     SECTION = "optim"
     learning_rate: float
+    optimizer: str = "adamw"  # OPTIMIZERS
+    momentum: float = 0.9  # sgd: heavy-ball momentum, torch.optim.SGD's (dampening 0)
     warmup_steps: int = 0
     decay: str = "cosine"  # DECAYS
     final_fraction: float = 0.0  # cosine / linear: where the decay ends, as a share of the peak

@@ -81,6 +81,16 @@ def unfreeze_warmup(steps: int) -> optax.Schedule:
     return lambda count: jnp.minimum((count + 1) / steps, 1.0)
 
 
+OPTIMIZERS = ("adamw", "sgd")
+
+
+def check_optimizer(optim: OptimSpec) -> None:
+    if optim.optimizer not in OPTIMIZERS:
+        raise ValueError(f"optim.optimizer={optim.optimizer!r}; expected one of {OPTIMIZERS}.")
+    if not 0 <= float(optim.momentum) < 1:
+        raise ValueError(f"optim.momentum={optim.momentum} must be in [0, 1).")
+
+
 def group_transform(
     multiplier: float | None, optim: OptimSpec, own_schedule: optax.Schedule | None = None
 ) -> optax.GradientTransformation:
@@ -90,11 +100,19 @@ def group_transform(
     the group's own update count, is its learning rate when the run has per-group schedules."""
     if multiplier is FROZEN:
         return optax.set_to_zero()
-    parts = [
-        optax.scale_by_adam(b1=optim.b1, b2=optim.b2, eps=optim.eps),
-        optax.add_decayed_weights(optim.weight_decay, mask=_decay_mask),
-        optax.scale(-float(multiplier)),
-    ]
+    check_optimizer(optim)
+    if optim.optimizer == "sgd":  # torch.optim.SGD: L2 added to the gradient, then momentum
+        parts = [
+            optax.add_decayed_weights(optim.weight_decay, mask=_decay_mask),
+            optax.trace(decay=float(optim.momentum)),
+            optax.scale(-float(multiplier)),
+        ]
+    else:  # AdamW: decoupled weight decay
+        parts = [
+            optax.scale_by_adam(b1=optim.b1, b2=optim.b2, eps=optim.eps),
+            optax.add_decayed_weights(optim.weight_decay, mask=_decay_mask),
+            optax.scale(-float(multiplier)),
+        ]
     warmup = int(optim.unfreeze_warmup_steps)  # >= 0: tlx.config_checks
     if warmup:
         parts.append(optax.scale_by_schedule(unfreeze_warmup(warmup)))
@@ -169,6 +187,7 @@ def check_schedules(
     """Builds every schedule the optim section names (so a bad decay or group schedule fails
     here, before any compute) and returns the per-label overrides."""
     optim = OptimSpec.of(optim)
+    check_optimizer(optim)
     learning_rate_schedule(optim, total_steps)
     overrides = group_schedule_overrides(optim, labels)
     for fields in overrides.values():
