@@ -411,7 +411,7 @@ def is_detector(name: str) -> bool:
     """Whether a --model name is a catalog detector (read from the catalog, nothing loaded)."""
     from tlx.zoo.catalog import CATALOG
 
-    return name in CATALOG and CATALOG[name].arch == "darknet"
+    return name in CATALOG and CATALOG[name].is_detector
 
 
 if __name__ == "__main__":

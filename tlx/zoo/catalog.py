@@ -20,6 +20,7 @@ from types import MappingProxyType
 from typing import Any
 
 from tlx.data.preprocess import TORCHVISION_IMAGENET, DetectorInput, ImagePreprocessing
+from tlx.detection.rcnn_transform import RCNNTransform
 from tlx.errors import TlxError
 from tlx.weights.download import check_hash_spec
 
@@ -54,12 +55,18 @@ ARCHITECTURE_RECORDS: MappingProxyType[str, Architecture] = MappingProxyType(
         "darknet": Architecture(
             "tlx.models.darknet:Darknet", "tlx.models.darknet:darknet_param_groups"
         ),
+        # torchvision's Faster R-CNN with FPN (tlx.detection.faster_rcnn), ResNet-50 backbone.
+        "faster_rcnn": Architecture(
+            "tlx.detection.faster_rcnn:resnet50_fpn", "tlx.zoo.faster_rcnn:resnet50_fpn_groups"
+        ),
         # From scratch only (no catalog file): the classic conv32-conv64-dense128 CNN for 28x28.
         "small_cnn": Architecture(
             "tlx.models.small_cnn:SmallCNN", "tlx.models.small_cnn:small_cnn_param_groups"
         ),
     }
 )
+# Architectures whose catalog entries are detectors (tlx.zoo.detectors), not classifiers.
+DETECTOR_ARCHS = ("darknet", "faster_rcnn")
 # Architecture name -> the tlx model class path (the records' `model`).
 ARCHITECTURES = MappingProxyType({k: a.model for k, a in ARCHITECTURE_RECORDS.items()})
 # Architecture name -> its parameter groups function path (the records' `groups`).
@@ -117,7 +124,8 @@ class CatalogEntry:
     format: str
     arch: str
     converter: str
-    preprocessing: ImagePreprocessing | DetectorInput  # DetectorInput: a detector's recipe
+    # DetectorInput: a YOLO detector's recipe; RCNNTransform: a two-stage detector's
+    preprocessing: ImagePreprocessing | DetectorInput | RCNNTransform
     license: str
     model_kwargs: Any = dataclasses.field(default_factory=dict)
     converter_kwargs: Any = dataclasses.field(default_factory=dict)
@@ -140,6 +148,10 @@ class CatalogEntry:
 
     def __hash__(self):
         return hash(self.name)  # the kwargs mappings are not hashable; names are unique
+
+    @property
+    def is_detector(self) -> bool:
+        return self.arch in DETECTOR_ARCHS
 
     @property
     def include_top(self) -> bool:
@@ -312,6 +324,17 @@ _ENTRIES = [
     _tv_resnet(18, "resnet18-f37072fd.pth"),
     _tv_resnet(50, "resnet50-0676ba61.pth"),
     _tv_resnet(101, "resnet101-63fe2227.pth"),
+    # torchvision's COCO Faster R-CNN (FasterRCNN_ResNet50_FPN_Weights.COCO_V1: box mAP 37.0 on
+    # val2017); its transform (800 / 1333, ImageNet mean and std) is the detector's own.
+    _torchvision(
+        "fasterrcnn_resnet50_fpn_coco",
+        "fasterrcnn_resnet50_fpn_coco-258fb6c6.pth",
+        "faster_rcnn",
+        "tlx.weights.torchvision_faster_rcnn:convert_resnet50_fpn",
+        preprocessing=RCNNTransform(800, 1333),
+        labels="coco91",
+        num_classes=91,
+    ),
     # The aux classifiers are training-time aids; the files carry them, the converters drop them.
     _torchvision(
         "inception_v3",

@@ -81,7 +81,99 @@ def _jitted_apply(module: nn.Module):
     return _JITTED[id(module)][1]
 
 
-def load_detector(entry, checkpoint_path=None, offline=None) -> PretrainedDetector:
+@dataclasses.dataclass
+class PretrainedTwoStageDetector:
+    """A converted torchvision Faster R-CNN: `detect(images)` as PretrainedDetector's, with the
+    detector's own transform (tlx.detection.rcnn_transform: aspect kept, short side to
+    min_size, padded to 32) and torchvision's evaluation settings."""
+
+    name: str
+    module: nn.Module
+    variables: dict
+    groups: list[tuple[str, str]]
+    preprocessing: object  # tlx.detection.rcnn_transform.RCNNTransform
+    labels: tuple[str, ...]
+    description: str = ""
+
+    kind = "detector"
+
+    def __call__(self, canvas, image_sizes):
+        """The detector's outputs (tlx.detection.faster_rcnn) for a prepared canvas."""
+        return _jitted_rcnn(self.module)(self.variables, jnp.asarray(canvas), image_sizes)
+
+    def detect(
+        self,
+        images: Sequence[np.ndarray],
+        score_threshold: float = 0.5,
+        iou_threshold: float | None = None,
+        max_detections: int = 100,
+    ) -> list[list[dict]]:
+        """Per image, its detections above `score_threshold`, best first: {"label",
+        "class_id", "score", "box": [x0, y0, x1, y1] in the image's pixels}. The model's own
+        class-wise NMS (0.5) has already run; `iou_threshold` is accepted for the interface."""
+        from tlx.detection.inputs import as_rgb
+
+        del iou_threshold
+        floats = [as_rgb(image).astype(np.float32) / 255 for image in images]
+        canvas, sizes, back = self.preprocessing.batch(floats)
+        found = jax.tree.map(np.asarray, self(canvas, sizes))
+        rows = []
+        for i in range(len(images)):
+            keep = found["valid"][i] & (found["scores"][i] > score_threshold)
+            keep &= np.arange(keep.shape[0]) < max_detections
+            scale = np.asarray([back[i, 1], back[i, 0]] * 2, np.float32)  # (sx, sy, sx, sy)
+            rows.append(
+                [
+                    {
+                        "label": self.labels[int(c)],
+                        "class_id": int(c),
+                        "score": float(score),
+                        "box": [float(v) for v in box * scale],
+                    }
+                    for box, score, c in zip(
+                        found["boxes"][i][keep], found["scores"][i][keep], found["classes"][i][keep]
+                    )
+                ]
+            )
+        return rows
+
+
+def _jitted_rcnn(module: nn.Module):
+    if id(module) not in _JITTED:
+        run = jax.jit(lambda v, x, s: module.apply(v, x, s, mutable=["intermediates"])[0])
+        _JITTED[id(module)] = (module, run)
+    return _JITTED[id(module)][1]
+
+
+def load_detector(entry, checkpoint_path=None, offline=None):
+    """A detector catalog entry -> PretrainedDetector (darknet) or PretrainedTwoStageDetector
+    (torchvision's Faster R-CNN); weights found by tlx.zoo.resolve."""
+    if entry.arch == "faster_rcnn":
+        return _load_two_stage(entry, checkpoint_path, offline)
+    return _load_darknet(entry, checkpoint_path, offline)
+
+
+def _load_two_stage(entry, checkpoint_path, offline) -> PretrainedTwoStageDetector:
+    from tlx.weights.labels import label_names
+    from tlx.zoo import resolve
+    from tlx.zoo.faster_rcnn import resnet50_fpn_groups
+
+    variables, entry = resolve.load_catalog_weights(
+        entry, checkpoint_path, offline=offline, progress=True
+    )
+    labels = label_names(entry.labels)
+    return PretrainedTwoStageDetector(
+        name=entry.name,
+        module=entry.build_model(num_classes=entry.num_classes),
+        variables=jax.tree.map(jnp.asarray, variables),
+        groups=resnet50_fpn_groups(),
+        preprocessing=entry.preprocessing,
+        labels=labels,
+        description=f"Faster R-CNN ResNet-50 FPN from {entry.name}, {len(labels)} outputs",
+    )
+
+
+def _load_darknet(entry, checkpoint_path=None, offline=None) -> PretrainedDetector:
     """A darknet catalog entry -> PretrainedDetector (weights found by tlx.zoo.resolve)."""
     from tlx.models.darknet import darknet_param_groups
     from tlx.weights.labels import label_names

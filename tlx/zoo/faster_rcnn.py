@@ -165,3 +165,8 @@ def build_faster_rcnn(model: ModelSpec | Mapping, num_classes: int) -> ModelBund
         preprocessing=DetectorInput(image_size=size, letterbox=False),
         description=f"Faster R-CNN FPN on {arch} from {source}, {num_classes} classes, {size}px",
     )
+
+
+def resnet50_fpn_groups() -> list[tuple[str, str]]:
+    """The catalog's COCO detector's groups (its ResNet-50 stages, fpn, rpn, head)."""
+    return detector_groups("resnet", {"depth": 50}, BACKBONES["resnet"].endpoints)

@@ -133,13 +133,14 @@ def build_image_classifier(model: ModelSpec | Mapping, num_classes: int) -> Mode
     if checkpoint:
         entry = get_entry(checkpoint)
         arch = entry.arch
-        if arch == "darknet":
+        if entry.is_detector:
+            builder = "darknet_detector" if arch == "darknet" else "faster_rcnn"
             raise ValueError(
                 f"model.checkpoint={checkpoint!r} is a detector, and model.name="
                 "'image_classifier' builds classifiers. Train it with config.task='detection' "
-                "and model.name='darknet_detector' (as configs/yolo_fashiondet.py does); "
-                "tlx.zoo.load(name).detect(images) and python -m tlx.predict --model=... give "
-                "its COCO detections."
+                f"and model.name={builder!r} (as configs/yolo_fashiondet.py and "
+                "configs/faster_rcnn_fashiondet.py do); tlx.zoo.load(name).detect(images) and "
+                "python -m tlx.predict --model=... give its COCO detections."
             )
         # The task decides the head; a notop entry's num_classes=None only describes its file.
         kwargs = {k: v for k, v in {**entry.model_kwargs, **kwargs}.items() if k != "num_classes"}
