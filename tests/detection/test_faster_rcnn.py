@@ -124,6 +124,43 @@ def test_converted_resnet50_fpn_detects_what_torchvision_detects(torch_detector)
             theirs_i["labels"],
         )
         assert fraction >= 0.99, f"image {i}: {fraction:.3f} of the detections matched"
+    assert_same_coco_map(ours, found)
+
+
+def assert_same_coco_map(ours, found):
+    """COCO mAP of both detectors' outputs against one ground truth (torchvision's 20 best boxes,
+    each side moved by up to 5% of the box, so the metric ranks real overlaps): equal within
+    0.001."""
+    from tlx.detection.coco_eval import ImageResult, coco_metrics
+
+    rng = np.random.default_rng(9)
+    names = [str(k) for k in range(CLASSES)]
+    mine, theirs = [], []
+    for i, reference in enumerate(found):
+        reference = {k: v.numpy() for k, v in reference.items()}
+        best = reference["boxes"][:20]
+        size = np.tile(best[:, 2:] - best[:, :2], 2)  # (w, h, w, h)
+        gt = best + rng.uniform(-0.05, 0.05, best.shape).astype(np.float32) * size
+        gt_classes = reference["labels"][:20]
+        valid = np.asarray(ours["valid"][i])
+        mine.append(
+            ImageResult(
+                gt,
+                gt_classes,
+                np.asarray(ours["boxes"][i])[valid],
+                np.asarray(ours["scores"][i])[valid],
+                np.asarray(ours["classes"][i])[valid],
+            )
+        )
+        theirs.append(
+            ImageResult(
+                gt, gt_classes, reference["boxes"], reference["scores"], reference["labels"]
+            )
+        )
+    ours_map, their_map = coco_metrics(mine, names), coco_metrics(theirs, names)
+    assert their_map["AP50"] > 0.2  # the ground truth is really found
+    for key in ("mAP", "AP50", "AP75"):
+        assert abs(ours_map[key] - their_map[key]) <= 0.001, key
 
 
 def matched_fraction(boxes, scores, their_boxes, their_scores, classes=None, their_classes=None):

@@ -74,7 +74,7 @@ def test_predict_with_a_faster_rcnn_run(trained, tmp_path):
     Image.fromarray(scene("test", 0).image).save(photo)
     result = run(
         "-m", "tlx.predict", f"--workdir={workdir}", "--json", "--score_threshold=0.0",
-        str(photo),
+        f"--save_images={tmp_path / 'drawn'}", str(photo),
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     row = json.loads(result.stdout.strip().splitlines()[-1])
