@@ -337,3 +337,59 @@ def test_the_catalogs_coco_detector_loads_a_torchvision_file_and_detects_like_it
         theirs["labels"].numpy(),
     )
     assert {d["label"] for d in ours} <= set(detector.labels)
+
+
+def test_the_mobilenet_v3_320_detector_converts_like_torchvisions(tmp_path):
+    """torchvision:fasterrcnn_mobilenet_v3_large_320_fpn from a torchvision file (random weights,
+    randomised BatchNorm): its transform (320 / 640), both pyramid levels at stride 32 and
+    FrozenBatchNorm's epsilon make the RPN's logits equal to torchvision's (1e-4 of their scale),
+    and its proposal settings (150 / 150, score >= 0.05) as many proposals.
+
+    Proposals and detections are not matched box by box here: random MobileNetV3 weights give
+    nearly constant features, so many anchors' logits tie to 1e-6 and top-k's and NMS's choices
+    among them flip with the last bit. The ResNet-50 tests above hold that shared code to 99%."""
+    import tlx.zoo
+
+    torch.manual_seed(11)
+    reference = torchvision.models.detection.fasterrcnn_mobilenet_v3_large_320_fpn(
+        weights=None, weights_backbone=None
+    )
+    with torch.no_grad():
+        for name, module in reference.named_modules():
+            if isinstance(module, torchvision.ops.FrozenBatchNorm2d):
+                module.running_mean.normal_(0, 0.1)
+                module.running_var.uniform_(0.5, 2.0)
+                module.weight.uniform_(0.5, 1.0)
+                module.bias.normal_(0, 0.1)
+            elif name.startswith(("rpn.head", "roi_heads.box_predictor")):
+                for p in module.parameters(recurse=False):
+                    p.normal_(0, 0.3)
+        reference.roi_heads.box_predictor.cls_score.weight.normal_(0, 3.0)  # scores past 0.05
+    reference.eval()
+    path = tmp_path / "fasterrcnn_mobilenet_v3_large_320_fpn-907ea3f9.pth"
+    torch.save(reference.state_dict(), path)
+    detector = tlx.zoo.load(
+        "torchvision:fasterrcnn_mobilenet_v3_large_320_fpn", checkpoint_path=str(path)
+    )
+    rng = np.random.default_rng(1)
+    images = [(rng.uniform(0, 1, (240, 360, 3)) * 255).astype(np.uint8) for _ in range(2)]
+    tensors = [torch.from_numpy(im.transpose(2, 0, 1) / 255).float() for im in images]
+    with torch.no_grad():
+        batch, _ = reference.transform(tensors)
+        features = reference.backbone(batch.tensors)
+        logits = reference.rpn.head(list(features.values()))[0]
+        proposals, _ = reference.rpn(batch, features)
+        theirs = reference(tensors)
+    canvas, sizes, _ = detector.preprocessing.batch([im.astype(np.float32) / 255 for im in images])
+    out = jax.tree.map(np.asarray, detector(canvas, sizes))
+    flat = np.concatenate([t.numpy().transpose(0, 2, 3, 1).reshape(2, -1) for t in logits], 1)
+    scale = np.abs(flat).max()
+    np.testing.assert_allclose(out["rpn_logits"], flat, atol=1e-4 * scale)
+    ours = detector.detect(images, score_threshold=0.05)
+    for i in range(2):
+        kept = int(out["proposal_mask"][i].sum())
+        assert kept == len(proposals[i]) and 0 < kept <= 150
+        assert len(theirs[i]["boxes"]) > 5 and len(ours[i]) > 5
+        for d in ours[i]:  # in the image's own pixels, named from COCO's 91
+            x0, y0, x1, y1 = d["box"]
+            assert 0 <= x0 <= x1 <= 360 and 0 <= y0 <= y1 <= 240 and d["label"] in detector.labels

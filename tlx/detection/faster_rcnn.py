@@ -13,6 +13,7 @@ with masks, so the whole detector is one jit-compiled program.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
 import flax.linen as nn
@@ -36,6 +37,7 @@ from tlx.detection.rpn import ProposalSettings, RPNHead, select_proposals
 RESNET_FPN_ANCHORS = ((32,), (64,), (128,), (256,), (512,))  # one size per level
 MOBILENET_FPN_ANCHORS = ((32, 64, 128, 256, 512),) * 3  # every size on each level
 RATIOS = (0.5, 1.0, 2.0)
+RESNET_ENDPOINTS = ("layer1", "layer2", "layer3", "layer4")
 
 
 class FasterRCNN(nn.Module):
@@ -167,17 +169,47 @@ class FasterRCNN(nn.Module):
         return {"loss": sum(losses.values()), **losses}
 
 
-def resnet50_fpn(num_classes: int = 91, **settings) -> FasterRCNN:
-    """torchvision's fasterrcnn_resnet50_fpn layout (COCO: 91 outputs, background included)."""
-    from tlx.models.resnet import ResNet
+def torchvision_layout(
+    backbone: str = "resnet50",
+    num_classes: int = 91,
+    rpn_pre_nms_top_n: int = 1000,
+    rpn_post_nms_top_n: int = 1000,
+    rpn_score_threshold: float = 0.0,
+) -> FasterRCNN:
+    """torchvision's detection models' layouts (COCO: 91 outputs, background included), with
+    their evaluation settings: "resnet50" (fasterrcnn_resnet50_fpn: ResNet-50's four stages, one
+    anchor size per level) or "mobilenet_v3_large" (fasterrcnn_mobilenet_v3_large_fpn and _320:
+    block 13 and the last conv, both stride 32, five sizes per level; FrozenBatchNorm's 1e-5)."""
+    if backbone == "resnet50":
+        from tlx.models.resnet import ResNet
 
-    return FasterRCNN(
-        backbone=ResNet(depth=50, num_classes=None, pooling=None),
-        endpoints=("layer1", "layer2", "layer3", "layer4"),
-        num_classes=num_classes,
-        anchor_sizes=RESNET_FPN_ANCHORS,
-        **settings,
+        net, endpoints = ResNet(depth=50, num_classes=None, pooling=None), RESNET_ENDPOINTS
+        anchors = RESNET_FPN_ANCHORS
+    elif backbone == "mobilenet_v3_large":
+        from tlx.models.mobilenet_v3 import MobileNetV3
+
+        net = MobileNetV3(num_classes=None, pooling=None, bn_epsilon=1e-5)
+        endpoints, anchors = ("block_13", "last_conv"), MOBILENET_FPN_ANCHORS
+    else:
+        raise ValueError(
+            f"backbone {backbone!r}: torchvision's are 'resnet50', 'mobilenet_v3_large'"
+        )
+    proposals = ProposalSettings(
+        rpn_pre_nms_top_n, rpn_post_nms_top_n, 0.7, 1e-3, rpn_score_threshold
     )
+    return FasterRCNN(
+        backbone=net,
+        endpoints=endpoints,
+        num_classes=num_classes,
+        anchor_sizes=anchors,
+        proposals=proposals,
+        train_proposals=dataclasses.replace(proposals, pre_nms_top_n=2000, post_nms_top_n=2000),
+    )
+
+
+def resnet50_fpn(num_classes: int = 91) -> FasterRCNN:
+    """fasterrcnn_resnet50_fpn's layout."""
+    return torchvision_layout("resnet50", num_classes)
 
 
 def init_faster_rcnn(model: FasterRCNN, rng, images, image_sizes) -> dict:

@@ -15,18 +15,22 @@ import jax.numpy as jnp
 import numpy as np
 
 from tlx.weights.rules import Rule, conv_kernel, convert_variables, expected_shapes, transpose
+from tlx.weights.torchvision_mobilenet_v3 import MOBILENET_V3_RULES
 from tlx.weights.torchvision_resnet import RESNET_RULES
 
 
-def _under(prefix: str, rules: list[Rule]) -> list[Rule]:
-    """A backbone's rules read from `backbone.body.` and written under `<collection>/backbone/`."""
+def _under(prefix: str, rules: list[Rule], strip: str = "") -> list[Rule]:
+    """A backbone's rules read from `backbone.body.` (their source prefix `strip` replaced, e.g.
+    MobileNet's `features\\.`: the body is the features module itself) and written under
+    `<collection>/backbone/`."""
     moved = []
     for rule in rules:
         target = rule.target
         if target is not None:
             collection, rest = target.split("/", 1)
             target = f"{collection}/backbone/{rest}"
-        moved.append(Rule(prefix + rule.pattern, target, rule.transform))
+        pattern = rule.pattern.removeprefix(strip) if strip else rule.pattern
+        moved.append(Rule(prefix + pattern, target, rule.transform))
     return moved
 
 
@@ -67,21 +71,34 @@ DETECTOR_RULES: list[Rule] = [
 ]
 
 RESNET_FPN_RULES: list[Rule] = [*_under(r"backbone\.body\.", RESNET_RULES), *DETECTOR_RULES]
+MOBILENET_V3_FPN_RULES: list[Rule] = [
+    *_under(r"backbone\.body\.", MOBILENET_V3_RULES, strip=r"features\."),
+    *DETECTOR_RULES,
+]
+RULES = {"resnet50": RESNET_FPN_RULES, "mobilenet_v3_large": MOBILENET_V3_FPN_RULES}
 
 
 @functools.cache
-def _resnet50_fpn_shapes(num_classes: int) -> dict:
-    from tlx.detection.faster_rcnn import init_faster_rcnn, resnet50_fpn
+def _shapes(backbone: str, num_classes: int) -> dict:
+    from tlx.detection.faster_rcnn import init_faster_rcnn, torchvision_layout
 
-    model = resnet50_fpn(num_classes)
+    model = torchvision_layout(backbone, num_classes)
     canvas, sizes = jnp.zeros((1, 64, 64, 3)), jnp.full((1, 2), 64.0)
     shapes = jax.eval_shape(lambda: init_faster_rcnn(model, jax.random.key(0), canvas, sizes))
     return expected_shapes(shapes)
 
 
-def convert_resnet50_fpn(state_dict: dict, num_classes: int = 91) -> dict:
-    """torchvision's fasterrcnn_resnet50_fpn state dict -> tlx's FasterRCNN variables
-    (tlx.detection.faster_rcnn.resnet50_fpn); every missing, unexpected or mis-shaped key in one
-    ConversionError. BatchNorm's num_batches_tracked, absent from FrozenBatchNorm2d, is dropped."""
+def convert_faster_rcnn(
+    state_dict: dict, backbone: str = "resnet50", num_classes: int = 91
+) -> dict:
+    """A torchvision fasterrcnn_{resnet50,mobilenet_v3_large}_fpn state dict -> tlx's FasterRCNN
+    variables (tlx.detection.faster_rcnn.torchvision_layout); every missing, unexpected or
+    mis-shaped key in one ConversionError. BatchNorm's num_batches_tracked is dropped."""
+    if backbone not in RULES:
+        raise ValueError(f"backbone {backbone!r}: converters exist for {sorted(RULES)}")
     tensors = {k: np.asarray(v) for k, v in state_dict.items()}
-    return convert_variables(tensors, RESNET_FPN_RULES, dict(_resnet50_fpn_shapes(num_classes)))
+    return convert_variables(tensors, RULES[backbone], dict(_shapes(backbone, num_classes)))
+
+
+def convert_resnet50_fpn(state_dict: dict, num_classes: int = 91) -> dict:
+    return convert_faster_rcnn(state_dict, "resnet50", num_classes)

@@ -51,13 +51,18 @@ ARCHITECTURE_RECORDS: MappingProxyType[str, Architecture] = MappingProxyType(
             "tlx.models.mobilenet_v2:MobileNetV2",
             "tlx.models.mobilenet_v2:mobilenet_v2_param_groups",
         ),
+        "mobilenet_v3": Architecture(
+            "tlx.models.mobilenet_v3:MobileNetV3",
+            "tlx.models.mobilenet_v3:mobilenet_v3_param_groups",
+        ),
         # Detectors from a darknet cfg (model kwarg `cfg`): backbone, neck, one group per head.
         "darknet": Architecture(
             "tlx.models.darknet:Darknet", "tlx.models.darknet:darknet_param_groups"
         ),
         # torchvision's Faster R-CNN with FPN (tlx.detection.faster_rcnn), ResNet-50 backbone.
         "faster_rcnn": Architecture(
-            "tlx.detection.faster_rcnn:resnet50_fpn", "tlx.zoo.faster_rcnn:resnet50_fpn_groups"
+            "tlx.detection.faster_rcnn:torchvision_layout",
+            "tlx.zoo.faster_rcnn:torchvision_layout_groups",
         ),
         # From scratch only (no catalog file): the classic conv32-conv64-dense128 CNN for 28x28.
         "small_cnn": Architecture(
@@ -281,6 +286,23 @@ def _tv_resnet(depth: int, filename: str) -> CatalogEntry:
     )
 
 
+def _tv_faster_rcnn(filename: str, backbone: str, min_size: int, max_size: int, **settings):
+    """torchvision's COCO Faster R-CNN files (FasterRCNN_*_Weights.COCO_V1; box mAP on val2017
+    37.0 / 32.8 / 22.8 for the ResNet-50, MobileNetV3 and MobileNetV3-320 ones); the transform and
+    the proposal settings are each model's own evaluation defaults."""
+    return _torchvision(
+        filename.rsplit("-", 1)[0],
+        filename,
+        "faster_rcnn",
+        "tlx.weights.torchvision_faster_rcnn:convert_faster_rcnn",
+        preprocessing=RCNNTransform(min_size, max_size),
+        labels="coco91",
+        num_classes=91,
+        model_kwargs={"backbone": backbone, **settings},
+        converter_kwargs={"backbone": backbone},
+    )
+
+
 def _keras_vgg(depth: int, notop: bool, md5: str) -> CatalogEntry:
     return _keras(
         f"vgg{depth}",
@@ -326,14 +348,22 @@ _ENTRIES = [
     _tv_resnet(101, "resnet101-63fe2227.pth"),
     # torchvision's COCO Faster R-CNN (FasterRCNN_ResNet50_FPN_Weights.COCO_V1: box mAP 37.0 on
     # val2017); its transform (800 / 1333, ImageNet mean and std) is the detector's own.
-    _torchvision(
-        "fasterrcnn_resnet50_fpn_coco",
-        "fasterrcnn_resnet50_fpn_coco-258fb6c6.pth",
-        "faster_rcnn",
-        "tlx.weights.torchvision_faster_rcnn:convert_resnet50_fpn",
-        preprocessing=RCNNTransform(800, 1333),
-        labels="coco91",
-        num_classes=91,
+    _tv_faster_rcnn("fasterrcnn_resnet50_fpn_coco-258fb6c6.pth", "resnet50", 800, 1333),
+    _tv_faster_rcnn(
+        "fasterrcnn_mobilenet_v3_large_fpn-fb6a3cc7.pth",
+        "mobilenet_v3_large",
+        800,
+        1333,
+        rpn_score_threshold=0.05,
+    ),
+    _tv_faster_rcnn(
+        "fasterrcnn_mobilenet_v3_large_320_fpn-907ea3f9.pth",
+        "mobilenet_v3_large",
+        320,
+        640,
+        rpn_score_threshold=0.05,
+        rpn_pre_nms_top_n=150,
+        rpn_post_nms_top_n=150,
     ),
     # The aux classifiers are training-time aids; the files carry them, the converters drop them.
     _torchvision(
@@ -366,6 +396,12 @@ _ENTRIES = [
         hash_value="b03531047ffacf1e2488318dcd2aba1126cde36e3bfe1aa5cb07700aeeee9889",
         hash_kind="sha256",
         packaged=PACKAGED["torchvision:mobilenet_v2"],
+    ),
+    _torchvision(
+        "mobilenet_v3_large",
+        "mobilenet_v3_large-8738ca79.pth",
+        "mobilenet_v3",
+        "tlx.weights.torchvision_mobilenet_v3:convert_mobilenet_v3",
     ),
     # keras.applications (keras/src/applications/*.py: WEIGHTS_PATH[_NO_TOP] and file_hash).
     _keras_vgg(16, False, "64373286793e3c8b2b4e3219cbf3544b"),

@@ -156,7 +156,7 @@ def load_detector(entry, checkpoint_path=None, offline=None):
 def _load_two_stage(entry, checkpoint_path, offline) -> PretrainedTwoStageDetector:
     from tlx.weights.labels import label_names
     from tlx.zoo import resolve
-    from tlx.zoo.faster_rcnn import resnet50_fpn_groups
+    from tlx.zoo.faster_rcnn import torchvision_layout_groups
 
     variables, entry = resolve.load_catalog_weights(
         entry, checkpoint_path, offline=offline, progress=True
@@ -166,10 +166,10 @@ def _load_two_stage(entry, checkpoint_path, offline) -> PretrainedTwoStageDetect
         name=entry.name,
         module=entry.build_model(num_classes=entry.num_classes),
         variables=jax.tree.map(jnp.asarray, variables),
-        groups=resnet50_fpn_groups(),
+        groups=torchvision_layout_groups(entry.model_kwargs.get("backbone", "resnet50")),
         preprocessing=entry.preprocessing,
         labels=labels,
-        description=f"Faster R-CNN ResNet-50 FPN from {entry.name}, {len(labels)} outputs",
+        description=f"Faster R-CNN FPN from {entry.name}, {len(labels)} outputs",
     )
 
 

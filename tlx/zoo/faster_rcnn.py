@@ -44,12 +44,18 @@ from tlx.zoo.catalog import ARCHITECTURES, PARAM_GROUPS, get_entry, import_objec
 class Backbone:
     endpoints: tuple[str, ...]  # finest first
     anchor_sizes: tuple[tuple[int, ...], ...]  # per pyramid level, the pooled one included
+    kwargs: Mapping = dataclasses.field(default_factory=dict)  # the backbone as detectors build it
 
 
 BACKBONES: Mapping[str, Backbone] = {
     "resnet": Backbone(("layer1", "layer2", "layer3", "layer4"), RESNET_FPN_ANCHORS),
     "mobilenet_v2": Backbone(("stage_5", "last_conv"), MOBILENET_FPN_ANCHORS),
     "vgg": Backbone(("block4", "block5"), MOBILENET_FPN_ANCHORS),
+    # torchvision's fasterrcnn_mobilenet_v3_large_fpn: block 13 (the first stride-32 block) and
+    # the last conv, both at stride 32; its FrozenBatchNorm2d has epsilon 1e-5.
+    "mobilenet_v3": Backbone(
+        ("block_13", "last_conv"), MOBILENET_FPN_ANCHORS, {"bn_epsilon": 1e-5}
+    ),
 }
 
 
@@ -100,7 +106,9 @@ def build_faster_rcnn(model: ModelSpec | Mapping, num_classes: int) -> ModelBund
         )
     arch, kwargs, entry = _backbone_arch(spec)
     layout = BACKBONES[arch]
-    backbone = import_object(ARCHITECTURES[arch])(num_classes=None, pooling=None, **kwargs)
+    backbone = import_object(ARCHITECTURES[arch])(
+        num_classes=None, pooling=None, **{**layout.kwargs, **kwargs}
+    )
     module = FasterRCNN(
         backbone=backbone,
         endpoints=layout.endpoints,
@@ -167,6 +175,10 @@ def build_faster_rcnn(model: ModelSpec | Mapping, num_classes: int) -> ModelBund
     )
 
 
-def resnet50_fpn_groups() -> list[tuple[str, str]]:
-    """The catalog's COCO detector's groups (its ResNet-50 stages, fpn, rpn, head)."""
-    return detector_groups("resnet", {"depth": 50}, BACKBONES["resnet"].endpoints)
+def torchvision_layout_groups(backbone: str = "resnet50") -> list[tuple[str, str]]:
+    """The catalog's COCO detectors' groups (the backbone's stages, fpn, rpn, head)."""
+    arch, kwargs = {
+        "resnet50": ("resnet", {"depth": 50}),
+        "mobilenet_v3_large": ("mobilenet_v3", {}),
+    }[backbone]
+    return detector_groups(arch, kwargs, BACKBONES[arch].endpoints)
