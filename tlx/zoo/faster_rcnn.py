@@ -170,7 +170,7 @@ def build_faster_rcnn(model: ModelSpec | Mapping, num_classes: int) -> ModelBund
         pretrained=pretrained,
         pretrained_state=pretrained_state,
         allow_fresh=(r"^fpn/", r"^rpn/", r"^box_head/"),
-        preprocessing=DetectorInput(image_size=size, letterbox=False),
+        preprocessing=DetectorInput(image_size=size, letterbox=bool(spec.letterbox)),
         description=f"Faster R-CNN FPN on {arch} from {source}, {num_classes} classes, {size}px",
     )
 
