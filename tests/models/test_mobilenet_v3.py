@@ -14,6 +14,7 @@ import pytest
 torch = pytest.importorskip("torch")
 torchvision = pytest.importorskip("torchvision")
 
+from tests.models.equivalence import randomize_batchnorm  # noqa: E402
 from tlx.models.mobilenet_v3 import MobileNetV3, mobilenet_v3_param_groups  # noqa: E402
 from tlx.transfer.groups import assign_groups  # noqa: E402
 from tlx.tree import flatten  # noqa: E402
@@ -25,13 +26,7 @@ from tlx.weights.torchvision_mobilenet_v3 import convert_mobilenet_v3  # noqa: E
 def reference():
     torch.manual_seed(0)
     model = torchvision.models.mobilenet_v3_large(weights=None)
-    with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, torch.nn.BatchNorm2d):
-                module.running_mean.normal_(0, 0.2)
-                module.running_var.uniform_(0.5, 2.0)
-                module.weight.uniform_(0.5, 1.5)
-                module.bias.normal_(0, 0.2)
+    randomize_batchnorm(model)
     return model.eval()
 
 
