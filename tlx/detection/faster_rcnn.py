@@ -207,11 +207,6 @@ def torchvision_layout(
     )
 
 
-def resnet50_fpn(num_classes: int = 91) -> FasterRCNN:
-    """fasterrcnn_resnet50_fpn's layout."""
-    return torchvision_layout("resnet50", num_classes)
-
-
 def init_faster_rcnn(model: FasterRCNN, rng, images, image_sizes) -> dict:
     """model.init, with the backbone's endpoints captured as the forward needs (init does not
     make 'intermediates' mutable by default) and dropped from the variables returned."""

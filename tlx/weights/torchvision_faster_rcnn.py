@@ -98,7 +98,3 @@ def convert_faster_rcnn(
         raise ValueError(f"backbone {backbone!r}: converters exist for {sorted(RULES)}")
     tensors = {k: np.asarray(v) for k, v in state_dict.items()}
     return convert_variables(tensors, RULES[backbone], dict(_shapes(backbone, num_classes)))
-
-
-def convert_resnet50_fpn(state_dict: dict, num_classes: int = 91) -> dict:
-    return convert_faster_rcnn(state_dict, "resnet50", num_classes)
