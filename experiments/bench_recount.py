@@ -25,6 +25,7 @@ from absl import app
 
 from experiments import bench
 from experiments import speed_vs_torch as svt
+from experiments.bench.model_flops import model_flops
 from tlx import cli
 from tlx.machine import git_commit
 
@@ -50,6 +51,15 @@ def count_step_flops(key: CellKey, cfg: bench.BenchConfig) -> float | None:
     return bench.cpu_lowering_flops(program.step, (*carry, inputs, jax.random.key(1), 0))
 
 
+def add_model_mfu(row: dict, cfg: bench.BenchConfig) -> None:
+    """Each framework's MFU on the architecture's FLOPs (experiments.bench.model_flops)."""
+    flops = model_flops(row["model"], row["plan"], int(row["batch"]), cfg.image_size, cfg.seq_len)
+    row["tlx"]["model_flops"] = flops
+    for result in (row["tlx"], row.get("torch") or {}):
+        if result.get("step_median_s"):
+            result["model_mfu"] = bench.mfu(flops, result["step_median_s"], row.get("peak_flops"))
+
+
 def recount(report: dict, count: Callable[[CellKey, bench.BenchConfig], float | None]) -> dict:
     """`report` with each measured row's FLOPs and MFU from `count`; times are untouched."""
     cfg = config_of(report)
@@ -59,6 +69,7 @@ def recount(report: dict, count: Callable[[CellKey, bench.BenchConfig], float | 
         if not tlx or not tlx.get("step_median_s"):
             continue  # skipped or failed: nothing was timed
         key = (row["model"], row["plan"], int(row["batch"]), row["precision"])
+        add_model_mfu(row, cfg)
         if key not in counts:
             counts[key] = count(key, cfg)
         flops, peak = counts[key], row.get("peak_flops")

@@ -5,9 +5,11 @@
 #     bash experiments/gpu_profile.sh [extra experiments.bench flags]
 #
 # Writes $OUT/bench_gpu/bench.{json,md,png} (rewritten after every cell) and $OUT/bench_gpu.log;
-# OUT defaults to runs/bench_gpu. The benchmark stops starting cells after its time budget
-# (about 6.5 minutes of cells, so about 7.5 in all); `timeout` ends it under 9 minutes whatever
-# happens. Extra flags go after --profile=gpu --torch and so override them.
+# OUT defaults to runs/bench_gpu. The profile plans every cell into 7.5 minutes (the plan is
+# printed first: `python -m experiments.bench --profile=gpu --dry_run` shows it on any machine)
+# and stops starting cells past 7.75; `timeout` ends it at 8 minutes whatever happens. Extra
+# flags go after --profile=gpu --torch and so override them. Afterwards, on any machine:
+#     python -m experiments.bench_recount $OUT/bench_gpu/bench.json   (XLA's FLOPs and MFU)
 set -uo pipefail
 
 OUT="${OUT:-runs/bench_gpu}"
@@ -31,7 +33,7 @@ export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1  # random-init models only; never
   echo "== experiments.bench --profile=gpu --torch $*"
 } 2>&1 | tee "$LOG"
 
-timeout --kill-after=15 510 "$PYTHON" -m experiments.bench --profile=gpu --torch \
+timeout --kill-after=10 480 "$PYTHON" -m experiments.bench --profile=gpu --torch \
   --out="$OUT/bench_gpu" "$@" 2>&1 | tee -a "$LOG"
 status=${PIPESTATUS[0]}
 echo "== exit status $status (124: stopped by timeout; the reports hold the cells done)" \

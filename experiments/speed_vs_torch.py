@@ -80,13 +80,16 @@ def image_bundle(model_name: str, size: int | None = None, dtype=None, **module_
     return build_model(cfg, num_classes=10)
 
 
-def tlx_stage(bundle, plan: str, learning_rate: float = 1e-4, train_batches=None, task=None):
+def tlx_stage(
+    bundle, plan: str, learning_rate: float = 1e-4, train_batches=None, task=None, variables=None
+):
     """(program, carry, mode): the trainer's own compiled step for the stage of `plan` on any
     bundle, from tlx.stage_program as tlx.trainer builds it (gradient only w.r.t. the trainable
     groups, Adam at a constant rate on them, frozen groups set to zero, only trainable parameters
     and changed state handed back, their buffers donated), on one device. `train_batches`, a
     random-access dataset, becomes `program.train_batches`; `mode.put_batch` places a batch.
     `task`: what scores the outputs (default classification; a detector's Detection task).
+    `variables`: the initial weights (default: `bundle.init` at key 0).
     `program.step(*carry, batch, rng, step_number)`; then `carry = next_carry(carry, output)`."""
     import jax
 
@@ -97,7 +100,8 @@ def tlx_stage(bundle, plan: str, learning_rate: float = 1e-4, train_batches=None
     from tlx.transfer.plans import Plan, Stage
     from tlx.tree import flatten
 
-    variables = jax.jit(bundle.init)(jax.random.key(0))
+    if variables is None:
+        variables = jax.jit(bundle.init)(jax.random.key(0))
     flat = flatten(variables["params"])
     state = flatten({k: v for k, v in variables.items() if k != "params"})
     group_of = assign_groups(list(flat), bundle.groups)
@@ -189,14 +193,16 @@ def freeze_like_tlx(model, group_of: dict[str, str], train):
     return torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-4)
 
 
-def torchvision_model(model_name: str, plan: str):
-    """(torchvision model with 10 classes, its Adam) frozen as tlx freezes `plan`."""
+def torchvision_model(model_name: str, plan: str, model=None):
+    """(torchvision model with 10 classes, its Adam) frozen as tlx freezes `plan`; `model`: the
+    randomly initialised torchvision model to use (default: a new one)."""
     import torchvision
 
     _, _, tv_name = MODELS[model_name]
     bundle = image_bundle(model_name)
     train = set(trainable_groups(bundle.group_names, plan))
-    model = getattr(torchvision.models, tv_name)(weights=None, num_classes=10)
+    if model is None:
+        model = getattr(torchvision.models, tv_name)(weights=None, num_classes=10)
     group_of = torch_groups(model_name, bundle, [n for n, _ in model.named_parameters()])
     return model, freeze_like_tlx(model, group_of, train)
 

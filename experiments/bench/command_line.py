@@ -7,7 +7,9 @@ from pathlib import Path
 from absl import flags
 
 from experiments import speed_vs_torch as svt  # noqa: F401 (defines the shared flags)
-from experiments.bench.config import PROFILES, BenchConfig, with_overrides
+from experiments.bench.config import PROFILES, BenchConfig, validate, with_overrides
+from experiments.bench.flops import theoretical_cpu_peak
+from experiments.bench.plan import plan_run, plan_table
 from experiments.bench.report import markdown
 from experiments.bench.run import run_bench
 
@@ -40,6 +42,17 @@ _ROUNDS = flags.DEFINE_integer(
     None,
     "With --torch: time both frameworks in this many alternating rounds (1: one after the other).",
 )
+_PLAN_BUDGET = flags.DEFINE_float(
+    "plan_budget_s",
+    None,
+    "Cut the timed steps per cell until the whole run's estimate fits this many seconds.",
+)
+_COMPILE_WORKERS = flags.DEFINE_integer(
+    "compile_workers", None, "> 0: compile every tlx step up front on this many threads."
+)
+_DRY_RUN = flags.DEFINE_boolean(
+    "dry_run", False, "Print the plan (cells, estimates, total) and stop; no device is used."
+)
 _MEASURE_CPU_PEAK = flags.DEFINE_boolean(
     "measure_cpu_peak", False, "On CPU, time large matmuls first and use them as the peak."
 )
@@ -60,6 +73,8 @@ def config_from_flags() -> BenchConfig:
         "time_budget_s": _TIME_BUDGET,
         "slow_step_s": _SLOW_STEP,
         "rounds": _ROUNDS,
+        "plan_budget_s": _PLAN_BUDGET,
+        "compile_workers": _COMPILE_WORKERS,
     }
     given = {name: holder.value for name, holder in holders.items() if holder.present}
     return with_overrides(
@@ -70,9 +85,21 @@ def config_from_flags() -> BenchConfig:
     )
 
 
+def dry_run(cfg: BenchConfig) -> str:
+    """The plan a run of `cfg` would follow, for the device its profile is for."""
+    platform = "gpu" if cfg.profile == "gpu" else "cpu"
+    budget = cfg.plan_budget_s if cfg.plan_budget_s is not None else cfg.time_budget_s
+    plan = plan_run(cfg, platform, budget, cfg.plan_min_steps, theoretical_cpu_peak())
+    return f"Dry run of profile {cfg.profile} on {platform}.\n\n" + plan_table(plan)
+
+
 def main(argv):
     del argv
     cfg = config_from_flags()
+    if _DRY_RUN.value:
+        validate(cfg)
+        print(dry_run(cfg))
+        return
     out = Path(_OUT.value if _OUT.present else f"runs/bench_{cfg.profile}")
     report = run_bench(cfg, out, _MEASURE_CPU_PEAK.value)
     print(markdown(report))

@@ -3,8 +3,11 @@ FLOP/s (vendor tables; on CPU, a measured figure or large matmuls timed at start
 
 from __future__ import annotations
 
+import contextlib
+import os
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from tlx.flops import first_cost, lowering_flops
 
@@ -23,12 +26,56 @@ PEAKS: list[tuple[str, dict[str, float]]] = [
     ("TPU v5p", {"bfloat16": 459e12}),
     ("TPU v5", {"bfloat16": 459e12}),  # v5p's device_kind
 ]
-# This project's 2-core AMD EPYC (AVX2), measured by --measure_cpu_peak (best of 5 timed
-# 2048x2048 matmuls after a warm-up; jax 0.10.2, torch 2.14) on an otherwise idle machine,
-# 2026-11-26, the best of two runs: float32 150 GFLOP/s (the other run: 120), bfloat16 112 (108;
-# jax's: torch's CPU bfloat16 matmul runs at 0.3). With other processes running it measured 57
-# and 52: the machine drifts by 2x and more.
-CPU_PEAK = {"float32": 150e9, "bfloat16": 112e9}
+# A CPU's dense peak is its cores x clock x FLOPs per core per cycle, which its instruction set
+# decides: two fused multiply-add pipes per core (every x86 server core since Haswell), each
+# 2 FLOPs per lane, 8 float32 lanes with AVX2 and 16 with AVX-512 (Zen 4 runs AVX-512 through
+# 256-bit halves: half this, so the figure is an upper bound there). bfloat16: AVX512-BF16's
+# VDPBF16PS does two products per float32 lane (twice the float32 rate); an AMX tile unit
+# 1,024 bfloat16 FLOPs per cycle (Intel's figure for Sapphire Rapids); without either, bfloat16
+# runs at the float32 rate or worse. A measured table taken on one machine kind (the project's
+# AVX2 EPYC: 150 GFLOP/s) put MFU at 145-215% on the AVX-512 ones.
+FLOAT32_FLOPS_PER_CYCLE = {"avx512f": 64, "avx2": 32}
+BFLOAT16_FLOPS_PER_CYCLE = {"amx_bf16": 1024, "avx512_bf16": 128}
+
+
+def cpu_flags() -> set[str]:
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return set()
+    line = next((line for line in text.splitlines() if line.startswith("flags")), "")
+    return set(line.partition(":")[2].split())
+
+
+def cpu_clock_hz() -> float | None:
+    """The highest clock the OS reports: cpufreq's maximum, else /proc/cpuinfo's current MHz
+    (a VM shows only its nominal clock; turbo may run above it: see theoretical_cpu_peak)."""
+    candidates = []
+    max_freq = Path("/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq")
+    with contextlib.suppress(OSError, ValueError):
+        candidates.append(float(max_freq.read_text()) * 1e3)  # kHz
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("cpu MHz"):
+                candidates.append(float(line.partition(":")[2]) * 1e6)
+    return max(candidates, default=None)
+
+
+def flops_per_cycle(flags: set[str]) -> dict[str, float]:
+    """Dense float32 and bfloat16 FLOPs per core per cycle for a CPU with these flags."""
+    float32 = next((v for k, v in FLOAT32_FLOPS_PER_CYCLE.items() if k in flags), 16)
+    bfloat16 = next((v for k, v in BFLOAT16_FLOPS_PER_CYCLE.items() if k in flags), float32)
+    return {"float32": float32, "bfloat16": bfloat16}
+
+
+def theoretical_cpu_peak(flags=None, clock_hz=None, cores=None) -> dict[str, float]:
+    """{precision: FLOP/s} of this CPU from its cores, clock and instruction set. Measured step
+    rates stay under it unless the cores turbo above the reported clock; --measure_cpu_peak
+    raises it to the best measured matmul, so that MFU stays at most 100% there too."""
+    flags = cpu_flags() if flags is None else flags
+    clock_hz = clock_hz or cpu_clock_hz() or 3e9
+    cores = cores or len(os.sched_getaffinity(0))
+    return {p: cores * clock_hz * f for p, f in flops_per_cycle(flags).items()}
 
 
 # One FLOP count for training and benchmarks (tlx.flops): the trainer records compute per run.
@@ -100,12 +147,16 @@ def torch_matmul_peak(precision: str, n: int) -> float:
 
 
 def measure_cpu_peak(n: int = 2048, with_torch: bool = True) -> dict[str, float]:
-    """Best large-matmul FLOP/s per precision, the higher of jax's and (float32 only) torch's: the
-    most a real workload could reach on this CPU. torch's CPU bfloat16 matmul is left out: at
-    0.3 GFLOP/s here it would take minutes and never be the higher one."""
-    peaks = {precision: jax_matmul_peak(precision, n) for precision in ("float32", "bfloat16")}
-    if with_torch:
-        peaks["float32"] = max(peaks["float32"], torch_matmul_peak("float32", n))
+    """Per precision, the higher of the theoretical peak and the best large matmul measured
+    (jax's, and torch's too with `with_torch`): a clock running above the reported one shows
+    here, so MFU stays at most 100%. torch's bfloat16 matmul is timed only on CPUs with native
+    bfloat16 instructions: elsewhere it ran at 0.3 GFLOP/s (AVX2 EPYC), minutes for one."""
+    peaks = theoretical_cpu_peak()
+    native_bfloat16 = bool(cpu_flags() & set(BFLOAT16_FLOPS_PER_CYCLE))
+    for precision in ("float32", "bfloat16"):
+        peaks[precision] = max(peaks[precision], jax_matmul_peak(precision, n))
+        if with_torch and (precision == "float32" or native_bfloat16):
+            peaks[precision] = max(peaks[precision], torch_matmul_peak(precision, n))
     return peaks
 
 

@@ -3,7 +3,9 @@ model and plan in PyTorch."""
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
+import dataclasses
 import itertools
 import os
 import time
@@ -12,7 +14,8 @@ from typing import TYPE_CHECKING
 from experiments import speed_vs_torch as svt
 from experiments.bench.flops import cpu_lowering_flops, step_flops, xla_step_bytes
 from experiments.bench.inputs import numpy_batch, random_batches, read_ahead
-from experiments.bench.models import is_text, tlx_bundle, torch_model
+from experiments.bench.model_flops import model_flops
+from experiments.bench.models import initial_variables, is_text, tlx_bundle, torch_model
 from experiments.bench.timing import StepTimer, add_throughput
 from tlx.metrics import peak_memory_bytes, process_max_rss_bytes
 
@@ -20,23 +23,94 @@ if TYPE_CHECKING:
     from experiments.bench.config import BenchConfig, Cell
 
 
-def tlx_prepare(cell: Cell, cfg: BenchConfig, peak: float | None, stack: contextlib.ExitStack):
-    """(timer, finish): the cell's compiled tlx step, the trainer's StageProgram, ready to time
-    on batches read as the trainer reads them; finish() -> its result."""
+@dataclasses.dataclass
+class LoweredStep:
+    """A cell's tlx step lowered for its device (and counted on the CPU lowering), to compile
+    now or on a worker thread ahead of timing (compile_ahead)."""
+
+    lowered: object
+    lower_s: float
+    cpu_count: float | None
+    compiled: object = None
+    compile_s: float | None = None
+    in_parallel: bool = False  # compiled on a worker thread beside other compiles
+
+    def compile(self) -> LoweredStep:
+        start = time.perf_counter()
+        self.compiled = self.lowered.compile()
+        self.compile_s = self.lower_s + time.perf_counter() - start
+        return self
+
+
+def _tlx_build(cell: Cell, cfg: BenchConfig, stack: contextlib.ExitStack):
+    """(program, carry, batches, args): the cell's StageProgram on the cached initial weights,
+    its batches read ahead, and the arguments of its first step."""
     import jax
 
     bundle = tlx_bundle(cell.model, cell.precision, cfg)
     make = lambda seed: numpy_batch(cell.model, cell.batch, cfg, seed, torch_layout=False)
-    program, carry, mode = svt.tlx_stage(bundle, cell.plan, train_batches=random_batches(make))
-    rng, step_number = jax.random.key(1), itertools.count()
+    variables = initial_variables(cell.model, cell.precision, cfg)
+    program, carry, mode = svt.tlx_stage(
+        bundle, cell.plan, train_batches=random_batches(make), variables=variables
+    )
     reader = read_ahead(program.train_batches, cfg.prefetch_depth, mode.put_batch)
     batches = stack.enter_context(contextlib.closing(reader))
+    args = (*carry, next(batches), jax.random.key(1), 0)
+    return program, carry, batches, args
+
+
+def _lower(program, args, count_on_cpu: bool) -> LoweredStep:
+    import jax
+
     start = time.perf_counter()
-    first_batch = next(batches)
-    args = (*carry, first_batch, rng, 0)
     lowered = program.step.lower(*args)
-    compiled = lowered.compile()
-    compile_s = time.perf_counter() - start
+    lower_s = time.perf_counter() - start
+    # The CPU lowering counts what an accelerator's library calls hide (step_flops).
+    count = count_on_cpu and jax.devices()[0].platform != "cpu"
+    return LoweredStep(lowered, lower_s, cpu_lowering_flops(program.step, args) if count else None)
+
+
+def lower_cell(cell: Cell, cfg: BenchConfig) -> LoweredStep:
+    """The cell's step lowered (its weights and batches freed again), ready to compile."""
+    with contextlib.ExitStack() as stack:
+        program, _, _, args = _tlx_build(cell, cfg, stack)
+        return _lower(program, args, cfg.count_flops_on_cpu)
+
+
+def compile_ahead(cells, cfg: BenchConfig, workers: int) -> dict:
+    """{cell: Future[LoweredStep]}: each cell lowered in turn here (tracing holds the GIL) and
+    compiled on `workers` threads (XLA compiles without it). Nothing is timed meanwhile: on a GPU
+    the compiles' autotuning shares the device. A cell that fails holds its exception."""
+    pool = concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="compile")
+    futures = {}
+    for cell in cells:
+        try:
+            futures[cell] = pool.submit(lower_cell(cell, cfg).compile)
+        except Exception as exc:  # recorded as the cell's tlx error when it is timed
+            futures[cell] = concurrent.futures.Future()
+            futures[cell].set_exception(exc)
+    pool.shutdown(wait=False)
+    return futures
+
+
+def tlx_prepare(
+    cell: Cell,
+    cfg: BenchConfig,
+    peak: float | None,
+    stack: contextlib.ExitStack,
+    ahead: LoweredStep | None = None,
+):
+    """(timer, finish): the cell's compiled tlx step, the trainer's StageProgram, ready to time
+    on batches read as the trainer reads them; finish() -> its result. `ahead`: the step
+    compiled before (compile_ahead), else it is lowered and compiled here."""
+    import jax
+
+    program, carry, batches, args = _tlx_build(cell, cfg, stack)
+    if ahead is None:
+        ahead = _lower(program, args, cfg.count_flops_on_cpu).compile()
+    else:
+        ahead.in_parallel = True
+    compiled, rng, step_number = ahead.compiled, args[-2], itertools.count()
 
     def run_step(batch):
         out = compiled(*carry, batch, rng, next(step_number))
@@ -47,11 +121,14 @@ def tlx_prepare(cell: Cell, cfg: BenchConfig, peak: float | None, stack: context
 
     def finish() -> dict:
         result = timer.result()
-        on_cpu = jax.devices()[0].platform == "cpu"
-        cpu_count = None if on_cpu else cpu_lowering_flops(program.step, args)
-        flops, source = step_flops(compiled, lowered, cpu_count)
-        result.update(compile_s=compile_s, flops=flops, flops_source=source)
-        result["mfu"] = flops / result["step_median_s"] / peak if flops and peak else None
+        flops, source = step_flops(compiled, ahead.lowered, ahead.cpu_count)
+        result.update(compile_s=ahead.compile_s, flops=flops, flops_source=source)
+        result["compiled_in_parallel"] = ahead.in_parallel
+        result["mfu"] = mfu(flops, result["step_median_s"], peak)
+        result["model_flops"] = model_flops(
+            cell.model, cell.plan, cell.batch, cfg.image_size, cfg.seq_len
+        )
+        result["model_mfu"] = mfu(result["model_flops"], result["step_median_s"], peak)
         result["peak_bytes"] = peak_memory_bytes()
         result["xla_step_bytes"] = xla_step_bytes(compiled)
         return add_throughput(result, cell.batch, cfg.seq_len if is_text(cell.model) else None)
@@ -59,9 +136,13 @@ def tlx_prepare(cell: Cell, cfg: BenchConfig, peak: float | None, stack: context
     return timer, finish
 
 
-def tlx_result(cell: Cell, cfg: BenchConfig, peak: float | None) -> dict:
+def mfu(flops: float | None, step_s: float, peak: float | None) -> float | None:
+    return flops / step_s / peak if flops and peak else None
+
+
+def tlx_result(cell: Cell, cfg: BenchConfig, peak: float | None, ahead=None) -> dict:
     with contextlib.ExitStack() as stack:
-        timer, finish = tlx_prepare(cell, cfg, peak, stack)
+        timer, finish = tlx_prepare(cell, cfg, peak, stack, ahead)
         timer.run(cfg.warmup, cfg.steps)
         return finish()
 
@@ -122,7 +203,11 @@ def torch_prepare(cell: Cell, cfg: BenchConfig, device: str, stack: contextlib.E
     def finish(flops, peak) -> dict:
         result = timer.result()
         result["channels_last"] = channels_last
-        result["mfu"] = flops / result["step_median_s"] / peak if flops and peak else None
+        result["mfu"] = mfu(flops, result["step_median_s"], peak)
+        step_model_flops = model_flops(
+            cell.model, cell.plan, cell.batch, cfg.image_size, cfg.seq_len
+        )
+        result["model_mfu"] = mfu(step_model_flops, result["step_median_s"], peak)
         if device == "cuda":
             result["peak_bytes"] = int(torch.cuda.max_memory_allocated())
         else:

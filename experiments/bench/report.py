@@ -24,6 +24,8 @@ def table_line(row: dict) -> str:
     for name, result in (("tlx", t), ("torch", pt)):
         if result.get("steps") == 1 and result.get("first_step_s"):
             notes.append(f"{name}: 1 timed step (first step {result['first_step_s']:.0f} s)")
+    if t.get("compiled_in_parallel"):
+        notes.append("compiled beside other cells")
     note = "; ".join(n for n in notes if n)
     if row["status"] == "skipped":
         note = "skipped: time budget spent"
@@ -43,6 +45,7 @@ def table_line(row: dict) -> str:
         _fmt(t.get("examples_per_s"), ".1f"),
         _fmt(t.get("tokens_per_s"), ".0f"),
         _fmt(t.get("mfu"), ".1%"),
+        _fmt(t.get("model_mfu"), ".1%"),
         _fmt(t.get("peak_bytes"), ".2f", 1e-9),
         _fmt(t.get("xla_step_bytes"), ".2f", 1e-9),
         _fmt(t.get("input_wait_fraction"), ".1%"),
@@ -61,6 +64,8 @@ def markdown(report: dict) -> str:
         "",
         f"Device: {env['device_kind']} ({env['platform']}, {env['device_count']} device(s)); "
         f"{env['machine']}; jax {env['jax']}"
+        + (f", jaxlib {env['jaxlib']}" if env.get("jaxlib") else "")
+        + (f", CUDA {env['cuda']}" if env.get("cuda") else "")
         + (f", torch {env['torch']} on {env['torch_device']}" if "torch" in env else "")
         + f"; {report['started']}"
         + (f"; XLA_FLAGS={env['xla_flags']}" if env.get("xla_flags") else "")
@@ -74,17 +79,32 @@ def markdown(report: dict) -> str:
         + "; "
         f"inputs {cfg['image_size']}px / seq {cfg['seq_len']}"
         + (tf32_note(cfg["tf32"]) if env["platform"] == "gpu" else "")
-        + f". MFU: XLA's FLOPs over the peak ({peak_note(report)}). Peak mem: the process's "
+        + f". MFU: XLA's FLOPs over the peak ({peak_note(report)}); model MFU: the "
+        "architecture's FLOPs (experiments/bench/model_flops.py: 6 N per token plus attention "
+        "for BERT finetune, 3x the forward for a CNN) over the same peak. Peak mem: the process's "
         "high-water mark so far (GPU allocator, or CPU max RSS); XLA mem: the step's own need. "
         "Input wait: share of step time blocked in next(). tlx/torch: throughput ratio.",
         "",
         "| model | plan | batch | precision | compile s | step ms [p10–p90] | examples/s "
-        "| tokens/s | MFU | peak mem GB | XLA mem GB | input wait | torch examples/s "
-        "| torch peak GB | tlx/torch | note |",
-        "|" + "---|" * 16,
+        "| tokens/s | MFU | model MFU | peak mem GB | XLA mem GB | input wait "
+        "| torch examples/s | torch peak GB | tlx/torch | note |",
+        "|" + "---|" * 17,
     ]
     lines += [table_line(row) for row in report["rows"]]
     lines += ["", f"Status: {report['status']}; {report['elapsed_s']:.0f} s."]
+    if plan := report.get("plan"):
+        lines += [
+            "",
+            f"Planned: {plan['steps']} timed steps a cell, estimated {plan['estimate_s']:.0f} s "
+            f"against a budget of {plan['budget_s']:.0f} s"
+            + ("" if plan["fits"] else " (the estimate did not fit)")
+            + (
+                f"; every tlx step compiled first in {report['compile_phase_s']:.0f} s"
+                if "compile_phase_s" in report
+                else ""
+            )
+            + ".",
+        ]
     if recount := report.get("flops_recount"):
         lines += [
             "",

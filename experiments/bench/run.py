@@ -3,6 +3,7 @@ in a cell is recorded and the run goes on."""
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import dataclasses
 import gc
@@ -15,8 +16,9 @@ from pathlib import Path
 
 from experiments import speed_vs_torch as svt
 from experiments.bench.config import BenchConfig, Cell, cell_order, validate
-from experiments.bench.flops import CPU_PEAK, measure_cpu_peak, peak_flops
+from experiments.bench.flops import measure_cpu_peak, peak_flops, theoretical_cpu_peak
 from experiments.bench.frameworks import (
+    compile_ahead,
     start_torch,
     tlx_prepare,
     tlx_result,
@@ -24,6 +26,7 @@ from experiments.bench.frameworks import (
     torch_result,
 )
 from experiments.bench.models import is_text
+from experiments.bench.plan import plan_run, plan_table
 from experiments.bench.report import error_text, table_line, write_reports
 from experiments.bench.timing import time_interleaved
 
@@ -38,9 +41,10 @@ def free_memory(torch_used: bool) -> None:
             torch.cuda.empty_cache()
 
 
-def run_cell(cell: Cell, cfg: BenchConfig, env: dict) -> dict:
+def run_cell(cell: Cell, cfg: BenchConfig, env: dict, ahead=None) -> dict:
     """One row: tlx, then (with --torch) torch, or both in interleaved rounds (cfg.rounds > 1);
-    an exception in either is recorded, not raised."""
+    an exception in either is recorded, not raised. `ahead`: a Future of the cell's tlx step
+    compiled before (frameworks.compile_ahead)."""
     row = {**dataclasses.asdict(cell), "kind": "text" if is_text(cell.model) else "image"}
     row["input"] = f"seq {cfg.seq_len}" if is_text(cell.model) else f"{cfg.image_size}px"
     peak, peak_name = peak_flops(env["device"], cell.precision, cfg.tf32, env["cpu_peak"])
@@ -49,9 +53,9 @@ def run_cell(cell: Cell, cfg: BenchConfig, env: dict) -> dict:
     start = time.perf_counter()
     row["tlx"] = row["torch"] = None
     if cfg.torch and cfg.rounds > 1:
-        run_interleaved(cell, cfg, env, peak, row)
+        run_interleaved(cell, cfg, env, peak, row, ahead)
     else:
-        run_in_turn(cell, cfg, env, peak, row)
+        run_in_turn(cell, cfg, env, peak, row, ahead)
     if row.get("tlx") and row.get("torch"):
         row["tlx_vs_torch"] = row["torch"]["step_median_s"] / row["tlx"]["step_median_s"]
     row["cell_s"] = time.perf_counter() - start
@@ -70,10 +74,10 @@ def _record_torch_error(row: dict, exc: BaseException) -> None:
         row["status"] = "torch_error"
 
 
-def run_in_turn(cell: Cell, cfg: BenchConfig, env: dict, peak, row: dict) -> None:
+def run_in_turn(cell: Cell, cfg: BenchConfig, env: dict, peak, row: dict, ahead=None) -> None:
     """tlx's steps, its memory freed, then torch's (the GPU default: one model in memory)."""
     try:
-        row["tlx"] = tlx_result(cell, cfg, peak)
+        row["tlx"] = tlx_result(cell, cfg, peak, ahead and ahead.result())
     except Exception as exc:
         _record_tlx_error(row, exc)
     free_memory(False)
@@ -87,7 +91,7 @@ def run_in_turn(cell: Cell, cfg: BenchConfig, env: dict, peak, row: dict) -> Non
         free_memory(True)
 
 
-def run_interleaved(cell: Cell, cfg: BenchConfig, env: dict, peak, row: dict) -> None:
+def run_interleaved(cell: Cell, cfg: BenchConfig, env: dict, peak, row: dict, ahead=None) -> None:
     """Both frameworks set up at once and timed in alternating rounds (time_interleaved); one
     that fails is recorded and the other goes on. Both models are in memory together, so a CPU
     process's peak memory covers both."""
@@ -95,7 +99,7 @@ def run_interleaved(cell: Cell, cfg: BenchConfig, env: dict, peak, row: dict) ->
     with contextlib.ExitStack() as stack:
         tlx = torch_ = None
         try:
-            tlx = tlx_prepare(cell, cfg, peak, stack)
+            tlx = tlx_prepare(cell, cfg, peak, stack, ahead and ahead.result())
         except Exception as exc:
             _record_tlx_error(row, exc)
         try:
@@ -136,15 +140,27 @@ def environment(cfg: BenchConfig, measure_peak: bool) -> dict:
         "device_count": jax.device_count(),
         "jax": jax.__version__,
         "machine": machine(),
-        "cpu_peak": dict(CPU_PEAK),
-        "cpu_peak_source": "CPU_PEAK table (measured on the project's 2-core CPU)",
+        "cpu_peak": theoretical_cpu_peak(),
+        "cpu_peak_source": "cores x clock x FLOPs per cycle of the instruction set",
         "compilation_cache": os.environ.get("JAX_COMPILATION_CACHE_DIR"),
         "xla_flags": os.environ.get("XLA_FLAGS", ""),
+        "jaxlib": getattr(jax.lib, "__version__", None) or _jaxlib_version(),
     }
+    if device.platform == "gpu":
+        env["cuda"] = gpu_versions()
     if measure_peak and device.platform == "cpu":
         env["cpu_peak"] = measure_cpu_peak(with_torch=cfg.torch)
-        env["cpu_peak_source"] = "measured at start-up (--measure_cpu_peak)"
+        env["cpu_peak_source"] = "theoretical, raised to the best matmul measured at start-up"
     return env
+
+
+def _jaxlib_version() -> str | None:
+    import importlib.metadata
+
+    try:
+        return importlib.metadata.version("jaxlib")
+    except importlib.metadata.PackageNotFoundError:
+        return None
 
 
 def over_budget(cfg: BenchConfig, elapsed: float, rows: Sequence[dict]) -> bool:
@@ -153,6 +169,43 @@ def over_budget(cfg: BenchConfig, elapsed: float, rows: Sequence[dict]) -> bool:
         return False
     slowest = max((r.get("cell_s", 0.0) for r in rows), default=0.0)
     return elapsed + slowest > cfg.time_budget_s
+
+
+def planned(cfg: BenchConfig, env: dict) -> tuple[BenchConfig, dict]:
+    """`cfg` with the timed steps its plan fits in cfg.plan_budget_s, and the plan's summary."""
+    plan = plan_run(cfg, env["platform"], cfg.plan_budget_s, cfg.plan_min_steps, env["cpu_peak"])
+    print(plan_table(plan), flush=True)
+    summary = {"steps": plan.steps, "estimate_s": plan.total_s, "fits": plan.fits}
+    summary["budget_s"] = plan.budget_s
+    summary["cell_estimates_s"] = [e.seconds(plan.steps, plan.warmup) for e in plan.estimates]
+    return dataclasses.replace(cfg, steps=plan.steps), summary
+
+
+CUDA_VERSION_GETTERS = (
+    "cuda_driver_get_version",
+    "cuda_runtime_get_version",
+    "cudnn_get_version",
+    "cublas_get_version",
+)
+
+
+def gpu_versions() -> dict:
+    """The CUDA driver, runtime, cuDNN and cuBLAS versions jax's CUDA plugin reports ({} without
+    one): a GPU figure is read against them."""
+    try:
+        from jax._src.lib import cuda_versions
+    except ImportError:
+        return {}
+    if cuda_versions is None:
+        return {}
+    versions = {}
+    for name in CUDA_VERSION_GETTERS:
+        getter = getattr(cuda_versions, name, None)
+        try:
+            versions[name.removesuffix("_get_version")] = getter() if getter else None
+        except Exception as exc:  # noqa: BLE001 - a version is a nicety
+            versions[name.removesuffix("_get_version")] = error_text(exc)
+    return versions
 
 
 def public(env: dict) -> dict:
@@ -173,13 +226,24 @@ def run_bench(cfg: BenchConfig, out: Path, measure_peak: bool = False) -> dict:
         "rows": [],
     }
     print(f"devices: {env['device']} x{env['device_count']} ({env['device_kind']})", flush=True)
-    for cell in cell_order(cfg):
+    if cfg.plan_budget_s is not None:
+        cfg, report["plan"] = planned(cfg, env)
+        report["config"] = dataclasses.asdict(cfg)
+    cells = cell_order(cfg)
+    ahead = {}
+    if cfg.compile_workers > 0:
+        compile_start = time.perf_counter()
+        ahead = compile_ahead(cells, cfg, cfg.compile_workers)
+        concurrent.futures.wait(ahead.values())
+        report["compile_phase_s"] = time.perf_counter() - compile_start
+        print(f"compiled {len(cells)} steps in {report['compile_phase_s']:.0f} s", flush=True)
+    for cell in cells:
         elapsed = time.perf_counter() - started
         if over_budget(cfg, elapsed, report["rows"]):
             row = {**dataclasses.asdict(cell), "status": "skipped", "tlx": None, "torch": None}
             row.update(peak_flops=None, peak_name="")
         else:
-            row = run_cell(cell, cfg, env)
+            row = run_cell(cell, cfg, env, ahead.get(cell))
         report["rows"].append(row)
         report["elapsed_s"] = time.perf_counter() - started
         report["environment"] = public(env)

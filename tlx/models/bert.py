@@ -15,6 +15,7 @@ import pathlib
 import re
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 from jax import lax
 
@@ -38,6 +39,11 @@ _ACTIVATIONS = {
     "relu": nn.relu,
 }
 
+# "eager": tlx's own einsums, float32 softmax and attention-probability dropout. The others go
+# through jax.nn.dot_product_attention, which has no dropout: "xla" and "cudnn" are its
+# implementations, "fused" is cuDNN where jax accepts it and XLA elsewhere (`fused_attention`).
+ATTN_IMPLEMENTATIONS = ("eager", "xla", "cudnn", "fused")
+
 
 @dataclasses.dataclass(frozen=True)
 class BertConfig:
@@ -53,8 +59,14 @@ class BertConfig:
     type_vocab_size: int = 2
     layer_norm_eps: float = 1e-12
     pad_token_id: int = 0
+    attn_implementation: str = "eager"  # ATTN_IMPLEMENTATIONS; Hugging Face's name for the choice
 
     def __post_init__(self):
+        if self.attn_implementation not in ATTN_IMPLEMENTATIONS:
+            raise ValueError(
+                f"attn_implementation={self.attn_implementation!r} is not supported; expected one "
+                f"of {list(ATTN_IMPLEMENTATIONS)}"
+            )
         if self.hidden_act not in _ACTIVATIONS:
             raise ValueError(
                 f"hidden_act={self.hidden_act!r} is not supported; expected one of "
@@ -66,9 +78,19 @@ class BertConfig:
                 f"num_attention_heads={self.num_attention_heads}"
             )
 
+    def for_fused_attention(self, implementation: str = "fused") -> BertConfig:
+        """A copy attending through jax.nn.dot_product_attention (`implementation`: "xla", "cudnn"
+        or "fused") with attention_probs_dropout_prob=0, since that function has no dropout. This
+        changes training, not evaluation: attention probabilities are no longer dropped (hidden
+        dropout still is), so a run is not the same regularisation as the checkpoint's recipe."""
+        return dataclasses.replace(
+            self, attn_implementation=implementation, attention_probs_dropout_prob=0.0
+        )
+
     @classmethod
     def from_dict(cls, d: dict) -> BertConfig:
-        """Build from a Hugging Face config.json dict; keys this model does not use are ignored."""
+        """Build from a Hugging Face config.json dict; keys this model does not use are ignored,
+        among them transformers' own `_attn_implementation` ("sdpa", ...: a PyTorch kernel)."""
         model_type = d.get("model_type", "bert")
         if model_type != "bert":
             raise ValueError(
@@ -121,24 +143,67 @@ def token_dense(x, features: int, dtype, name: str):
     return y.reshape(*x.shape[:-1], features)
 
 
+def fused_attention(q, k, v, kv_lengths, implementation: str, scale: float):
+    """jax.nn.dot_product_attention over q, k, v [B, L, heads, head_dim], keys past `kv_lengths`
+    [B] masked. Its XLA path computes the logits with float32 accumulation and output
+    (DotAlgorithmPreset.BF16_BF16_F32 for bfloat16), scales and softmaxes them in float32 and casts
+    the probabilities to the input dtype for the value product; cuDNN's flash attention likewise
+    accumulates and softmaxes in float32."""
+    attend = lambda impl: jax.nn.dot_product_attention(
+        q, k, v, scale=scale, key_value_seq_lengths=kv_lengths, implementation=impl
+    )
+    on_gpu = jax.default_backend() == "gpu"
+    if implementation == "cudnn" and not on_gpu:
+        # jax's own error is "cuDNN is not detected."
+        raise ValueError(
+            f'attn_implementation="cudnn" needs an NVIDIA GPU; jax\'s backend is '
+            f'{jax.default_backend()!r}. Use "fused" for cuDNN where it applies and XLA elsewhere.'
+        )
+    if implementation != "fused":
+        return attend(implementation)
+    # jax 0.10's implementation=None always means XLA ("automatic selection" is a TODO there), so
+    # tlx chooses: cuDNN on a GPU unless jax rejects the call while tracing it (NotImplementedError
+    # for float32 inputs or head dims cuDNN lacks, RuntimeError when cuDNN is missing).
+    if on_gpu:
+        try:
+            return attend("cudnn")
+        except (NotImplementedError, RuntimeError):
+            pass
+    return attend("xla")
+
+
 class BertSelfAttention(nn.Module):
+    """Self-attention over `padding`: for "eager" an additive bias [B, 1, 1, L] (or None), for
+    the others the key lengths [B] (or None); `attention_padding` makes either."""
+
     config: BertConfig
     dtype: jnp.dtype = jnp.float32
 
     @nn.compact
-    def __call__(self, x, mask_bias, *, deterministic):
+    def __call__(self, x, padding, *, deterministic):
         cfg = self.config
+        eager = cfg.attn_implementation == "eager"
+        if not eager and not deterministic and cfg.attention_probs_dropout_prob > 0:
+            raise ValueError(
+                f"attn_implementation={cfg.attn_implementation!r} has no attention-probability "
+                f"dropout, but attention_probs_dropout_prob={cfg.attention_probs_dropout_prob} "
+                "and the model is training: set attention_probs_dropout_prob=0 (hidden dropout "
+                "still applies; config.for_fused_attention() does it) or use "
+                'attn_implementation="eager"'
+            )
         heads = cfg.num_attention_heads
         head_dim = cfg.hidden_size // heads
         split = lambda t: t.reshape(*t.shape[:-1], heads, head_dim)  # [B, L, heads, head_dim]
         dense = lambda name: token_dense(x, cfg.hidden_size, self.dtype, name)
+        q, k, v = split(dense("query")), split(dense("key")), split(dense("value"))
+        if not eager:
+            context = fused_attention(q, k, v, padding, cfg.attn_implementation, head_dim**-0.5)
+            return context.reshape(*context.shape[:2], cfg.hidden_size)
         # Scaling q (B*L*H values) is cheaper than scaling the scores (B*heads*L*L).
-        q = split(dense("query")) * jnp.asarray(head_dim**-0.5, self.dtype)
-        k = split(dense("key"))
-        v = split(dense("value"))
+        q = q * jnp.asarray(head_dim**-0.5, self.dtype)
         scores = jnp.einsum("bqhd,bkhd->bhqk", q, k)
-        if mask_bias is not None:
-            scores = scores + mask_bias
+        if padding is not None:
+            scores = scores + padding
         # Softmax in float32 so a bfloat16 model keeps stable attention weights.
         probs = nn.softmax(scores.astype(jnp.float32), axis=-1).astype(self.dtype)
         if cfg.attention_probs_dropout_prob > 0 and not deterministic:
@@ -167,9 +232,9 @@ class BertAttention(nn.Module):
     dtype: jnp.dtype = jnp.float32
 
     @nn.compact
-    def __call__(self, x, mask_bias, *, deterministic):
+    def __call__(self, x, padding, *, deterministic):
         context = BertSelfAttention(self.config, self.dtype, name="self")(
-            x, mask_bias, deterministic=deterministic
+            x, padding, deterministic=deterministic
         )
         return BertDenseResidual(self.config, self.dtype, name="output")(
             context, x, deterministic=deterministic
@@ -191,9 +256,9 @@ class BertLayer(nn.Module):
     dtype: jnp.dtype = jnp.float32
 
     @nn.compact
-    def __call__(self, x, mask_bias, *, deterministic):
+    def __call__(self, x, padding, *, deterministic):
         x = BertAttention(self.config, self.dtype, name="attention")(
-            x, mask_bias, deterministic=deterministic
+            x, padding, deterministic=deterministic
         )
         h = BertIntermediate(self.config, self.dtype, name="intermediate")(x)
         return BertDenseResidual(self.config, self.dtype, name="output")(
@@ -206,11 +271,11 @@ class BertEncoder(nn.Module):
     dtype: jnp.dtype = jnp.float32
 
     @nn.compact
-    def __call__(self, x, mask_bias, *, deterministic):
+    def __call__(self, x, padding, *, deterministic):
         hidden_states = [x]
         for i in range(self.config.num_hidden_layers):
             x = BertLayer(self.config, self.dtype, name=f"layer_{i}")(
-                x, mask_bias, deterministic=deterministic
+                x, padding, deterministic=deterministic
             )
             hidden_states.append(x)
         return x, tuple(hidden_states)
@@ -228,6 +293,23 @@ class BertPooler(nn.Module):
         )
 
 
+def attention_padding(attention_mask, config: BertConfig, dtype):
+    """The attention mask [B, L] (1 keep, 0 pad, or None) as BertSelfAttention takes it.
+
+    "eager": an additive bias [B, 1, 1, L]; the dtype's min keeps exp() at exactly 0 without the
+    NaNs that -inf gives on fully masked rows. The others: key lengths [B] int32, the mask's row
+    sums, which assumes right padding (every row's ones first), as tlx's batches are
+    (tlx/data/text.py, MakeBatch._make: attention_mask[row, :n] = 1). Padded query positions
+    still attend to their row's keys, as in "eager", so their outputs stay finite.
+    """
+    if attention_mask is None:
+        return None
+    if config.attn_implementation != "eager":
+        return attention_mask.sum(-1).astype(jnp.int32)
+    keep = attention_mask[:, None, None, :].astype(bool)
+    return jnp.where(keep, 0.0, jnp.finfo(dtype).min).astype(dtype)
+
+
 class BertModel(nn.Module):
     config: BertConfig
     dtype: jnp.dtype = jnp.float32
@@ -243,20 +325,18 @@ class BertModel(nn.Module):
         deterministic=True,
         output_hidden_states=False,
     ):
-        """Returns (last_hidden_state [B, L, H], pooled [B, H] or None[, hidden_states])."""
+        """Returns (last_hidden_state [B, L, H], pooled [B, H] or None[, hidden_states]).
+
+        With attn_implementation other than "eager", `attention_mask` must be right-padded (see
+        `attention_padding`)."""
         if token_type_ids is None:
             token_type_ids = jnp.zeros_like(input_ids)
         x = BertEmbeddings(self.config, self.dtype, name="embeddings")(
             input_ids, token_type_ids, deterministic=deterministic
         )
-        # Padding becomes an additive bias [B, 1, 1, L]: the dtype's min keeps exp() at exactly 0
-        # without the NaNs that -inf gives on fully masked rows.
-        mask_bias = None
-        if attention_mask is not None:
-            keep = attention_mask[:, None, None, :].astype(bool)
-            mask_bias = jnp.where(keep, 0.0, jnp.finfo(self.dtype).min).astype(self.dtype)
+        padding = attention_padding(attention_mask, self.config, self.dtype)
         x, hidden_states = BertEncoder(self.config, self.dtype, name="encoder")(
-            x, mask_bias, deterministic=deterministic
+            x, padding, deterministic=deterministic
         )
         pooled = None
         if self.add_pooling_layer:
