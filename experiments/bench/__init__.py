@@ -135,6 +135,7 @@ from experiments.bench.timing import (
     time_interleaved,
     time_steps,
 )
+from experiments.bench.trace import busy_intervals, merged_length, trace_steps
 
 # The package's names, re-exported from its modules, as `experiments.bench.NAME`
 # (tests and bench_recount use them).
@@ -167,6 +168,9 @@ __all__ = [
     "numpy_batch",
     "random_batches",
     "read_ahead",
+    "trace_steps",
+    "busy_intervals",
+    "merged_length",
     "StepTimer",
     "time_steps",
     "time_interleaved",

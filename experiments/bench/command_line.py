@@ -50,6 +50,13 @@ _PLAN_BUDGET = flags.DEFINE_float(
 _COMPILE_WORKERS = flags.DEFINE_integer(
     "compile_workers", None, "> 0: compile every tlx step up front on this many threads."
 )
+_PROFILE_DIR = flags.DEFINE_string(
+    "profile_dir",
+    None,
+    "Trace a few more tlx steps of every cell here (TensorBoard / XProf) and report the "
+    "device's busy share of them.",
+)
+_PROFILE_STEPS = flags.DEFINE_integer("profile_steps", None, "Steps traced per cell.")
 _DRY_RUN = flags.DEFINE_boolean(
     "dry_run", False, "Print the plan (cells, estimates, total) and stop; no device is used."
 )
@@ -75,6 +82,8 @@ def config_from_flags() -> BenchConfig:
         "rounds": _ROUNDS,
         "plan_budget_s": _PLAN_BUDGET,
         "compile_workers": _COMPILE_WORKERS,
+        "profile_dir": _PROFILE_DIR,
+        "profile_steps": _PROFILE_STEPS,
     }
     given = {name: holder.value for name, holder in holders.items() if holder.present}
     return with_overrides(

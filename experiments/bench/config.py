@@ -44,6 +44,10 @@ class BenchConfig:
     # Single cells beyond the product of models x plans x batches x precisions, (model, plan,
     # batch, precision) each, run after the first batch size's cells.
     extra_cells: tuple[tuple[str, str, int, str], ...] = ()
+    # A jax.profiler trace of `profile_steps` more tlx steps of every cell, after its timed ones,
+    # in profile_dir/<cell>/ (experiments.bench.trace), with the device's busy share of them.
+    profile_dir: str | None = None
+    profile_steps: int = 3
 
 
 PROFILES = {

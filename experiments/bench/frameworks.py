@@ -9,6 +9,7 @@ import dataclasses
 import itertools
 import os
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from experiments import speed_vs_torch as svt
@@ -17,6 +18,7 @@ from experiments.bench.inputs import numpy_batch, random_batches, read_ahead
 from experiments.bench.model_flops import model_flops
 from experiments.bench.models import initial_variables, is_text, tlx_bundle, torch_model
 from experiments.bench.timing import StepTimer, add_throughput
+from experiments.bench.trace import trace_steps
 from tlx.metrics import peak_memory_bytes, process_max_rss_bytes
 
 if TYPE_CHECKING:
@@ -131,9 +133,16 @@ def tlx_prepare(
         result["model_mfu"] = mfu(result["model_flops"], result["step_median_s"], peak)
         result["peak_bytes"] = peak_memory_bytes()
         result["xla_step_bytes"] = xla_step_bytes(compiled)
+        if cfg.profile_dir:  # after the timed steps: tracing slows the steps it traces
+            where = Path(cfg.profile_dir) / cell_name(cell)
+            result["profile"] = trace_steps(run_step, batches, cfg.profile_steps, where)
         return add_throughput(result, cell.batch, cfg.seq_len if is_text(cell.model) else None)
 
     return timer, finish
+
+
+def cell_name(cell: Cell) -> str:
+    return f"{cell.model}_{cell.plan}_b{cell.batch}_{cell.precision}"
 
 
 def mfu(flops: float | None, step_s: float, peak: float | None) -> float | None:

@@ -26,6 +26,11 @@ def table_line(row: dict) -> str:
             notes.append(f"{name}: 1 timed step (first step {result['first_step_s']:.0f} s)")
     if t.get("compiled_in_parallel"):
         notes.append("compiled beside other cells")
+    busy = (t.get("profile") or {}).get("device_busy_fraction")
+    if busy is not None:
+        notes.append(
+            f"device busy {busy:.0%} of traced steps" + (" (host-bound)" if busy < 0.5 else "")
+        )
     note = "; ".join(n for n in notes if n)
     if row["status"] == "skipped":
         note = "skipped: time budget spent"
