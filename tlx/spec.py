@@ -130,6 +130,10 @@ class ModelSpec(_Section):
     pooling: str = "pooler"  # how the encoder embeds a sentence: "pooler" | "mean" | "cls"
     classifier_dropout: float | None = None  # None: the checkpoint's hidden dropout
     dropout: float | None = None  # the encoder's dropout rates; None keeps the checkpoint's
+    # BERT attention: "eager" (tlx's einsums, attention dropout as the checkpoint says), or
+    # "fused" / "cudnn" / "xla" through jax.nn.dot_product_attention, which trains without
+    # attention-probability dropout (hidden dropout stays): cuDNN's fused kernel on a GPU.
+    attn_implementation: str = "eager"
 
     @classmethod
     def _convert(cls, name, value):

@@ -60,6 +60,8 @@ def build_bert_classifier(model: ModelSpec | Mapping, num_classes: int) -> Model
         config = dataclasses.replace(
             config, hidden_dropout_prob=float(dropout), attention_probs_dropout_prob=float(dropout)
         )
+    if spec.attn_implementation != "eager":  # the fused kernels have no attention dropout
+        config = config.for_fused_attention(spec.attn_implementation)
     pooling = spec.pooling
     module = BertForSequenceClassification(
         config,
