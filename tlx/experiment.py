@@ -22,6 +22,7 @@ from tlx.data import sources, text
 from tlx.data.images import AUGMENTATIONS
 from tlx.data.sampling import CacheableExamples, Shard
 from tlx.errors import ConfigError, FeatureCacheError
+from tlx.peft import apply_peft
 from tlx.spec import DataSpec, RunSpec, read_spec
 from tlx.tasks import Classification, Task, get_task
 from tlx.tasks.adaptation import Adaptation
@@ -103,10 +104,15 @@ def build_experiment(config: Mapping | RunSpec, *, with_data: bool = True) -> Ex
             f"{task.name} task{' (adapted)' if adapt.enabled else ''}; choose one of "
             f"{list(task.metric_names)}."
         )
+    if spec.peft.enabled:  # LoRA's factors join the model before its groups are checked
+        param_shapes = {p: s.shape for p, s in flatten(shapes["params"]).items()}
+        bundle = apply_peft(bundle, spec.peft, param_shapes)
+        shapes = jax.eval_shape(bundle.init, jax.random.key(0))
     assign_groups(list(flatten(shapes["params"])), bundle.groups)
     frozen_train = spec.model.frozen_batchnorm in ("affine", "tent")
     plan = build_plan(bundle.group_names, spec.plan, spec.total_steps, frozen_train=frozen_train)
-    labels = [*bundle.group_names, *(f"{g}/bn" for g in bundle.group_names)]  # with affine BN
+    # the model's groups, with affine BatchNorm's and a parameter-efficient method's labels
+    labels = [f"{g}{suffix}" for g in bundle.group_names for suffix in ("", "/bn", "/base")]
     check_schedules(spec.optim, labels, spec.total_steps)
 
     _check_feature_cache(spec, is_image or is_detection)

@@ -21,6 +21,7 @@ from tlx.adaptation.statistics import reestimate_batchnorm
 from tlx.checkpoint import Checkpoints
 from tlx.errors import CheckpointError
 from tlx.experiment import Experiment
+from tlx.peft.labels import with_peft_labels
 from tlx.selection import SelectionState
 from tlx.steps import check_accumulation
 from tlx.tasks import batch_weights
@@ -65,14 +66,18 @@ def initial_params(exp: Experiment, rng, log=print):
 
 def optimizer_labels(exp: Experiment, group_of, flat_params, model_state):
     """The plan and path -> optimizer label map the run steps with: the model's groups, plus a
-    `<group>/bn` label per group when frozen BatchNorm layers train their affine parameters."""
-    model = exp.spec.model
-    if model.frozen_batchnorm not in ("affine", "tent"):
-        return exp.plan, group_of
-    bn_paths = batchnorm_param_paths(flat_params, model_state)
-    return with_affine_labels(
-        exp.plan, group_of, bn_paths, float(model.frozen_batchnorm_lr_multiplier)
-    )
+    `<group>/bn` label per group when frozen BatchNorm layers train their affine parameters, and
+    a `<group>/base` one, always frozen, for what a parameter-efficient method leaves untrained
+    (tlx.peft.labels)."""
+    model, plan, labels = exp.spec.model, exp.plan, group_of
+    if model.frozen_batchnorm in ("affine", "tent"):
+        bn_paths = batchnorm_param_paths(flat_params, model_state)
+        multiplier = float(model.frozen_batchnorm_lr_multiplier)
+        plan, labels = with_affine_labels(plan, labels, bn_paths, multiplier)
+    if exp.spec.peft.enabled:
+        head = exp.model.group_names[-1]
+        plan, labels = with_peft_labels(plan, labels, exp.spec.peft.method, head)
+    return plan, labels
 
 
 def train_state_of(opt_state, dropout_rng) -> dict:

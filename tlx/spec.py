@@ -327,6 +327,32 @@ class AdaptSpec(_Section):
         return bool(self.statistics)
 
 
+PEFT_METHODS = ("none", "lora", "bitfit")
+
+
+@dataclasses.dataclass(frozen=True)
+class PeftSpec(_Section):
+    """``config.peft``: parameter-efficient transfer (tlx.peft). Inside the groups the plan
+    trains, only what the method adds or selects trains (LoRA's factors, BitFit's biases); the
+    head (the last group) trains whole; everything else keeps its pretrained value."""
+
+    SECTION = "peft"
+    method: str = "none"  # PEFT_METHODS
+    targets: str = ""  # lora: a regex searched in kernel paths, e.g. "attention/self/(query|value)"
+    rank: int = 8  # lora: r
+    alpha: float = 16.0  # lora: the update is scaled by alpha / r
+    dropout: float = 0.0  # lora: dropout on the input of the LoRA branch
+    init: str = "kaiming"  # lora: A's initialisation, "kaiming" (PEFT's default) or "gaussian"
+
+    @property
+    def enabled(self) -> bool:
+        return self.method != "none"
+
+    @property
+    def scale(self) -> float:
+        return self.alpha / self.rank
+
+
 # Top-level fields that label a run without changing it (e.g. a sweep's strategy name).
 _SECTIONS = {
     "model": ModelSpec,
@@ -336,6 +362,7 @@ _SECTIONS = {
     "sharding": ShardingSpec,
     "selection": SelectionSpec,
     "adapt": AdaptSpec,
+    "peft": PeftSpec,
 }
 
 
@@ -364,6 +391,7 @@ class RunSpec:
     sharding: ShardingSpec = dataclasses.field(default_factory=ShardingSpec)
     selection: SelectionSpec = dataclasses.field(default_factory=SelectionSpec)
     adapt: AdaptSpec = dataclasses.field(default_factory=AdaptSpec)
+    peft: PeftSpec = dataclasses.field(default_factory=PeftSpec)
     xla_flags: str = ""  # set by tlx.train before JAX starts
     task: str = "classification"  # tlx.tasks.TASKS
     # Fields the run does not read (e.g. a sweep's `strategy` label, `needs_download`).

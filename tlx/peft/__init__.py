@@ -1,0 +1,67 @@
+"""Parameter-efficient transfer (issue 25): LoRA and BitFit as plan choices.
+
+`apply_peft(bundle, spec)` gives the model what the method adds (LoRA's factors and their
+forward); `tlx.peft.labels.with_peft_labels` keeps the rest of each trained group frozen.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+
+from tlx.errors import ConfigError
+from tlx.peft.lora import FACTOR_PATTERN, find_targets, init_factors, lora_forward, merge_lora
+from tlx.spec import PEFT_METHODS, PeftSpec
+from tlx.tree import flatten, unflatten
+
+__all__ = ["apply_peft", "check_peft", "merge_lora"]
+
+
+def check_peft(spec: PeftSpec) -> None:
+    """The section's values, before any model is built."""
+    if spec.method not in PEFT_METHODS:
+        raise ConfigError(f"peft.method={spec.method!r}; choose one of {list(PEFT_METHODS)}.")
+    if spec.method != "lora":
+        return
+    if not spec.targets:
+        raise ConfigError(
+            "peft.method='lora' needs peft.targets, a regex searched in kernel paths, e.g. "
+            "'attention/self/(query|value)/kernel' (BERT) or 'features' (a CNN)."
+        )
+    if not (isinstance(spec.rank, int) and spec.rank >= 1):
+        raise ConfigError(f"peft.rank={spec.rank!r} must be an integer >= 1, e.g. 8.")
+    if not spec.alpha > 0:
+        raise ConfigError(f"peft.alpha={spec.alpha!r} must be > 0, e.g. 16 (scale alpha/rank).")
+    if not 0 <= spec.dropout < 1:
+        raise ConfigError(f"peft.dropout={spec.dropout!r} must be in [0, 1), e.g. 0.05.")
+
+
+def apply_peft(bundle, spec: PeftSpec, param_shapes: dict):
+    """The bundle with LoRA's factors (init, forward); BitFit adds nothing. `param_shapes`: the
+    model's flat parameter shapes (from jax.eval_shape of its init)."""
+    check_peft(spec)
+    if spec.method != "lora":
+        return bundle
+    targets = find_targets(param_shapes, spec.targets, spec.rank)
+
+    def init(rng):
+        variables = bundle.init(rng)
+        factors = init_factors(jax.random.fold_in(rng, 7), targets, spec.rank, spec.init)
+        params = unflatten({**flatten(variables["params"]), **factors})
+        return {**variables, "params": params}
+
+    def wrap(forward):
+        return lora_forward(forward, spec.scale, spec.dropout, targets)
+
+    stage_forward = bundle.forward_for_stage
+    return dataclasses.replace(
+        bundle,
+        init=init,
+        forward=wrap(bundle.forward),
+        forward_for_stage=None
+        if stage_forward is None
+        else (lambda *args, **kwargs: wrap(stage_forward(*args, **kwargs))),
+        allow_fresh=(*bundle.allow_fresh, FACTOR_PATTERN),
+        description=f"{bundle.description}; LoRA r={spec.rank} on {len(targets)} kernels",
+    )
