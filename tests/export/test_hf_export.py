@@ -21,6 +21,7 @@ TEXTS = ["a gripping, funny film", "dull"]
 def trained_run(tiny_bert_dir, rt_data_dir, workdir, pooling, peft=None):
     config = tiny_config(tiny_bert_dir, rt_data_dir, total_steps=4)
     config.plan.name = "finetune"
+    config.data.eval_examples = 32  # evaluation is not what these tests check
     config.model.pooling = pooling
     if peft:
         config.peft = peft
