@@ -65,6 +65,20 @@ def optim_section(**overrides) -> ml_collections.ConfigDict:
     return optim
 
 
+def peft_section(**overrides) -> ml_collections.ConfigDict:
+    """Parameter-efficient transfer (tlx.peft): off by default; the fields the command line can
+    set, e.g. --config.peft.method=lora --config.peft.targets='attention/self/(query|value)'."""
+    peft = ml_collections.ConfigDict()
+    peft.method = "none"  # "none" | "lora" | "bitfit"
+    peft.targets = ""  # lora: a regex searched in kernel paths
+    peft.rank = 8
+    peft.alpha = 16.0  # the update is scaled by alpha / rank
+    peft.dropout = 0.0  # on the LoRA branch's input
+    peft.init = "kaiming"  # A's initialisation: "kaiming" (PEFT's default) or "gaussian"
+    peft.update(overrides)
+    return peft
+
+
 def selection_section(**overrides) -> ml_collections.ConfigDict:
     """Model selection on validation (tlx.selection): off by default, i.e. the last step is the
     one reported; e.g. metric="accuracy", patience=5 keeps the best evaluation and stops after 5

@@ -11,7 +11,7 @@ an image folder: --config.data.name=image_folder:/path/to/flower_photos.
 
 import ml_collections
 
-from configs.common import optim_section, plan_section, selection_section
+from configs.common import optim_section, peft_section, plan_section, selection_section
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -72,4 +72,5 @@ def base_config() -> ml_collections.ConfigDict:
     config.plan = plan_section(name="freeze_to", k=3, every=92)
     config.optim = optim_section(weight_decay=1e-4)
     config.selection = selection_section()
+    config.peft = peft_section()
     return config

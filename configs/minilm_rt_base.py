@@ -5,7 +5,7 @@ Not an experiment by itself: use one of minilm_rt_{feature_extraction,freeze_to,
 
 import ml_collections
 
-from configs.common import optim_section, plan_section, selection_section
+from configs.common import optim_section, peft_section, plan_section, selection_section
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -61,4 +61,5 @@ def base_config() -> ml_collections.ConfigDict:
     config.plan = plan_section()
     config.optim = optim_section()
     config.selection = selection_section()
+    config.peft = peft_section()
     return config

@@ -8,7 +8,7 @@ are complete. Images are 28x28 grayscale, made RGB and upsampled to `model.image
 
 import ml_collections
 
-from configs.common import optim_section, plan_section, selection_section
+from configs.common import optim_section, peft_section, plan_section, selection_section
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -68,4 +68,5 @@ def base_config() -> ml_collections.ConfigDict:
     config.plan = plan_section(k=4, every=60)
     config.optim = optim_section(learning_rate=3e-4, warmup_steps=30, weight_decay=1e-4)
     config.selection = selection_section()
+    config.peft = peft_section()
     return config

@@ -125,3 +125,13 @@ def test_an_unknown_method_is_refused():
     bad = dataclasses.replace(PeftSpec(), method="prefix")
     with pytest.raises(ConfigError, match="peft.method='prefix'"):
         apply_peft(tiny_bundle(), bad, {})
+
+
+def test_the_configs_peft_section_is_the_specs_defaults():
+    """--config.peft.method=lora needs the section in the config; its values are PeftSpec's."""
+    from configs import minilm_rt_base, mnv2_fmnist_base
+
+    for module in (minilm_rt_base, mnv2_fmnist_base):
+        section = module.base_config().peft.to_dict()
+        assert PeftSpec.of(section) == PeftSpec()
+        assert set(section) == {f.name for f in dataclasses.fields(PeftSpec)}
