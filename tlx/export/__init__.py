@@ -2,9 +2,11 @@
 
     python -m tlx.export --workdir=runs/minilm_rt --format=hf --out=exported/minilm_rt
 
-`hf`: a Hugging Face folder for BERT-family classifiers (tlx.export.hf_bert). The run's selected
-checkpoint (or `--step`) is exported, with LoRA's factors merged into the kernels. A format that
-does not fit the model is refused before anything is read.
+`hf`: a Hugging Face folder for BERT-family classifiers (tlx.export.hf_bert); `torchvision`: a
+torchvision state dict (safetensors) for MobileNetV2, ResNet and VGG classifiers
+(tlx.export.torchvision). The run's selected checkpoint (or `--step`) is exported, with LoRA's
+factors merged into the kernels. A format that does not fit the model is refused before anything
+is read.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from pathlib import Path
 
 from tlx.errors import InputError
 
-FORMATS = {"hf": "bert_classifier"}  # format -> the model builder it exports
+FORMATS = {"hf": "bert_classifier", "torchvision": "image_classifier"}  # -> model.name
 
 
 def check_format(fmt: str, model_name: str) -> None:
@@ -43,9 +45,15 @@ def export_run(workdir: str | Path, fmt: str, out: str | Path, step: int | None 
     from tlx.predict import load_run, read_run_spec
 
     check_format(fmt, read_run_spec(workdir).model.name)  # before the model is built
-    experiment, params, _ = load_run(workdir, step)
-    module = experiment.model.module
+    experiment, params, model_state = load_run(workdir, step)
+    module, names = experiment.model.module, experiment.label_names
     flat = exportable_params(experiment.spec, params)
+    if fmt == "torchvision":
+        from tlx.export.torchvision import export_torchvision
+        from tlx.tree import flatten
+
+        variables = {"params": flat, "batch_stats": flatten(model_state.get("batch_stats", {}))}
+        return export_torchvision(variables, module, len(names), Path(out))
     from tlx.export.hf_bert import export_hf_bert
 
-    return export_hf_bert(flat, module.config, module.pooling, experiment.label_names, Path(out))
+    return export_hf_bert(flat, module.config, module.pooling, names, Path(out))
