@@ -135,3 +135,23 @@ def test_the_configs_peft_section_is_the_specs_defaults():
         section = module.base_config().peft.to_dict()
         assert PeftSpec.of(section) == PeftSpec()
         assert set(section) == {f.name for f in dataclasses.fields(PeftSpec)}
+
+
+def test_lora_on_mobilenet_v2_pointwise_convolutions_merges_exactly_and_skips_depthwise():
+    from tlx.zoo.registry import build_model
+
+    spec = {"name": "image_classifier", "arch": "mobilenet_v2", "checkpoint": "", "image_size": 32}
+    base = build_model(spec, num_classes=4)
+    with pytest.raises(ConfigError, match="grouped"):  # the depthwise kernels are [3, 3, 1, C]
+        bundle = lora(base, targets="features_2/depthwise/conv/kernel", rank=1)
+        variables = bundle.init(jax.random.key(0))
+        jax.eval_shape(lambda v: bundle.forward(v["params"], v, BATCH32, None, False), variables)
+    bundle = lora(base, targets="features_(1[0-7])/(expand|project)/conv/kernel", rank=4)
+    variables = bundle.init(jax.random.key(0))
+    params, state = with_random_b(variables["params"]), {"batch_stats": variables["batch_stats"]}
+    unmerged = bundle.forward(params, state, BATCH32, None, False)[0]
+    merged = base.forward(merge_lora(params, scale=16.0 / 4), state, BATCH32, None, False)[0]
+    assert_close(merged, unmerged, rtol=1e-5)
+
+
+BATCH32 = {"image": np.random.default_rng(5).standard_normal((2, 32, 32, 3)).astype(np.float32)}

@@ -29,6 +29,7 @@ import jax
 import jax.numpy as jnp
 
 from tlx.errors import ConfigError
+from tlx.models.mobilenet_v2 import DepthwiseConv, PointwiseConv
 from tlx.tree import flatten, unflatten
 
 FACTORS = ("lora_a", "lora_b")
@@ -126,10 +127,15 @@ def merge_lora(params: Mapping, scale: float) -> dict:
     return unflatten(flat)
 
 
+# Layers LoRA wraps: flax's, and MobileNetV2's matrix-product 1x1 convolution (same kernel layout).
+WRAPPABLE = (nn.Dense, nn.Conv, PointwiseConv)
+
+
 def _lora_branch(module: nn.Module, x, factors: Mapping, scale: float, dropout, rng):
     """scale * B(A(dropout(x))) for a dense or convolution layer: A as the layer itself with r
     outputs and no bias (its strides, padding and dtype), then B over the channels."""
-    if isinstance(module, nn.Conv) and module.feature_group_count != 1:
+    grouped = isinstance(module, nn.Conv) and module.feature_group_count != 1
+    if grouped or isinstance(module, DepthwiseConv):
         raise ConfigError(
             f"peft: {'/'.join(module.path)} is a grouped (e.g. depthwise) convolution, which LoRA "
             "does not apply to; leave it out of peft.targets."
@@ -138,7 +144,8 @@ def _lora_branch(module: nn.Module, x, factors: Mapping, scale: float, dropout, 
         keep = jax.random.bernoulli(rng, 1.0 - dropout, x.shape)
         x = jnp.where(keep, x / (1.0 - dropout), 0).astype(x.dtype)
     rank = factors["lora_a"].shape[-1]
-    reduce = module.clone(parent=None, features=rank, use_bias=False)
+    no_bias = {"use_bias": False} if hasattr(module, "use_bias") else {}
+    reduce = module.clone(parent=None, features=rank, **no_bias)
     h = reduce.apply({"params": {"kernel": factors["lora_a"]}}, x)
     dtype = module.dtype or x.dtype
     return jnp.einsum("...r,ro->...o", h, factors["lora_b"].astype(dtype)) * jnp.asarray(
@@ -160,7 +167,7 @@ def lora_forward(forward, scale: float, dropout: float, targets: list[LoraTarget
             out = next_fun(*args, **kwargs)
             if context.method_name != "__call__" or path not in factors:
                 return out
-            if not isinstance(module, (nn.Dense, nn.Conv)):
+            if not isinstance(module, (*WRAPPABLE, DepthwiseConv)):
                 return out
             applied.add(path)
             branch_rng = None
@@ -176,8 +183,9 @@ def lora_forward(forward, scale: float, dropout: float, targets: list[LoraTarget
         # trace: a target no layer call wraps would silently train nothing.
         if train and missing:
             raise ConfigError(
-                f"peft: the kernels of {missing[:3]} are not applied by an nn.Dense or nn.Conv "
-                "call, so LoRA cannot wrap them; narrow peft.targets."
+                f"peft: the kernels of {missing[:3]} are not applied by a dense or convolution "
+                "layer LoRA wraps (nn.Dense, nn.Conv, MobileNetV2's pointwise convolution), so "
+                "LoRA cannot wrap them; narrow peft.targets."
             )
         return result
 
