@@ -69,12 +69,13 @@ def peft_section(**overrides) -> ml_collections.ConfigDict:
     """Parameter-efficient transfer (tlx.peft): off by default; the fields the command line can
     set, e.g. --config.peft.method=lora --config.peft.targets='attention/self/(query|value)'."""
     peft = ml_collections.ConfigDict()
-    peft.method = "none"  # "none" | "lora" | "bitfit"
-    peft.targets = ""  # lora: a regex searched in kernel paths
+    peft.method = "none"  # "none" | "lora" | "bitfit" | "adapters"
+    peft.targets = ""  # lora: a regex searched in kernel paths; adapters: in dense module paths
     peft.rank = 8
     peft.alpha = 16.0  # the update is scaled by alpha / rank
     peft.dropout = 0.0  # on the LoRA branch's input
     peft.init = "kaiming"  # A's initialisation: "kaiming" (PEFT's default) or "gaussian"
+    peft.bottleneck = 64  # adapters: each adapter's hidden width
     peft.update(overrides)
     return peft
 

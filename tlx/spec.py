@@ -327,7 +327,7 @@ class AdaptSpec(_Section):
         return bool(self.statistics)
 
 
-PEFT_METHODS = ("none", "lora", "bitfit")
+PEFT_METHODS = ("none", "lora", "bitfit", "adapters")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -338,11 +338,14 @@ class PeftSpec(_Section):
 
     SECTION = "peft"
     method: str = "none"  # PEFT_METHODS
-    targets: str = ""  # lora: a regex searched in kernel paths, e.g. "attention/self/(query|value)"
+    # lora: a regex searched in kernel paths, e.g. "attention/self/(query|value)"; adapters: in
+    # dense layers' module paths ("": BERT's output projections, Houlsby's placement)
+    targets: str = ""
     rank: int = 8  # lora: r
     alpha: float = 16.0  # lora: the update is scaled by alpha / r
     dropout: float = 0.0  # lora: dropout on the input of the LoRA branch
     init: str = "kaiming"  # lora: A's initialisation, "kaiming" (PEFT's default) or "gaussian"
+    bottleneck: int = 64  # adapters: the hidden width m of each adapter
 
     @property
     def enabled(self) -> bool:

@@ -74,3 +74,14 @@ def test_a_killed_lora_run_resumes_to_identical_parameters(tiny_bert_dir, rt_dat
     assert a.keys() == b.keys()
     for key in a:
         np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+
+
+def test_adapters_train_the_adapters_layernorms_and_head(tiny_bert_dir, rt_data_dir, tmp_path):
+    peft = {"method": "adapters", "bottleneck": 4}
+    exp = build_experiment(peft_config(tiny_bert_dir, rt_data_dir, peft))
+    before = initial(exp)
+    train(exp, tmp_path, log=lambda *_: None, progress=False)
+    moved = changed(before, params_of(tmp_path))
+    assert any("/adapter_up/" in p for p in moved)
+    assert all("/adapter_" in p or "/LayerNorm/" in p or p.startswith("classifier/") for p in moved)
+    assert not any(p.endswith("attention/self/query/kernel") for p in moved)

@@ -1,4 +1,4 @@
-"""Parameter-efficient transfer (issue 25): LoRA and BitFit as plan choices.
+"""Parameter-efficient transfer (issue 25): LoRA, BitFit and bottleneck adapters as plan choices.
 
 `apply_peft(bundle, spec)` gives the model what the method adds (LoRA's factors and their
 forward); `tlx.peft.labels.with_peft_labels` keeps the rest of each trained group frozen.
@@ -11,6 +11,7 @@ import dataclasses
 import jax
 
 from tlx.errors import ConfigError
+from tlx.peft.adapters import ADDED_PATTERN, adapter_forward, find_adapter_targets, init_adapters
 from tlx.peft.lora import FACTOR_PATTERN, find_targets, init_factors, lora_forward, merge_lora
 from tlx.spec import PEFT_METHODS, PeftSpec
 from tlx.tree import flatten, unflatten
@@ -22,6 +23,10 @@ def check_peft(spec: PeftSpec) -> None:
     """The section's values, before any model is built."""
     if spec.method not in PEFT_METHODS:
         raise ConfigError(f"peft.method={spec.method!r}; choose one of {list(PEFT_METHODS)}.")
+    if spec.method == "adapters" and not (
+        isinstance(spec.bottleneck, int) and spec.bottleneck >= 1
+    ):
+        raise ConfigError(f"peft.bottleneck={spec.bottleneck!r} must be an integer >= 1, e.g. 64.")
     if spec.method != "lora":
         return
     if not spec.targets:
@@ -38,21 +43,27 @@ def check_peft(spec: PeftSpec) -> None:
 
 
 def apply_peft(bundle, spec: PeftSpec, param_shapes: dict):
-    """The bundle with LoRA's factors (init, forward); BitFit adds nothing. `param_shapes`: the
-    model's flat parameter shapes (from jax.eval_shape of its init)."""
+    """The bundle with what the method adds: LoRA's factors or the adapters (init, forward);
+    BitFit adds nothing. `param_shapes`: the model's flat parameter shapes (from jax.eval_shape
+    of its init)."""
     check_peft(spec)
-    if spec.method != "lora":
+    if spec.method == "lora":
+        targets = find_targets(param_shapes, spec.targets, spec.rank)
+        added = lambda rng: init_factors(rng, targets, spec.rank, spec.init)
+        wrap = lambda forward: lora_forward(forward, spec.scale, spec.dropout, targets)
+        pattern, what = FACTOR_PATTERN, f"LoRA r={spec.rank} on {len(targets)} kernels"
+    elif spec.method == "adapters":
+        widths = find_adapter_targets(param_shapes, spec.targets)
+        added = lambda rng: init_adapters(rng, widths, spec.bottleneck)
+        wrap = lambda forward: adapter_forward(forward, widths)
+        pattern, what = ADDED_PATTERN, f"adapters m={spec.bottleneck} after {len(widths)} layers"
+    else:
         return bundle
-    targets = find_targets(param_shapes, spec.targets, spec.rank)
 
     def init(rng):
         variables = bundle.init(rng)
-        factors = init_factors(jax.random.fold_in(rng, 7), targets, spec.rank, spec.init)
-        params = unflatten({**flatten(variables["params"]), **factors})
-        return {**variables, "params": params}
-
-    def wrap(forward):
-        return lora_forward(forward, spec.scale, spec.dropout, targets)
+        params = {**flatten(variables["params"]), **added(jax.random.fold_in(rng, 7))}
+        return {**variables, "params": unflatten(params)}
 
     stage_forward = bundle.forward_for_stage
     return dataclasses.replace(
@@ -62,6 +73,6 @@ def apply_peft(bundle, spec: PeftSpec, param_shapes: dict):
         forward_for_stage=None
         if stage_forward is None
         else (lambda *args, **kwargs: wrap(stage_forward(*args, **kwargs))),
-        allow_fresh=(*bundle.allow_fresh, FACTOR_PATTERN),
-        description=f"{bundle.description}; LoRA r={spec.rank} on {len(targets)} kernels",
+        allow_fresh=(*bundle.allow_fresh, pattern),
+        description=f"{bundle.description}; {what}",
     )
