@@ -69,13 +69,14 @@ def peft_section(**overrides) -> ml_collections.ConfigDict:
     """Parameter-efficient transfer (tlx.peft): off by default; the fields the command line can
     set, e.g. --config.peft.method=lora --config.peft.targets='attention/self/(query|value)'."""
     peft = ml_collections.ConfigDict()
-    peft.method = "none"  # "none" | "lora" | "bitfit" | "adapters"
+    peft.method = "none"  # "none" | "lora" | "bitfit" | "adapters" | "prompt"
     peft.targets = ""  # lora: a regex searched in kernel paths; adapters: in dense module paths
     peft.rank = 8
     peft.alpha = 16.0  # the update is scaled by alpha / rank
     peft.dropout = 0.0  # on the LoRA branch's input
     peft.init = "kaiming"  # A's initialisation: "kaiming" (PEFT's default) or "gaussian"
     peft.bottleneck = 64  # adapters: each adapter's hidden width
+    peft.prompt_tokens = 20  # prompt: learned vectors inserted after [CLS]
     peft.update(overrides)
     return peft
 

@@ -327,7 +327,7 @@ class AdaptSpec(_Section):
         return bool(self.statistics)
 
 
-PEFT_METHODS = ("none", "lora", "bitfit", "adapters")
+PEFT_METHODS = ("none", "lora", "bitfit", "adapters", "prompt")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -346,6 +346,7 @@ class PeftSpec(_Section):
     dropout: float = 0.0  # lora: dropout on the input of the LoRA branch
     init: str = "kaiming"  # lora: A's initialisation, "kaiming" (PEFT's default) or "gaussian"
     bottleneck: int = 64  # adapters: the hidden width m of each adapter
+    prompt_tokens: int = 20  # prompt: learned vectors the encoder attends to
 
     @property
     def enabled(self) -> bool:

@@ -85,3 +85,11 @@ def test_adapters_train_the_adapters_layernorms_and_head(tiny_bert_dir, rt_data_
     assert any("/adapter_up/" in p for p in moved)
     assert all("/adapter_" in p or "/LayerNorm/" in p or p.startswith("classifier/") for p in moved)
     assert not any(p.endswith("attention/self/query/kernel") for p in moved)
+
+
+def test_prompt_tuning_trains_the_prompt_and_the_head(tiny_bert_dir, rt_data_dir, tmp_path):
+    exp = build_experiment(peft_config(tiny_bert_dir, rt_data_dir, {"method": "prompt"}))
+    before = initial(exp)
+    train(exp, tmp_path, log=lambda *_: None, progress=False)
+    moved = changed(before, params_of(tmp_path))
+    assert moved == {"bert/embeddings/prompt", "classifier/kernel", "classifier/bias"}

@@ -1,4 +1,5 @@
-"""Parameter-efficient transfer (issue 25): LoRA, BitFit and bottleneck adapters as plan choices.
+"""Parameter-efficient transfer (issue 25): LoRA, BitFit, bottleneck adapters and prompt tuning
+as plan choices.
 
 `apply_peft(bundle, spec)` gives the model what the method adds (LoRA's factors and their
 forward); `tlx.peft.labels.with_peft_labels` keeps the rest of each trained group frozen.
@@ -13,6 +14,8 @@ import jax
 from tlx.errors import ConfigError
 from tlx.peft.adapters import ADDED_PATTERN, adapter_forward, find_adapter_targets, init_adapters
 from tlx.peft.lora import FACTOR_PATTERN, find_targets, init_factors, lora_forward, merge_lora
+from tlx.peft.prompt import ADDED_PATTERN as PROMPT_PATTERN
+from tlx.peft.prompt import find_embeddings, init_prompt, prompt_forward
 from tlx.spec import PEFT_METHODS, PeftSpec
 from tlx.tree import flatten, unflatten
 
@@ -27,6 +30,12 @@ def check_peft(spec: PeftSpec) -> None:
         isinstance(spec.bottleneck, int) and spec.bottleneck >= 1
     ):
         raise ConfigError(f"peft.bottleneck={spec.bottleneck!r} must be an integer >= 1, e.g. 64.")
+    if spec.method == "prompt" and not (
+        isinstance(spec.prompt_tokens, int) and spec.prompt_tokens >= 1
+    ):
+        raise ConfigError(
+            f"peft.prompt_tokens={spec.prompt_tokens!r} must be an integer >= 1, e.g. 20."
+        )
     if spec.method != "lora":
         return
     if not spec.targets:
@@ -57,6 +66,11 @@ def apply_peft(bundle, spec: PeftSpec, param_shapes: dict):
         added = lambda rng: init_adapters(rng, widths, spec.bottleneck)
         wrap = lambda forward: adapter_forward(forward, widths)
         pattern, what = ADDED_PATTERN, f"adapters m={spec.bottleneck} after {len(widths)} layers"
+    elif spec.method == "prompt":
+        module, hidden = find_embeddings(param_shapes)
+        added = lambda rng: init_prompt(rng, module, hidden, spec.prompt_tokens)
+        wrap = lambda forward: prompt_forward(forward, module, spec.prompt_tokens)
+        pattern, what = PROMPT_PATTERN, f"a {spec.prompt_tokens}-vector prompt"
     else:
         return bundle
 

@@ -2,7 +2,7 @@
 
 A plan says which groups train; `config.peft` says which of their parameters do: LoRA's factors
 (`.../lora_a`, `.../lora_b`), BitFit's biases (every `.../bias`, LayerNorm's too, as Ben Zaken et
-al. train them), the adapters and every LayerNorm (Houlsby et al.). The rest of a group is labelled `<group>/base`, frozen in every stage, and the
+al. train them), the adapters and every LayerNorm (Houlsby et al.), the prompt (Lester et al.). The rest of a group is labelled `<group>/base`, frozen in every stage, and the
 head (the last group) trains whole. The freeze audit and `tlx.inspect` then show `layer_3`
 (what trains) beside `layer_3/base` (what does not), with their counts and optimizer bytes. The
 same labelling as the affine-BatchNorm policy's `<group>/bn` (tlx.transfer.batchnorm), applied
@@ -17,6 +17,7 @@ from collections.abc import Mapping
 
 from tlx.peft.adapters import ADDED_PATTERN
 from tlx.peft.lora import FACTOR_PATTERN
+from tlx.peft.prompt import ADDED_PATTERN as PROMPT_PATTERN
 from tlx.transfer.plans import FROZEN, Plan, Stage
 
 BASE = "/base"
@@ -29,6 +30,8 @@ def peft_trains(path: str, method: str) -> bool:
         return re.search(FACTOR_PATTERN, path) is not None
     if method == "bitfit":
         return path.endswith("/bias")
+    if method == "prompt":
+        return re.search(PROMPT_PATTERN, path) is not None
     if method == "adapters":  # Houlsby et al. train the adapters and every LayerNorm
         return re.search(ADDED_PATTERN, path) is not None or "/LayerNorm/" in path
     raise ValueError(f"peft.method={method!r} has no trainable-parameter rule")
