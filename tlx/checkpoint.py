@@ -37,7 +37,7 @@ import sys
 import threading
 import traceback
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import TypeVar
 
@@ -48,10 +48,14 @@ from absl import logging
 
 from tlx import run_folder
 from tlx.errors import CheckpointError, CheckpointIntegrityError
+from tlx.tree import flatten, unflatten
 
 T = TypeVar("T")
 
 CHECKSUMS = "checksums"  # the key of meta that holds {item: {array path: checksum}}
+# The key of meta that names the parameters a checkpoint leaves out (never trained, the model's
+# pretrained values): {"source": model.checkpoint, "checksums": {path: checksum}}.
+BASE_PARAMS = "base_params"
 FILE_LIST = "tlx_files.json"  # beside the items: every file's size and CRC-32, to name damage
 DAMAGED_DIR = run_folder.DAMAGED_CHECKPOINTS  # beside checkpoints/: damaged steps go there
 _ARRAY_ITEMS = ("params", "model_state", "train_state")
@@ -91,7 +95,25 @@ class Checkpoints:
     def delete(self, step: int) -> None:
         self.manager.delete(step)
 
-    def save(self, step: int, params, train_state, meta: dict, model_state=None) -> None:
+    def save(
+        self,
+        step: int,
+        params,
+        train_state,
+        meta: dict,
+        model_state=None,
+        *,
+        omit: Collection[str] = (),
+        base_source: str = "",
+    ) -> None:
+        """`omit`: '/'-paths of parameters left out of the files (a parameter-efficient run's
+        frozen pretrained weights); their checksums stay in meta, so a restore takes them from
+        the model's own weights and proves them the same (see _fill_base)."""
+        if omit:
+            flat = flatten(params)
+            base = array_checksums({p: flat[p] for p in omit})
+            params = unflatten({p: v for p, v in flat.items() if p not in base})
+            meta = {**meta, BASE_PARAMS: {"source": base_source, "checksums": base}}
         trees = dict(params=params, train_state=train_state)
         if model_state:
             trees["model_state"] = model_state
@@ -113,13 +135,15 @@ class Checkpoints:
         if jax.process_index() == 0:
             write_file_list(self.directory / str(step))
 
-    def restore(self, step: int, params_like, train_state_like, model_state_like=None):
+    def restore(self, step: int, params_like, train_state_like, model_state_like=None, base=None):
         """(params, train_state, meta, model_state) restored into the structure, shapes and
-        shardings of the given (abstract) trees, each array checked against its checksum."""
+        shardings of the given (abstract) trees, each array checked against its checksum.
+        `base`: flat concrete values of the parameters a checkpoint may leave out (default: the
+        concrete arrays of `params_like`)."""
         likes = dict(params=params_like, train_state=train_state_like)
         if model_state_like:
             likes["model_state"] = model_state_like
-        restored = self._restore(step, likes)
+        restored = self._restore(step, likes, base)
         model_state = restored["model_state"] if model_state_like else model_state_like
         return restored["params"], restored["train_state"], restored["meta"], model_state
 
@@ -168,8 +192,9 @@ class Checkpoints:
     def restore_meta(self, step: int) -> dict:
         return self._restore(step, {})["meta"]
 
-    def restore_params(self, step: int | None = None, params_like=None):
-        """Parameters only (for ``init_from`` and prediction), checked against their checksums."""
+    def restore_params(self, step: int | None = None, params_like=None, base=None):
+        """Parameters only (for ``init_from`` and prediction), checked against their checksums;
+        `base` as for :meth:`restore` (without one, a partial checkpoint's own arrays only)."""
         step = self._existing_step(step)
         if params_like is None:  # shapes from the checkpoint's own metadata
             try:
@@ -177,7 +202,7 @@ class Checkpoints:
             except Exception as e:  # orbax raises many types on a damaged folder
                 note = self._damage_note(step, ["params"])
                 raise CheckpointError(self._unreadable(step, e) + note) from e
-        return self._restore(step, {"params": params_like})["params"]
+        return self._restore(step, {"params": params_like}, base)["params"]
 
     def intact_steps(self, exclude: int | None = None) -> list[int]:
         """Steps whose parameters pass their checks (newest first): what to suggest instead."""
@@ -211,8 +236,20 @@ class Checkpoints:
             )
         return step
 
-    def _restore(self, step: int, likes: dict) -> dict:
-        """Restore `likes`' items and meta at `step`, then verify every restored array."""
+    def _restore(self, step: int, likes: dict, base=None) -> dict:
+        """Restore `likes`' items and meta at `step`, then verify every restored array (and the
+        base values of the parameters the checkpoint left out)."""
+        omitted = {}
+        if "params" in likes:
+            omitted = self.restore_meta(step).get(BASE_PARAMS, {}).get("checksums", {})
+        if omitted:
+            flat_like = flatten(likes["params"])
+            if base is None:  # the like-tree's own concrete arrays
+                base = {
+                    p: v for p, v in flat_like.items() if isinstance(v, (jax.Array, np.ndarray))
+                }
+            kept = {p: v for p, v in flat_like.items() if p not in omitted}
+            likes = {**likes, "params": unflatten(kept)}
         args = {item: ocp.args.StandardRestore(_abstract(like)) for item, like in likes.items()}
         args["meta"] = ocp.args.JsonRestore()
         try:
@@ -237,7 +274,30 @@ class Checkpoints:
                     f"of {item!r} differ from the checksums written with them "
                     f"({_listed(bad)})." + self._damage_note(step, [item])
                 )
+        if omitted and base:
+            restored["params"] = self._fill_base(step, restored, omitted, base)
         return restored
+
+    def _fill_base(self, step: int, restored: dict, omitted: dict, base) -> dict:
+        """The restored parameters with the left-out ones taken from `base`, which must hold
+        exactly the values the checkpoint was trained from."""
+        source = restored["meta"].get(BASE_PARAMS, {}).get("source") or "the run's model"
+        missing = [p for p in omitted if p not in base]
+        if missing:
+            raise CheckpointError(
+                f"Checkpoint step {step} in {self.directory} holds only what training changed; "
+                f"{len(missing)} frozen parameter(s) come from {source} ({_listed(missing)}), "
+                "which were not given. Restore it with the run's own model."
+            )
+        found = array_checksums({p: base[p] for p in omitted})
+        differ = sorted(p for p in omitted if found[p] != omitted[p])
+        if differ:
+            raise CheckpointIntegrityError(
+                f"Checkpoint step {step} in {self.directory} was trained from other base weights "
+                f"than {source} gives now: {len(differ)} frozen parameter(s) differ "
+                f"({_listed(differ)}). Point model.checkpoint at the weights the run used."
+            )
+        return unflatten({**flatten(restored["params"]), **{p: base[p] for p in omitted}})
 
     def _damage_note(self, step: int, items) -> str:
         """The files of `items` that changed since the step was written, as a sentence: only

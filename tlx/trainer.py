@@ -168,6 +168,11 @@ class Session:
         self.last_metrics = {}
         self.flops = FlopCounter(run.train_flops)  # compute spent, counted once per step shape
         self.selection = Selection(spec.selection, spec.data.eval_split, run.selection)
+        # A parameter-efficient run's checkpoints leave out what never trains and comes from
+        # the pretrained weights (a reference to them stays in each checkpoint's meta).
+        # (Not after init_from: another run's weights are no reference a later restore has.)
+        partial = spec.peft.enabled and not spec.init_from
+        self.unchanged = never_trained_pretrained(exp, run) if partial else frozenset()
         self.best = None  # the selected step's checkpoint (config.selection)
         if self.selection.enabled:
             set_aside_future_best(workdir, run.step)  # the resumed run redoes those evaluations
@@ -308,7 +313,10 @@ class Session:
         state = unflatten(mode.unreplicate(self.state))
         try:
             checkpoints = self.best if best else self.run.checkpoints
-            checkpoints.save(step, params, train_state, meta, state)
+            checkpoints.save(
+                step, params, train_state, meta, state,
+                omit=self.unchanged, base_source=self.spec.model.checkpoint,
+            )  # fmt: skip
         except CheckpointError:  # e.g. a full disk: stop cleanly, the error says what is intact
             self.stop()
             raise
@@ -354,10 +362,20 @@ class Session:
         """The flat parameters and model state of checkpoints_best/`step`, placed like the
         session's own (replicated, or split over a 'model' axis)."""
         like = unflatten(self.run.shapes)
-        params = self.best.restore_params(step=step, params_like=like)
+        base = self.mode.unreplicate(self.frozen) if self.unchanged else None
+        params = self.best.restore_params(step=step, params_like=like, base=base)
         state = self.best.restore_model_state(unflatten(self.mode.unreplicate(self.state)), step)
         params, state = self.mode.replicate((params, state))
         return flatten(params), flatten(state)
+
+
+def never_trained_pretrained(exp: Experiment, run: RunStart) -> frozenset[str]:
+    """Parameter paths no stage of the plan trains whose values are the pretrained weights'."""
+    trained = {g for stage in run.plan.stages for g in stage.trainable}
+    pretrained = exp.model.pretrained or {}
+    return frozenset(
+        p for p, label in run.group_of.items() if label not in trained and p in pretrained
+    )
 
 
 def train(exp: Experiment, workdir: str | Path, *, log=print, progress: bool = True) -> dict:

@@ -8,9 +8,12 @@ import numpy as np
 import pytest
 
 from tests.test_trainer import Killed, kill_at, params_of, tiny_config
+from tlx.checkpoint import Checkpoints
+from tlx.errors import CheckpointIntegrityError
 from tlx.experiment import build_experiment
+from tlx.predict import load_run
 from tlx.trainer import initial_params, train
-from tlx.tree import flatten
+from tlx.tree import flatten, unflatten
 
 LORA = {"method": "lora", "targets": "attention/self/(query|value)/kernel", "rank": 2}
 
@@ -50,6 +53,27 @@ def test_lora_trains_only_its_factors_and_the_head(tiny_bert_dir, rt_data_dir, t
     # the trainable part of a layer is its 4 factors: 2 x (32x2 + 2x32) parameters
     assert rows["layer_0"]["params"] == 2 * (32 * 2 + 2 * 32)
     assert rows["head"]["trainable"] and "head/base" not in rows
+    check_checkpoints_hold_only_what_changed(tmp_path, factors, before)
+
+
+def check_checkpoints_hold_only_what_changed(workdir, factors, before):
+    """The frozen pretrained weights stay out of the files, named with their checksums in meta;
+    a restore takes them from the model and refuses other base weights."""
+    checkpoints = Checkpoints(workdir / "checkpoints")
+    step = checkpoints.latest_step()
+    base = checkpoints.restore_meta(step)["base_params"]["checksums"]
+    assert "bert/encoder/layer_0/attention/self/query/kernel" in base
+    assert not any("lora" in p or p.startswith("classifier/") for p in base)
+    saved = set(flatten(checkpoints.restore_params(step)))
+    assert saved.isdisjoint(base) and factors <= saved
+    _, params, _ = load_run(workdir)
+    full = flatten(params)
+    for path in base:
+        np.testing.assert_array_equal(full[path], before[path])
+    like = unflatten(full)
+    other = {p: np.asarray(full[p]) + 1 for p in base}
+    with pytest.raises(CheckpointIntegrityError, match="other base weights"):
+        checkpoints.restore_params(step, params_like=like, base=other)
 
 
 def test_bitfit_trains_biases_and_the_head(tiny_bert_dir, rt_data_dir, tmp_path):
