@@ -124,3 +124,39 @@ def test_plans_sweep_trains_each_plan_config_as_it_stands(path, tmp_path, monkey
         assert {k: got.get(k) for k in expected} == expected, strategy
         assert set(got) - set(expected) <= ADDED, strategy
         assert cell.name == f"strategy={strategy},seed=0"
+
+
+def trained_backbone_share(exp) -> float:
+    """The share of the model's parameters its first stage trains, the head left out."""
+    import jax
+
+    from tlx.run_start import optimizer_labels
+    from tlx.transfer.groups import assign_groups
+    from tlx.tree import flatten
+
+    shapes = flatten(jax.eval_shape(exp.model.init, jax.random.key(0))["params"])
+    _, labels = optimizer_labels(exp, assign_groups(list(shapes), exp.model.groups), shapes, {})
+    trained = set(exp.plan.stages[0].trainable)
+    backbone = sum(
+        shapes[p].size
+        for p, g in labels.items()
+        if g in trained and not p.startswith("classifier/")
+    )
+    return backbone / sum(s.size for s in shapes.values())
+
+
+def test_the_peft_study_builds_every_method_with_its_trainable_share(tmp_path, monkeypatch):
+    """configs/minilm_rt_peft.py: 8 strategies x 3 seeds; each cell's experiment trains what its
+    method says (LoRA: under 1% of MiniLM's parameters besides the head)."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    path = "configs/minilm_rt_peft.py"
+    plan = sw.plan_sweep(path, None, tmp_path)
+    assert len(plan.cells) == 24 and len({c.name for c in plan.cells}) == 24
+    config = sw.load_config(path)
+    shares = {}
+    for cell in plan.cells[:8]:  # seed 0 of every strategy
+        exp = build_experiment(apply(config, cell.overrides), with_data=False)
+        shares[cell.overrides["strategy"]] = trained_backbone_share(exp)
+    assert shares["finetune"] > 0.99 and shares["feature_extraction"] == 0
+    assert 0 < shares["lora_r4"] < shares["lora_r8"] < shares["lora_r16"] < 0.01
+    assert 0 < shares["prompt"] < shares["bitfit"] < 0.01 and 0 < shares["adapters"] < 0.05
