@@ -177,7 +177,10 @@ def planned(cfg: BenchConfig, env: dict) -> tuple[BenchConfig, dict]:
     print(plan_table(plan), flush=True)
     summary = {"steps": plan.steps, "estimate_s": plan.total_s, "fits": plan.fits}
     summary["budget_s"] = plan.budget_s
-    summary["cell_estimates_s"] = [e.seconds(plan.steps, plan.warmup) for e in plan.estimates]
+    overlap = plan.compile_workers > 0  # each cell's share, as the total counts it
+    summary["cell_estimates_s"] = [
+        e.seconds(plan.steps, plan.warmup, overlap) for e in plan.estimates
+    ]
     return dataclasses.replace(cfg, steps=plan.steps), summary
 
 

@@ -37,7 +37,7 @@ def exportable_params(spec, params) -> dict:
 
     if spec.peft.method == "lora":
         params = merge_lora(params, spec.peft.scale)
-    return {p: v for p, v in flatten(params).items()}
+    return flatten(params)
 
 
 def export_run(workdir: str | Path, fmt: str, out: str | Path, step: int | None = None) -> list:

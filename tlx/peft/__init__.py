@@ -13,7 +13,14 @@ import jax
 
 from tlx.errors import ConfigError
 from tlx.peft.adapters import ADDED_PATTERN, adapter_forward, find_adapter_targets, init_adapters
-from tlx.peft.lora import FACTOR_PATTERN, find_targets, init_factors, lora_forward, merge_lora
+from tlx.peft.lora import (
+    FACTOR_PATTERN,
+    INITS,
+    find_targets,
+    init_factors,
+    lora_forward,
+    merge_lora,
+)
 from tlx.peft.prompt import ADDED_PATTERN as PROMPT_PATTERN
 from tlx.peft.prompt import find_embeddings, init_prompt, prompt_forward
 from tlx.spec import PEFT_METHODS, PeftSpec
@@ -45,6 +52,8 @@ def check_peft(spec: PeftSpec) -> None:
         )
     if not (isinstance(spec.rank, int) and spec.rank >= 1):
         raise ConfigError(f"peft.rank={spec.rank!r} must be an integer >= 1, e.g. 8.")
+    if spec.init not in INITS:
+        raise ConfigError(f"peft.init={spec.init!r}; choose one of {list(INITS)}.")
     if not spec.alpha > 0:
         raise ConfigError(f"peft.alpha={spec.alpha!r} must be > 0, e.g. 16 (scale alpha/rank).")
     if not 0 <= spec.dropout < 1:
