@@ -86,6 +86,7 @@ NOT_PLANS = {
     "pixel_logreg",
     "converged",
     "source",  # the source runs of the adaptation study (configs/adapt_rt_airline.py)
+    "peft",  # the parameter-efficient study (issue 25), a sweep over config.peft, not a plan
 }
 ADDED = {"strategy", "sweep", "optim.cut_frac", "optim.ratio"}  # unread where their plan is not
 
