@@ -161,3 +161,19 @@ def test_the_peft_study_builds_every_method_with_its_trainable_share(tmp_path, m
     assert shares["finetune"] > 0.99 and shares["feature_extraction"] == 0
     assert 0 < shares["lora_r4"] < shares["lora_r8"] < shares["lora_r16"] < 0.01
     assert 0 < shares["prompt"] < shares["bitfit"] < 0.01 and 0 < shares["adapters"] < 0.05
+
+
+def test_the_mobilenet_peft_study_trains_pointwise_lora_and_biases(tmp_path, monkeypatch):
+    """configs/mnv2_fmnist_peft.py: 6 strategies x 3 seeds; LoRA on the pointwise convolutions
+    trains a share that grows with the rank, BitFit only the biases, both well under fine-tuning."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    path = "configs/mnv2_fmnist_peft.py"
+    plan = sw.plan_sweep(path, None, tmp_path)
+    assert len(plan.cells) == 18 and len({c.name for c in plan.cells}) == 18
+    config = sw.load_config(path)
+    shares = {}
+    for cell in plan.cells[:6]:  # seed 0 of every strategy
+        exp = build_experiment(apply(config, cell.overrides), with_data=False)
+        shares[cell.overrides["strategy"]] = trained_backbone_share(exp)
+    assert shares["finetune"] > 0.99 and shares["feature_extraction"] == 0
+    assert 0 < shares["bitfit"] < shares["lora_r4"] < shares["lora_r8"] < shares["lora_r16"] < 0.2
