@@ -28,6 +28,7 @@ from pathlib import Path
 
 from absl import app, flags
 
+from experiments.aggregate.cells import TRAINED_COLUMNS
 from experiments.aggregate.records import SUFFIX, RecordsError, records_path, restore_records
 from tlx import cli
 
@@ -85,6 +86,9 @@ def summary_from_row(row: dict[str, str], source: str, machine: str = "") -> dic
         "machine": row.get("machine") or machine or None,
         "results": results,
     }
+    trained = {k: _number(row.get(k, "")) for k in TRAINED_COLUMNS}
+    if any(v is not None for v in trained.values()):
+        summary["trained"] = trained
     return {k: v for k, v in summary.items() if v is not None}
 
 

@@ -66,6 +66,15 @@ def test_run_writes_everything_and_freezes_by_plan(tiny_bert_dir, rt_data_dir, t
     expected_rate = 64 / summary["train_seconds_this_run"]
     assert summary["examples_per_sec"] == pytest.approx(expected_rate, rel=0.02)
     assert summary["peak_memory_bytes"] > 50 * 2**20
+    # What the plan trained at its widest stage (progressive: the last one trains every group).
+    last = json.loads((tmp_path / "audit/stage_3.json").read_text())["groups"]
+    assert summary["trained"] == {
+        "trainable_params": sum(g["params"] for g in last),
+        "optimizer_state_bytes": sum(g["optimizer_state_bytes"] for g in last),
+        "params": sum(g["params"] for g in last),
+    }
+    first = json.loads((tmp_path / "audit/stage_0.json").read_text())["groups"]
+    assert sum(g["params"] for g in first if g["trainable"]) < summary["trained"]["trainable_params"]
     assert summary["train_examples"] == exp.train_size == 96  # data.train_examples
     assert list((tmp_path / "tensorboard").iterdir())
     assert any("initialised fresh" in line.lower() or "fresh" in line.lower() for line in logs)

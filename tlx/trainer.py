@@ -41,6 +41,7 @@ from tlx.run_start import (  # noqa: F401 - initial_params and friends: also imp
 from tlx.selection import Selection, SelectionState, set_aside_future_best
 from tlx.spec import RunSpec
 from tlx.stage_program import StagePrograms
+from tlx.transfer import audit
 from tlx.transfer.optim import carry_over
 from tlx.tree import flatten, unflatten
 
@@ -461,6 +462,7 @@ def train(exp: Experiment, workdir: str | Path, *, log=print, progress: bool = T
             (last_step - run.step) * spec.batch_size / max(train_seconds, 1e-9), 2
         ),
         "peak_memory_bytes": peak_memory_bytes(),
+        "trained": audit.trained_extent(workdir),  # what the plan trained, at its widest stage
         "machine": machine(),  # seconds and examples/s compare only within one machine
         "results": results,
     }

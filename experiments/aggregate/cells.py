@@ -84,6 +84,9 @@ def splits_of(cells: Sequence[CellData]) -> list[str]:
 
 
 CLASSIFICATION_METRICS = ("accuracy", "loss")
+# What a plan trains and keeps optimizer state for (summary.json's "trained"): the cost columns of
+# a parameter-efficient study, tabulated where any cell has them.
+TRAINED_COLUMNS = ("trainable_params", "optimizer_state_bytes")
 # The order of the reported metrics, whatever order a summary or a records file stores them in
 # (records keep sorted keys): each task's headline metrics, then its loss, then any others
 # (e.g. an adaptation's "entropy") alphabetically.
@@ -146,6 +149,9 @@ def cell_row(
     row["examples_per_sec"] = statistics.fmean(rates) if rates else ""
     peak = summary.get("peak_memory_bytes")
     row["peak_memory_bytes"] = "" if peak is None else peak
+    if summary.get("trained"):  # the freeze audit's widest stage (tlx.trainer; absent before)
+        for key in TRAINED_COLUMNS:
+            row[key] = summary["trained"].get(key, "")
     row["resumed_from_step"] = summary.get("resumed_from_step", "")
     row["train_examples"] = summary.get("train_examples", "")  # distinct labelled examples
     row["machine"] = summary.get("machine", "")  # timings compare only within one machine

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from experiments.aggregate.cells import (
+    TRAINED_COLUMNS,
     CellData,
     cell_row,
     load_cells,
@@ -71,8 +72,9 @@ def aggregate(
         "examples_per_sec",
         *(f"{p}_to_{t:g}" for t in time_to_accuracy for p in ("seconds", "steps")),
     ]
-    if any(r.get("peak_memory_bytes") not in ("", None) for r in rows):
-        metrics.append("peak_memory_bytes")
+    for cost in ("peak_memory_bytes", *TRAINED_COLUMNS):
+        if any(r.get(cost) not in ("", None) for r in rows):
+            metrics.append(cost)
     metrics += selection
     if metric not in metrics and splits:  # e.g. no test split, or a detector: its first value
         split = "test" if "test" in splits else splits[0]

@@ -61,11 +61,11 @@ def fmt(stat: tuple[float, float, int], digits: int = 4) -> str:
 def metric_digits(metric: str) -> int:
     """Decimals shown for a metric: accuracies and losses 4, times and rates 1, counts 0 (and
     stopped_early, a fraction of the cells, 2)."""
-    if metric == "stopped_early":
+    if metric in ("stopped_early", "optimizer_state_bytes"):  # a fraction; MiB that may be < 1
         return 2
     if (
         metric.startswith("flops_to")
-        or metric in ("peak_memory_bytes", "selected_step", "last_step")
+        or metric in ("peak_memory_bytes", "selected_step", "last_step", "trainable_params")
         or metric.startswith("steps_to")
     ):
         return 0
@@ -90,6 +90,8 @@ def markdown(groups, rows, group_by, over, metrics, cells) -> str:
         "examples_per_sec": "examples/s",
         "train_seconds": "train s",
         "peak_memory_bytes": "peak memory (MiB)",
+        "trainable_params": "trained params",
+        "optimizer_state_bytes": "optimizer state (MiB)",
         "stopped_early": "stopped early (cells)",
     }
     lines = [
@@ -100,7 +102,8 @@ def markdown(groups, rows, group_by, over, metrics, cells) -> str:
         + " |",
         "|" + "---|" * (len(group_by) + 1 + len(metrics)),
     ]
-    scale = {"peak_memory_bytes": 2.0**-20}  # shown in MiB (the CSV keeps bytes)
+    # shown in MiB (the CSV keeps bytes)
+    scale = {"peak_memory_bytes": 2.0**-20, "optimizer_state_bytes": 2.0**-20}
     for g in groups:
         stats = {
             m: (g[m][0] * scale.get(m, 1), g[m][1] * scale.get(m, 1), g[m][2]) for m in metrics

@@ -77,6 +77,24 @@ def save_audit(workdir: Path, rows: list[GroupAudit], stage_index: int, start_st
     path.write_text(json.dumps(payload, indent=1))
 
 
+def trained_extent(workdir: Path) -> dict[str, int] | None:
+    """The most any stage of the run trained, from its saved audits (every stage started, in this
+    process or one it resumed): {"trainable_params", "optimizer_state_bytes", "params"} (the last
+    is the model's whole count, added parameters such as LoRA factors included); None without
+    audits. A parameter-efficient study's cost columns (issue 25)."""
+    stages = [
+        json.loads(p.read_text())["groups"]
+        for p in sorted((Path(workdir) / run_folder.AUDIT).glob("stage_*.json"))
+    ]
+    if not stages:
+        return None
+    return {
+        "trainable_params": max(sum(g["params"] for g in s if g["trainable"]) for s in stages),
+        "optimizer_state_bytes": max(sum(g["optimizer_state_bytes"] for g in s) for s in stages),
+        "params": max(sum(g["params"] for g in s) for s in stages),
+    }
+
+
 def _bytes(n: int) -> str:
     for unit in ("B", "KiB", "MiB", "GiB"):
         if n < 1024 or unit == "GiB":
