@@ -74,7 +74,9 @@ def test_run_writes_everything_and_freezes_by_plan(tiny_bert_dir, rt_data_dir, t
         "params": sum(g["params"] for g in last),
     }
     first = json.loads((tmp_path / "audit/stage_0.json").read_text())["groups"]
-    assert sum(g["params"] for g in first if g["trainable"]) < summary["trained"]["trainable_params"]
+    assert (
+        sum(g["params"] for g in first if g["trainable"]) < summary["trained"]["trainable_params"]
+    )
     assert summary["train_examples"] == exp.train_size == 96  # data.train_examples
     assert list((tmp_path / "tensorboard").iterdir())
     assert any("initialised fresh" in line.lower() or "fresh" in line.lower() for line in logs)
