@@ -7,7 +7,8 @@ every 60 steps), as the selected strategy ablation (configs/minilm_rt_ablation_s
 
     python -m experiments.sweep --config=configs/minilm_rt_peft.py --workdir=runs/peft_rt
     python -m experiments.aggregate --workdir=runs/peft_rt --group_by=strategy --over=seed \\
-        --time_to=0.75,0.8 --paired_against=strategy=finetune --out=experiments/results/peft_minilm_rt
+        --time_to=0.75,0.8 --paired_against=strategy=finetune --x_axis=trainable_params \\
+        --out=experiments/results/peft_minilm_rt
 
 Learning rates are the methods' usual ones (a method that trains few parameters needs a larger
 step): finetune the family's 1e-4, LoRA and adapters 5e-4, BitFit 1e-3, the prompt 1e-2 (Lester

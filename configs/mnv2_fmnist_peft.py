@@ -7,7 +7,8 @@ Adapters and prompt tuning are BERT's (tlx refuses them on a CNN), so they have 
 
     python -m experiments.sweep --config=configs/mnv2_fmnist_peft.py --workdir=runs/peft_mnv2
     python -m experiments.aggregate --workdir=runs/peft_mnv2 --group_by=strategy --over=seed \\
-        --time_to=0.8,0.85 --paired_against=strategy=finetune --out=experiments/results/peft_mnv2_fmnist
+        --time_to=0.8,0.85 --paired_against=strategy=finetune --x_axis=trainable_params \\
+        --out=experiments/results/peft_mnv2_fmnist
 
 Learning rates, declared before the run: finetune the family's 3e-4, LoRA 1e-3, BitFit 3e-3
 (a method that trains few parameters takes a larger step); the fresh head at 3e-3 in every row

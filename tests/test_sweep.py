@@ -400,8 +400,12 @@ def test_aggregate_publishes_a_headed_table_and_plots_against_a_key(tmp_path):
     assert "Made by `python -m x --y`" in md and "on a machine." in md
     assert f"`python -m experiments.sweep --config={CONFIG} --workdir={tmp_path / 'sweep'}`" in md
     assert "| finetune | 3 | 0.8200 ± 0.0200 |" in md
-    with pytest.raises(ValueError, match="--x_axis='nope'"):
+    with pytest.raises(ValueError, match="--x_axis='nope'.*'trainable_params'"):
         agg.aggregate(tmp_path / "sweep", x_axis="nope")
+    # A parameter-efficient study's plot: accuracy against what each method trained.
+    costs = agg.aggregate(tmp_path / "sweep", group_by=["plan.name"], x_axis="trainable_params")
+    assert costs["files"]["against"].name == "against_trainable_params.png"
+    assert costs["files"]["against"].read_bytes()[:4] == b"\x89PNG"
 
 
 def test_all_labels_sit_at_the_real_training_size_on_the_x_axis():

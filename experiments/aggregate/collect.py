@@ -91,10 +91,13 @@ def aggregate(
         "bars": root / "bars.png",
     }
     if x_axis:
-        if x_axis not in keys:
+        # A swept key, or a cost column: a parameter-efficient study's accuracy against what
+        # each method trains (one point per group, its seeds' mean and spread).
+        costs = [c for c in ("peak_memory_bytes", *TRAINED_COLUMNS) if c in metrics]
+        if x_axis not in keys and x_axis not in costs:
             raise ValueError(
-                f"--x_axis={x_axis!r} is neither a swept key nor a --group_by key; "
-                f"choose one of {keys}."
+                f"--x_axis={x_axis!r} is neither a swept key, a --group_by key nor a cost "
+                f"column of these cells; choose one of {[*keys, *costs]}."
             )
         files["against"] = root / f"against_{x_axis}.png"
         plot_against(rows, group_by, x_axis, metric, files["against"])

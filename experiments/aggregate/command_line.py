@@ -49,7 +49,10 @@ def define_flags() -> None:
         "seconds to each cell's selected step, its time to train.",
     )
     flags.DEFINE_string(
-        "x_axis", None, "Also plot --metric against this key (e.g. data.train_examples)."
+        "x_axis",
+        None,
+        "Also plot --metric against this key (e.g. data.train_examples) or cost column "
+        "(trainable_params, optimizer_state_bytes, peak_memory_bytes).",
     )
     flags.DEFINE_string(
         "out",
