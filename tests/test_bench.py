@@ -1,5 +1,6 @@
 """experiments.bench on a tiny configuration: reports, statistics, errors kept per cell."""
 
+import dataclasses
 import importlib.util
 import json
 
@@ -305,3 +306,17 @@ def test_bert_attention_variants_differ_only_in_attention_in_both_frameworks():
     assert bench.model_flops("bert_base_fused", "finetune", 1, 224, 128) == bench.model_flops(
         "bert_base", "finetune", 1, 224, 128
     )
+
+
+def test_a_bfloat16_run_says_where_xla_widens_its_multiplies(tmp_path):
+    """On a backend without bfloat16 kernels (XLA:CPU), the report says the bfloat16 rows time
+    float32 arithmetic; on one with them, it says nothing."""
+    from tlx.precision import widened_on_backend
+
+    bench.run_bench(dataclasses.replace(TINY, precisions=("bfloat16",)), tmp_path)
+    table = (tmp_path / "bench.md").read_text()
+    assert "| mobilenet_v2 | feature_extraction | 2 | bfloat16 |" in table
+    widened = widened_on_backend("bfloat16")
+    assert ("bfloat16 on this backend: XLA has no bfloat16" in table) == bool(widened)
+    report = json.loads((tmp_path / "bench.json").read_text())
+    assert report["environment"]["widened"] == ({"bfloat16": list(widened)} if widened else {})

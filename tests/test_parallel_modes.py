@@ -218,6 +218,8 @@ def test_pmap_mode_puts_one_shard_per_device():
 def test_bfloat16_mixed_precision_keeps_float32_master_weights(
     tiny_bert_dir, rt_data_dir, tmp_path
 ):
+    from tlx.precision import widened_on_backend
+
     losses, params = {}, {}
     for dtype in ("float32", "bfloat16"):
         config = tiny_config(tiny_bert_dir, rt_data_dir)
@@ -230,7 +232,11 @@ def test_bfloat16_mixed_precision_keeps_float32_master_weights(
         logits, _ = exp.model.forward(variables["params"], {}, batch, None, False)
         assert logits.dtype == jnp.dtype(dtype)  # the compute runs in the asked dtype
         workdir = tmp_path / dtype
-        train(exp, workdir, log=lambda *_: None, progress=False)
+        logs = []
+        train(exp, workdir, log=logs.append, progress=False)
+        # Where XLA widens bfloat16 multiplies to float32 (XLA:CPU), the run says so at start-up.
+        noticed = [line for line in logs if "has no bfloat16" in line]
+        assert bool(noticed) == (dtype == "bfloat16" and bool(widened_on_backend(dtype)))
         records = [json.loads(x) for x in (workdir / "metrics.jsonl").read_text().splitlines()]
         losses[dtype] = [r["loss"] for r in records if r["split"] == "train"]
         params[dtype] = params_of(workdir)

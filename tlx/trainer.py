@@ -30,6 +30,7 @@ from tlx.flops import FlopCounter, lowering_flops
 from tlx.machine import machine
 from tlx.metrics import MetricWriter, add_sums, peak_memory_bytes
 from tlx.parallel_modes import make_mode
+from tlx.precision import precision_notice
 from tlx.run_start import (  # noqa: F401 - initial_params and friends: also imported from here
     RunStart,
     check_batch_sizes,
@@ -388,6 +389,8 @@ def train(exp: Experiment, workdir: str | Path, *, log=print, progress: bool = T
     config_changes = run_folder.check_resume(workdir, spec.config)  # refuses before any write
     for line in describe_adaptation(spec):
         log(line)
+    if notice := precision_notice(spec.model.compute_dtype):  # e.g. bfloat16 on XLA:CPU
+        log(notice)
     run = start_or_resume(exp, workdir, log)
     if jax.process_index() == 0:
         run_folder.record_start(workdir, spec.config, config_changes, run.step)

@@ -96,6 +96,13 @@ def markdown(report: dict) -> str:
         "|" + "---|" * 17,
     ]
     lines += [table_line(row) for row in report["rows"]]
+    for precision, ops in env.get("widened", {}).items():
+        lines += [
+            "",
+            f"{precision} on this backend: XLA has no {precision} {' or '.join(ops)} kernel "
+            "(tlx.precision reads the optimized HLO) and computes each in float32 between "
+            f"converts, so tlx's {precision} rows time float32 arithmetic plus the converts.",
+        ]
     lines += ["", f"Status: {report['status']}; {report['elapsed_s']:.0f} s."]
     if plan := report.get("plan"):
         lines += [

@@ -29,6 +29,7 @@ from experiments.bench.models import is_text
 from experiments.bench.plan import plan_run, plan_table
 from experiments.bench.report import error_text, table_line, write_reports
 from experiments.bench.timing import time_interleaved
+from tlx.precision import LOW_PRECISION, widened_on_backend
 
 
 def free_memory(torch_used: bool) -> None:
@@ -148,6 +149,12 @@ def environment(cfg: BenchConfig, measure_peak: bool) -> dict:
     }
     if device.platform == "gpu":
         env["cuda"] = gpu_versions()
+    # Low precisions XLA has no kernels for here (tlx.precision): the report says so.
+    env["widened"] = {
+        p: list(ops)
+        for p in cfg.precisions
+        if p in LOW_PRECISION and (ops := widened_on_backend(p))
+    }
     if measure_peak and device.platform == "cpu":
         env["cpu_peak"] = measure_cpu_peak(with_torch=cfg.torch)
         env["cpu_peak_source"] = "theoretical, raised to the best matmul measured at start-up"
