@@ -40,3 +40,20 @@ def test_notice_only_where_the_backend_widens(monkeypatch):
     assert "model.compute_dtype='float32'" in notice and jax.__version__ in notice
     monkeypatch.setattr(precision, "widened_on_backend", lambda name: ())
     assert precision_notice("bfloat16") is None
+
+
+def test_the_dot_probe_prints_both_frameworks_and_the_verdict():
+    """experiments/bf16_dot.py, the measurement behind the notice (tiny: 16 rows, one round)."""
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-m", "experiments.bf16_dot", "--rows=16", "--rounds=1"],
+        capture_output=True, text=True, check=True, timeout=300,
+    ).stdout  # fmt: skip
+    rows = {line.split("|")[1].strip(): line for line in out.splitlines() if line.startswith("| ")}
+    assert {"XLA", "PyTorch"} <= set(rows)
+    float32, bfloat16 = (float(x) for x in rows["XLA"].split("|")[2:4])
+    assert float32 > 0 and bfloat16 > 0
+    widened = widened_on_backend("bfloat16")
+    assert ("XLA widens bfloat16 dot" in out) == ("dot" in widened)
