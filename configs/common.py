@@ -167,6 +167,54 @@ def strategy_rows(
     }
 
 
+def peft_rows(
+    *,
+    learning_rate: float,
+    head_rate: float,
+    lora_targets: str,
+    lora_rate: float,
+    bitfit_rate: float,
+    more: Mapping[str, Mapping[str, object]] | None = None,
+) -> dict[str, dict[str, object]]:
+    """strategy -> every swept field of a parameter-efficient study (issue 25): finetune at the
+    family's `learning_rate`, feature extraction, LoRA at ranks 4 / 8 / 16 on `lora_targets`
+    (alpha = 2r, so every rank updates at the same scale), BitFit, and `more` (rows of methods
+    only some models have: adapters, prompts). A method that trains few parameters takes a larger
+    step (its own rate); the fresh head learns at `head_rate` in every row."""
+
+    def head_at(rate: float) -> dict[str, object]:
+        return {"optim.learning_rate": rate, "plan.lr_multipliers": f"head={head_rate / rate:g}"}
+
+    common = {
+        "plan.name": "finetune",
+        "peft.method": "none",
+        "peft.targets": "",
+        "peft.rank": 8,
+        "peft.alpha": 16.0,
+        **head_at(learning_rate),
+    }
+
+    def lora(rank: int) -> dict[str, object]:
+        return {
+            "peft.method": "lora",
+            "peft.targets": lora_targets,
+            "peft.rank": rank,
+            "peft.alpha": 2.0 * rank,
+            **head_at(lora_rate),
+        }
+
+    rows = {
+        "finetune": {},
+        "feature_extraction": {"plan.name": "feature_extraction"},
+        **{f"lora_r{rank}": lora(rank) for rank in (4, 8, 16)},
+        "bitfit": {"peft.method": "bitfit", **head_at(bitfit_rate)},
+    }
+    for name, row in (more or {}).items():
+        rate = row.get("optim.learning_rate", learning_rate)
+        rows[name] = {**row, **head_at(rate)}
+    return {name: {**common, **row} for name, row in rows.items()}
+
+
 def _literal(value) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"

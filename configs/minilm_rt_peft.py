@@ -17,50 +17,29 @@ run. Each cell's table
 row carries its trainable parameters (the freeze audit), peak memory and step time.
 """
 
-from configs.common import select_best_of, strategy_sweep
+from configs.common import peft_rows, select_best_of, strategy_sweep
 from configs.minilm_rt_base import base_config
 
 LORA_TARGETS = "attention/self/(query|value)/kernel"
 
 
-def peft_rows(learning_rate: float) -> dict[str, dict[str, object]]:
-    """strategy -> every swept field (a cell never inherits another strategy's value)."""
-    common = {
-        "plan.name": "finetune",
-        "peft.method": "none",
-        "peft.targets": "",
-        "peft.rank": 8,
-        "peft.alpha": 16.0,
-        "optim.learning_rate": learning_rate,
-        "plan.lr_multipliers": "head=10",
-    }
-    # The fresh head learns at 1e-3 in every row: its factor is 1e-3 over the row's rate.
-    head_at = lambda rate: {
-        "optim.learning_rate": rate,
-        "plan.lr_multipliers": f"head={1e-3 / rate:g}",
-    }
-    lora = lambda r: {
-        "peft.method": "lora",
-        "peft.targets": LORA_TARGETS,
-        "peft.rank": r,
-        "peft.alpha": 2.0 * r,
-        **head_at(5e-4),
-    }
-    rows = {
-        "finetune": {},
-        "feature_extraction": {"plan.name": "feature_extraction"},
-        "lora_r4": lora(4),
-        "lora_r8": lora(8),
-        "lora_r16": lora(16),
-        "bitfit": {"peft.method": "bitfit", **head_at(1e-3)},
-        "adapters": {"peft.method": "adapters", **head_at(5e-4)},
-        "prompt": {"peft.method": "prompt", **head_at(1e-2)},
-    }
-    return {name: {**common, **row} for name, row in rows.items()}
+def rows(learning_rate: float) -> dict[str, dict[str, object]]:
+    """strategy -> every swept field (configs.common.peft_rows, with BERT's own methods)."""
+    return peft_rows(
+        learning_rate=learning_rate,
+        head_rate=1e-3,
+        lora_targets=LORA_TARGETS,
+        lora_rate=5e-4,
+        bitfit_rate=1e-3,
+        more={
+            "adapters": {"peft.method": "adapters", "optim.learning_rate": 5e-4},
+            "prompt": {"peft.method": "prompt", "optim.learning_rate": 1e-2},
+        },
+    )
 
 
 def get_config(arg=None):
     config = base_config()
     config.strategy = "finetune"  # a label for the aggregation; the swept fields decide the run
-    config.sweep = strategy_sweep(peft_rows(config.optim.learning_rate), seeds_first=True)
+    config.sweep = strategy_sweep(rows(config.optim.learning_rate), seeds_first=True)
     return select_best_of(config, every=60)

@@ -16,43 +16,10 @@ Learning rates, declared before the run: finetune the family's 3e-4, LoRA 1e-3, 
 (model.batchnorm = "frozen"), so a LoRA row changes the convolutions and nothing else.
 """
 
-from configs.common import select_best_of, strategy_sweep
+from configs.common import peft_rows, select_best_of, strategy_sweep
 from configs.mnv2_fmnist_base import base_config
 
 LORA_TARGETS = "(expand|project)/conv/kernel"  # the pointwise convolutions of every block
-HEAD_RATE = 3e-3
-
-
-def peft_rows(learning_rate: float) -> dict[str, dict[str, object]]:
-    """strategy -> every swept field (a cell never inherits another strategy's value)."""
-    head_at = lambda rate: {
-        "optim.learning_rate": rate,
-        "plan.lr_multipliers": f"head={HEAD_RATE / rate:g}",
-    }
-    common = {
-        "plan.name": "finetune",
-        "peft.method": "none",
-        "peft.targets": "",
-        "peft.rank": 8,
-        "peft.alpha": 16.0,
-        **head_at(learning_rate),
-    }
-    lora = lambda r: {
-        "peft.method": "lora",
-        "peft.targets": LORA_TARGETS,
-        "peft.rank": r,
-        "peft.alpha": 2.0 * r,
-        **head_at(1e-3),
-    }
-    rows = {
-        "finetune": {},
-        "feature_extraction": {"plan.name": "feature_extraction"},
-        "lora_r4": lora(4),
-        "lora_r8": lora(8),
-        "lora_r16": lora(16),
-        "bitfit": {"peft.method": "bitfit", **head_at(3e-3)},
-    }
-    return {name: {**common, **row} for name, row in rows.items()}
 
 
 def get_config(arg=None):
@@ -60,5 +27,12 @@ def get_config(arg=None):
     config.strategy = "finetune"  # a label for the aggregation; the swept fields decide the run
     config.plan.name = "finetune"
     config.model.resize_size = 64  # the whole image, as the selected ablation
-    config.sweep = strategy_sweep(peft_rows(config.optim.learning_rate), seeds_first=True)
+    rows = peft_rows(
+        learning_rate=config.optim.learning_rate,
+        head_rate=3e-3,
+        lora_targets=LORA_TARGETS,
+        lora_rate=1e-3,
+        bitfit_rate=3e-3,
+    )
+    config.sweep = strategy_sweep(rows, seeds_first=True)
     return select_best_of(config, every=100)

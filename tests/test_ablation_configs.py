@@ -146,19 +146,25 @@ def trained_backbone_share(exp) -> float:
     return backbone / sum(s.size for s in shapes.values())
 
 
+def seed_0_shares(path: str, strategies: int, tmp_path) -> dict[str, float]:
+    """A PEFT study's strategy -> trained backbone share, from its seed-0 cells; checks the sweep
+    holds `strategies` x 3 seeds of distinct cells."""
+    plan = sw.plan_sweep(path, None, tmp_path)
+    assert len(plan.cells) == 3 * strategies == len({c.name for c in plan.cells})
+    config = sw.load_config(path)
+    shares = {}
+    for cell in plan.cells[:strategies]:  # seeds outermost: seed 0 of every strategy
+        exp = build_experiment(apply(config, cell.overrides), with_data=False)
+        shares[cell.overrides["strategy"]] = trained_backbone_share(exp)
+    assert shares["finetune"] > 0.99 and shares["feature_extraction"] == 0
+    return shares
+
+
 def test_the_peft_study_builds_every_method_with_its_trainable_share(tmp_path, monkeypatch):
     """configs/minilm_rt_peft.py: 8 strategies x 3 seeds; each cell's experiment trains what its
     method says (LoRA: under 1% of MiniLM's parameters besides the head)."""
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    path = "configs/minilm_rt_peft.py"
-    plan = sw.plan_sweep(path, None, tmp_path)
-    assert len(plan.cells) == 24 and len({c.name for c in plan.cells}) == 24
-    config = sw.load_config(path)
-    shares = {}
-    for cell in plan.cells[:8]:  # seed 0 of every strategy
-        exp = build_experiment(apply(config, cell.overrides), with_data=False)
-        shares[cell.overrides["strategy"]] = trained_backbone_share(exp)
-    assert shares["finetune"] > 0.99 and shares["feature_extraction"] == 0
+    shares = seed_0_shares("configs/minilm_rt_peft.py", 8, tmp_path)
     assert 0 < shares["lora_r4"] < shares["lora_r8"] < shares["lora_r16"] < 0.01
     assert 0 < shares["prompt"] < shares["bitfit"] < 0.01 and 0 < shares["adapters"] < 0.05
 
@@ -167,13 +173,5 @@ def test_the_mobilenet_peft_study_trains_pointwise_lora_and_biases(tmp_path, mon
     """configs/mnv2_fmnist_peft.py: 6 strategies x 3 seeds; LoRA on the pointwise convolutions
     trains a share that grows with the rank, BitFit only the biases, both well under fine-tuning."""
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    path = "configs/mnv2_fmnist_peft.py"
-    plan = sw.plan_sweep(path, None, tmp_path)
-    assert len(plan.cells) == 18 and len({c.name for c in plan.cells}) == 18
-    config = sw.load_config(path)
-    shares = {}
-    for cell in plan.cells[:6]:  # seed 0 of every strategy
-        exp = build_experiment(apply(config, cell.overrides), with_data=False)
-        shares[cell.overrides["strategy"]] = trained_backbone_share(exp)
-    assert shares["finetune"] > 0.99 and shares["feature_extraction"] == 0
+    shares = seed_0_shares("configs/mnv2_fmnist_peft.py", 6, tmp_path)
     assert 0 < shares["bitfit"] < shares["lora_r4"] < shares["lora_r8"] < shares["lora_r16"] < 0.2
