@@ -14,9 +14,9 @@ import functools
 import re
 
 LOW_PRECISION = ("bfloat16", "float16")
-_WIDENED = {  # an HLO instruction computed in float32: `%x = f32[...] dot(` / `convolution(`
-    "dot": re.compile(r"=\s*f32\[[^\]]*\](\{[^}]*\})?\s+dot\("),
-    "convolution": re.compile(r"=\s*f32\[[^\]]*\](\{[^}]*\})?\s+convolution\("),
+_WIDENED = {  # an HLO instruction computed in float32: `%x = f32[...]{layout} dot(` and the like
+    op: re.compile(r"=\s*f32\[[^\]]*\](\{[^}]*\})?\s+" + op + r"\(")
+    for op in ("dot", "convolution")
 }
 
 

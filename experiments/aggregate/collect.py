@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from experiments.aggregate.cells import (
-    TRAINED_COLUMNS,
+    COST_COLUMNS,
     CellData,
     cell_row,
     load_cells,
@@ -72,7 +72,7 @@ def aggregate(
         "examples_per_sec",
         *(f"{p}_to_{t:g}" for t in time_to_accuracy for p in ("seconds", "steps")),
     ]
-    for cost in ("peak_memory_bytes", *TRAINED_COLUMNS):
+    for cost in COST_COLUMNS:
         if any(r.get(cost) not in ("", None) for r in rows):
             metrics.append(cost)
     metrics += selection
@@ -93,7 +93,7 @@ def aggregate(
     if x_axis:
         # A swept key, or a cost column: a parameter-efficient study's accuracy against what
         # each method trains (one point per group, its seeds' mean and spread).
-        costs = [c for c in ("peak_memory_bytes", *TRAINED_COLUMNS) if c in metrics]
+        costs = [c for c in COST_COLUMNS if c in metrics]
         if x_axis not in keys and x_axis not in costs:
             raise ValueError(
                 f"--x_axis={x_axis!r} is neither a swept key, a --group_by key nor a cost "
