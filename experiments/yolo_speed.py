@@ -32,6 +32,9 @@ _BATCHES = flags.DEFINE_list("inference_batches", ["1", "8"], "Inference batch s
 _ROUNDS = flags.DEFINE_integer("interleave_rounds", 4, "Alternating rounds of the timed steps.")
 _TRAIN_BATCH = flags.DEFINE_integer("train_batch", 16, "Train step batch (0: skip).")
 _TRAIN_SIZE = flags.DEFINE_integer("train_size", 160, "Train step input size.")
+_UNFOLDED = flags.DEFINE_bool(
+    "unfolded", False, "Time tlx with BatchNorm as separate passes (the training graph)."
+)
 _THREADS = flags.DEFINE_integer("opencv_threads", 0, "cv2.setNumThreads (0: OpenCV's default).")
 
 SIZE = 416
@@ -66,8 +69,11 @@ def inference_timers(batch_size: int):
     from tlx.zoo.resolve import resolve_image_weights
 
     detector = tlx.zoo.load("darknet:yolov3-tiny")
-    forward = jax.jit(lambda v, x: detector.module.apply(v, x))
-    variables = detector.variables
+    # What detector.detect runs: BatchNorm folded into the convolutions (unless --unfolded).
+    module, variables = (
+        (detector.module, detector.variables) if _UNFOLDED.value else detector.inference_model()
+    )
+    forward = jax.jit(lambda v, x: module.apply(v, x))
     nhwc = photos(batch_size)
 
     def tlx_step(x):
@@ -166,6 +172,7 @@ def main(argv):
         "jax": jax.__version__,
         "opencv": cv2.__version__,
         "opencv_threads": cv2.getNumThreads(),
+        "batchnorm": "separate (training graph)" if _UNFOLDED.value else "folded into the convs",
         "steps": flags.FLAGS.steps,
         "rounds": _ROUNDS.value,
         "inference": rows,
@@ -184,7 +191,8 @@ def markdown(report: dict) -> str:
         "# YOLOv3-tiny inference: tlx vs OpenCV DNN (416x416, COCO weights)",
         "",
         f"Machine: {report['machine']}; jax {report['jax']}, OpenCV {report['opencv']} "
-        f"({report['opencv_threads']} threads); {report['steps']} timed steps each in "
+        f"({report['opencv_threads']} threads); tlx BatchNorm "
+        f"{report.get('batchnorm', 'separate (training graph)')}; {report['steps']} timed steps each in "
         f"{report['rounds']} interleaved rounds; {report['written']}.",
         "",
         "| batch | tlx ms | OpenCV ms | tlx images/s | OpenCV images/s | tlx / OpenCV speed |",

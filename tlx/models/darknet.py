@@ -46,10 +46,12 @@ def activate(x: jax.Array, name: str) -> jax.Array:
 
 
 class DarknetConv(nn.Module):
-    """[convolutional]: conv (bias only without BatchNorm), BatchNorm, activation."""
+    """[convolutional]: conv (bias only without BatchNorm), BatchNorm, activation. `folded`:
+    BatchNorm already multiplied into the kernel and bias (fold_batchnorm), for inference."""
 
     layer: Conv
     dtype: Any = jnp.float32
+    folded: bool = False
 
     @nn.compact
     def __call__(self, x, train: bool = False):
@@ -60,11 +62,11 @@ class DarknetConv(nn.Module):
             strides=spec.stride,
             padding=[(spec.padding, spec.padding)] * 2,
             feature_group_count=spec.groups,
-            use_bias=not spec.batch_normalize,
+            use_bias=self.folded or not spec.batch_normalize,
             dtype=self.dtype,
             name="conv",
         )(x)
-        if spec.batch_normalize:
+        if spec.batch_normalize and not self.folded:
             x = nn.BatchNorm(
                 momentum=0.99,  # darknet's rolling statistics keep 0.99 of the old value
                 epsilon=BATCHNORM_EPSILON,
@@ -110,6 +112,7 @@ class Darknet(nn.Module):
     backbone_layers: int | None = None
     image_size: int | None = None  # the square input; None: the cfg's [net] width and height
     dtype: Any = jnp.float32
+    folded_batchnorm: bool = False  # inference only: variables from fold_batchnorm
 
     @property
     def spec(self) -> DarknetSpec:
@@ -124,7 +127,9 @@ class Darknet(nn.Module):
         yolo_outputs = []
         for i, layer in enumerate(self.spec.layers):
             if isinstance(layer, Conv):
-                x = DarknetConv(layer, dtype=self.dtype, name=f"layer_{i}")(x, train=train)
+                x = DarknetConv(
+                    layer, dtype=self.dtype, folded=self.folded_batchnorm, name=f"layer_{i}"
+                )(x, train=train)
             elif isinstance(layer, MaxPool):
                 x = max_pool(x, layer)
             elif isinstance(layer, Route):
@@ -137,6 +142,25 @@ class Darknet(nn.Module):
                 yolo_outputs.append(x.astype(jnp.float32))
             outputs.append(x)
         return tuple(yolo_outputs)
+
+
+def fold_batchnorm(variables: dict) -> dict:
+    """Inference variables for `Darknet(..., folded_batchnorm=True)`: each layer's BatchNorm
+    (running statistics) multiplied into its conv, so a layer is one convolution plus a bias
+    instead of a convolution and four elementwise passes:
+    kernel * s and bias - mean * s, with s = scale / sqrt(var + eps).
+    Layers without BatchNorm (the heads) keep their kernel and bias."""
+    params, stats = variables["params"], variables.get("batch_stats", {})
+    folded = {}
+    for name, layer in params.items():
+        if "bn" not in layer:
+            folded[name] = {"conv": dict(layer["conv"])}
+            continue
+        bn, running = layer["bn"], stats[name]["bn"]
+        s = bn["scale"] / jnp.sqrt(running["var"] + BATCHNORM_EPSILON)
+        bias = bn["bias"] - running["mean"] * s
+        folded[name] = {"conv": {"kernel": layer["conv"]["kernel"] * s, "bias": bias}}
+    return {"params": folded}
 
 
 def darknet_param_groups(

@@ -35,8 +35,21 @@ class PretrainedDetector:
     preprocessing: DetectorInput
     labels: tuple[str, ...]
     description: str = ""
+    # (the variables folded, folded module, folded variables): see inference_model
+    _folded: tuple | None = dataclasses.field(default=None, init=False, repr=False, compare=False)
 
     kind = "detector"
+
+    def inference_model(self) -> tuple[nn.Module, dict]:
+        """(module, variables) with BatchNorm folded into the convolutions
+        (tlx.models.darknet.fold_batchnorm): the same outputs, fewer passes over memory.
+        Refolded when `variables` is replaced."""
+        from tlx.models.darknet import fold_batchnorm
+
+        if self._folded is None or self._folded[0] is not self.variables:
+            module = self.module.clone(folded_batchnorm=True)
+            self._folded = (self.variables, module, fold_batchnorm(self.variables))
+        return self._folded[1], self._folded[2]
 
     def preprocess(self, images: Sequence[np.ndarray]):
         """uint8 images -> (float32 [N, S, S, 3], one tlx.detection.inputs.BoxTransform each)."""
@@ -45,8 +58,9 @@ class PretrainedDetector:
         return prepare_batch(images, self.preprocessing)
 
     def __call__(self, batch):
-        """The raw [yolo] outputs for a preprocessed batch."""
-        return _jitted_apply(self.module)(self.variables, jnp.asarray(batch))
+        """The raw [yolo] outputs for a preprocessed batch (BatchNorm folded)."""
+        module, variables = self.inference_model()
+        return _jitted_apply(module)(variables, jnp.asarray(batch))
 
     def detect(
         self,
