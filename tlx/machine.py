@@ -11,20 +11,51 @@ import subprocess
 _ISA_FLAGS = ("amx_bf16", "avx512_bf16", "avx512f", "avx2")
 
 
-def cpu_info() -> tuple[str, set[str]]:
-    """(model name, flags) from /proc/cpuinfo, or (platform.processor(), empty) without one."""
+# AMD's CPU generations by (family, model range): a VM's model name is often just "AMD EPYC",
+# which names Zen 3, Zen 4 and Zen 5 alike, and these run the same program at different speeds.
+_AMD_CORES = (
+    (25, range(0x00, 0x10), "Zen 3"),
+    (25, range(0x10, 0x20), "Zen 4"),
+    (25, range(0x20, 0x60), "Zen 3"),
+    (25, range(0x60, 0x80), "Zen 4"),
+    (25, range(0xA0, 0xB0), "Zen 4"),
+    (26, range(0x00, 0x100), "Zen 5"),
+)
+
+
+def cpu_generation(vendor: str, family: int | None, model: int | None) -> str:
+    """E.g. 'family 25 model 17, Zen 4': enough to tell two CPUs with one model name apart."""
+    if family is None or model is None:
+        return ""
+    text = f"family {family} model {model}"
+    if vendor == "AuthenticAMD":
+        core = next((name for f, ms, name in _AMD_CORES if f == family and model in ms), "")
+        text += f", {core}" if core else ""
+    return text
+
+
+def cpu_info(path: str = "/proc/cpuinfo") -> tuple[str, set[str]]:
+    """(model name with its family and model, flags) from /proc/cpuinfo, or
+    (platform.processor(), empty) without one."""
     cpu, flags = platform.processor() or platform.machine(), set()
+    fields: dict[str, str] = {}
     try:
-        with open("/proc/cpuinfo") as info:
+        with open(path) as info:
             for line in info:
                 key, _, value = line.partition(":")
-                if key.strip() == "model name" and cpu in ("", platform.machine()):
-                    cpu = value.strip()
-                elif key.strip() == "flags" and not flags:
-                    flags = set(value.split())
+                key = key.strip()
+                if not key and fields:  # the first processor is enough
+                    break
+                fields.setdefault(key, value.strip())
     except OSError:
-        pass
-    return cpu, flags
+        return cpu, flags
+    cpu = fields.get("model name") or cpu
+    flags = set(fields.get("flags", "").split())
+    number = {k: int(fields[k]) for k in ("cpu family", "model") if fields.get(k, "").isdigit()}
+    generation = cpu_generation(
+        fields.get("vendor_id", ""), number.get("cpu family"), number.get("model")
+    )
+    return (f"{cpu} [{generation}]" if generation else cpu), flags
 
 
 def cpu_isa(flags: set[str]) -> str:
