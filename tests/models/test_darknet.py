@@ -65,11 +65,16 @@ def opencv_outputs(cfg_path, weights_path, blob, spec):
     return raws, outs[len(heads) :]
 
 
-def run_tlx(cfg_path, weights_path, nhwc):
+def load_tlx(cfg_path, weights_path, nhwc):
+    """(spec, Darknet module, converted variables) for a cfg and its .weights file."""
     spec = parse_cfg(str(cfg_path))
     model = Darknet(cfg=pathlib.Path(cfg_path).read_text())
     expected = expected_shapes(jax.eval_shape(model.init, jax.random.key(0), nhwc[:1]))
-    variables = convert_darknet(read_weights(weights_path, spec), expected)
+    return spec, model, convert_darknet(read_weights(weights_path, spec), expected)
+
+
+def run_tlx(cfg_path, weights_path, nhwc):
+    spec, model, variables = load_tlx(cfg_path, weights_path, nhwc)
     return spec, jax.jit(model.apply)(variables, jnp.asarray(nhwc))
 
 
@@ -170,10 +175,8 @@ def test_folded_batchnorm_gives_the_same_outputs(tmp_path, weights):
         spec = parse_cfg(str(cfg))
         write_weights(weights_path, random_darknet_tensors(spec, seed=3), spec)
     x = np.random.default_rng(4).uniform(0, 1, (2, size, size, 3)).astype(np.float32)
-    spec, plain = run_tlx(cfg, weights_path, x)
-    model = Darknet(cfg=pathlib.Path(cfg).read_text())
-    expected = expected_shapes(jax.eval_shape(model.init, jax.random.key(0), x[:1]))
-    variables = convert_darknet(read_weights(weights_path, spec), expected)
+    _, model, variables = load_tlx(cfg, weights_path, x)
+    plain = jax.jit(model.apply)(variables, jnp.asarray(x))
     folded = fold_batchnorm(variables)
     assert set(folded) == {"params"}  # no running statistics left
     folded_model = model.clone(folded_batchnorm=True)
