@@ -3,6 +3,7 @@ experiments.aggregate (mean ± std over seeds, CSV / Markdown / plots); one real
 
 import csv
 import json
+import re
 import statistics
 import sys
 
@@ -161,6 +162,9 @@ if seed == 2:
 acc = 0.5 + 0.1 * seed
 (workdir / "metrics.jsonl").write_text(json.dumps({"step": steps, "split": "train", "loss": 1.0, "examples_per_sec": 10.0}) + "\\n")
 summary = {"steps": steps, "train_seconds_this_run": 1.0, "results": {"test": {"accuracy": acc, "loss": 1.0}}}
+if seed == 3:  # a detector: selected on mAP, no accuracy
+    summary["selection"] = {"metric": "mAP"}
+    summary["results"] = {"test": {"mAP": 0.25, "loss": 1.0}}
 (workdir / "summary.json").write_text(json.dumps(summary))
 """
 
@@ -195,6 +199,9 @@ def test_finished_cells_are_skipped_unfinished_rerun_failures_reported(tmp_path)
     assert results[2].returncode == 3 and "boom: seed 2 is cursed" in results[2].log_tail
     assert "FAILED (exit 3)" in out.getvalue() and "boom" in out.getvalue()
     assert "seed=0  skipped" in out.getvalue()  # the final table
+    # Each finished cell names its own headline metric: accuracy, or mAP for a detector.
+    assert re.search(r"seed=1: finished in \d+ s, test accuracy 0\.6000", out.getvalue())
+    assert re.search(r"seed=3: finished in \d+ s, test mAP 0\.2500", out.getvalue())
     assert json.loads((done.workdir / "summary.json").read_text()) == {"steps": 4, "results": {}}
     assert json.loads((partial.workdir / "summary.json").read_text())["steps"] == 4
     assert "fake training seed=1" in (partial.workdir / "train.log").read_text()

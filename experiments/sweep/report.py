@@ -10,15 +10,23 @@ from experiments.sweep.plan import LOG_FILE, Cell, Sweep
 from experiments.sweep.runner import Result, Runner, latest_step
 
 
-def _accuracy(summary: dict | None, split: str) -> str:
+def headline_metric(summary: dict | None) -> str:
+    """The metric the run selected its checkpoint on (``mAP`` for a detector), else accuracy."""
     try:
-        return f"{float(summary['results'][split]['accuracy']):.4f}"
+        return str(summary["selection"]["metric"])
+    except (TypeError, KeyError):
+        return "accuracy"
+
+
+def _score(summary: dict | None, split: str) -> str:
+    try:
+        return f"{float(summary['results'][split][headline_metric(summary)]):.4f}"
     except (TypeError, KeyError, ValueError):
         return "-"
 
 
 def result_table(results: Sequence[Result]) -> str:
-    rows = [("cell", "status", "steps", "test acc", "val acc", "seconds")]
+    rows = [("cell", "status", "steps", "metric", "test", "validation", "seconds")]
     for r in results:
         summary = r.summary()
         status = r.status if r.returncode in (None, 0) else f"{r.status} (exit {r.returncode})"
@@ -29,8 +37,9 @@ def result_table(results: Sequence[Result]) -> str:
                 r.cell.name,
                 status,
                 steps,
-                _accuracy(summary, "test"),
-                _accuracy(summary, "validation"),
+                headline_metric(summary) if summary else "-",
+                _score(summary, "test"),
+                _score(summary, "validation"),
                 seconds,
             )
         )
@@ -85,8 +94,11 @@ def execute(sweep: Sweep, workers: int = 1, env=None, command=None, out=None) ->
             progress.update(tasks[cell.name], completed=latest_step(cell.workdir))
             progress.stop_task(tasks.pop(cell.name))
         if result.status == "finished":
-            acc = _accuracy(result.summary(), "test")
-            console.print(f"{tag}: finished in {result.seconds:.0f} s, test accuracy {acc}")
+            summary = result.summary()
+            console.print(
+                f"{tag}: finished in {result.seconds:.0f} s, "
+                f"test {headline_metric(summary)} {_score(summary, 'test')}"
+            )
         elif result.status == "skipped":
             console.print(f"{tag}: finished by another sweep meanwhile, skipped")
         elif result.status == "busy":
