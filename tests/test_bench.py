@@ -308,6 +308,16 @@ def test_bert_attention_variants_differ_only_in_attention_in_both_frameworks():
     )
 
 
+def test_the_torch_bert_runs_sdpa_attention_with_the_variant_s_dropout():
+    """The PyTorch side of every BERT cell: transformers' classifier with SDPA attention and the
+    same sizes and attention dropout as tlx's (it once failed to build under transformers 5)."""
+    model = bench.fresh_torch("bert_mini")
+    assert model.config._attn_implementation == "sdpa"
+    sizes = bench.bert_sizes("bert_mini")
+    assert all(getattr(model.config, k) == v for k, v in sizes.items())
+    assert model.classifier.out_features == 2
+
+
 def test_a_bfloat16_run_says_where_xla_widens_its_multiplies(tmp_path):
     """On a backend without bfloat16 kernels (XLA:CPU), the report says the bfloat16 rows time
     float32 arithmetic; on one with them, it says nothing."""

@@ -122,9 +122,12 @@ def _pristine_torch(model: str):
     if is_text(model):
         import transformers
 
-        config = transformers.BertConfig(**bert_sizes(model), num_labels=2)
-        # PyTorch's fused attention (scaled_dot_product_attention), as the baseline
-        return transformers.BertForSequenceClassification(config, attn_implementation="sdpa")
+        # PyTorch's fused attention (scaled_dot_product_attention), as the baseline; given
+        # in the config: transformers 5 no longer takes it as a model constructor argument.
+        config = transformers.BertConfig(
+            **bert_sizes(model), num_labels=2, attn_implementation="sdpa"
+        )
+        return transformers.BertForSequenceClassification(config)
     import torchvision
 
     return getattr(torchvision.models, svt.MODELS[model][2])(weights=None, num_classes=10)
