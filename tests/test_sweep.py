@@ -161,7 +161,8 @@ if seed == 2:
     sys.exit(3)
 acc = 0.5 + 0.1 * seed
 (workdir / "metrics.jsonl").write_text(json.dumps({"step": steps, "split": "train", "loss": 1.0, "examples_per_sec": 10.0}) + "\\n")
-summary = {"steps": steps, "train_seconds_this_run": 1.0, "results": {"test": {"accuracy": acc, "loss": 1.0}}}
+summary = {"steps": steps, "train_seconds_this_run": 1.0, "selection": {"metric": None},
+           "results": {"test": {"accuracy": acc, "loss": 1.0}}}  # as a run without selection writes
 if seed == 3:  # a detector: selected on mAP, no accuracy
     summary["selection"] = {"metric": "mAP"}
     summary["results"] = {"test": {"mAP": 0.25, "loss": 1.0}}

@@ -11,11 +11,13 @@ from experiments.sweep.runner import Result, Runner, latest_step
 
 
 def headline_metric(summary: dict | None) -> str:
-    """The metric the run selected its checkpoint on (``mAP`` for a detector), else accuracy."""
-    try:
-        return str(summary["selection"]["metric"])
-    except (TypeError, KeyError):
-        return "accuracy"
+    """The task's headline metric (``accuracy``, ``mAP`` for a detector): the first of a result's
+    metrics, as every Task.summarize orders them. Not the selection metric, which is None for a
+    run without model selection and may be the loss."""
+    for result in ((summary or {}).get("results") or {}).values():
+        if result:
+            return next(iter(result))
+    return "-"
 
 
 def _score(summary: dict | None, split: str) -> str:
@@ -37,7 +39,7 @@ def result_table(results: Sequence[Result]) -> str:
                 r.cell.name,
                 status,
                 steps,
-                headline_metric(summary) if summary else "-",
+                headline_metric(summary),
                 _score(summary, "test"),
                 _score(summary, "validation"),
                 seconds,
