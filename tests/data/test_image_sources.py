@@ -12,57 +12,25 @@ written into tmp_path, which is also what makes tlx see the dataset as prepared.
 from __future__ import annotations
 
 import io
-import os
 
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 from PIL import Image
 
+from tests.data.tfds_mock import Records, write_metadata
 from tlx.data import fashion_mnist, hash_split, image_sources, sources
 
 CIFAR10_NAMES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse"] + [
     "ship", "truck",
 ]  # fmt: skip
+# tfds reads cifar10's names from the download when it prepares; a prepared copy holds these.
+LABEL_NAMES = {"cifar10": CIFAR10_NAMES}
 SPLIT_SIZES = {
     "tf_flowers": {"train": 50},
     "cifar10": {"train": 40, "test": 10},
     "fashion_mnist": {"train": 30, "test": 10},
 }
-
-
-def write_metadata(name, data_dir, split_sizes, file_format="array_record"):
-    """Writes the dataset_info a prepared dataset has, without any records."""
-    builder = tfds.builder(name, data_dir=str(data_dir), file_format=file_format)
-    if name == "cifar10":  # tfds reads cifar10's names from the download when it prepares
-        builder.info.features["label"].names = CIFAR10_NAMES
-    template = tfds.core.ShardedFileTemplate(
-        data_dir=builder.data_dir,
-        dataset_name=builder.name,
-        filetype_suffix=tfds.core.FileFormat(file_format).file_suffix,
-    )
-    builder.info.set_splits(
-        tfds.core.SplitDict(
-            [
-                tfds.core.SplitInfo(
-                    name=split,
-                    shard_lengths=[size],
-                    num_bytes=0,
-                    filename_template=template.replace(split=split),
-                )
-                for split, size in split_sizes.items()
-            ]
-        )
-    )
-    os.makedirs(builder.data_dir, exist_ok=True)
-    builder.info.write_to_directory(builder.data_dir)
-
-
-class Records(list):
-    """A list of serialised records with the batched read that ArrayRecord sources have."""
-
-    def __getitems__(self, keys):
-        return [self[k] for k in keys]
 
 
 def pixels_of(name, split, i) -> np.ndarray:
@@ -104,7 +72,7 @@ def fake_records(name, order=None):
 @pytest.fixture
 def mocked(tmp_path):
     def mock(name, order=None):
-        write_metadata(name, tmp_path, SPLIT_SIZES[name])
+        write_metadata(name, tmp_path, SPLIT_SIZES[name], label_names=LABEL_NAMES.get(name))
         return tfds.testing.mock_data(
             policy=tfds.testing.MockPolicy.USE_FILES,
             data_dir=str(tmp_path),
@@ -195,7 +163,9 @@ def test_unprepared_dataset_names_data_dir_and_command(tmp_path):
 
 
 def test_dataset_prepared_only_as_tfrecord_is_refused(tmp_path):
-    write_metadata("cifar10", tmp_path, {"train": 3, "test": 1}, file_format="tfrecord")
+    write_metadata(
+        "cifar10", tmp_path, {"train": 3, "test": 1}, "tfrecord", label_names=CIFAR10_NAMES
+    )
     with pytest.raises(sources.DatasetNotPreparedError, match="stored only as"):
         image_sources.load_image_source("cifar10", "train", data_dir=str(tmp_path))
 

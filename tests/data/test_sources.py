@@ -15,6 +15,7 @@ import pytest
 import tensorflow_datasets as tfds
 import tensorflow_datasets.text.glue  # noqa: F401  (registers glue; tlx imports it on use)
 
+from tests.data.tfds_mock import Records, write_metadata
 from tlx.data import sources
 
 SPLIT_SIZES = {
@@ -22,38 +23,6 @@ SPLIT_SIZES = {
     "imdb_reviews": {"train": 9, "test": 6, "unsupervised": 4},
 }
 LABEL_NAMES = {"glue/sst2": ["negative", "positive"], "imdb_reviews": ["neg", "pos"]}
-
-
-def write_metadata(name, data_dir, split_sizes, file_format="array_record"):
-    """Writes the dataset_info a prepared dataset has, without any records."""
-    builder = tfds.builder(name, data_dir=str(data_dir), file_format=file_format)
-    template = tfds.core.ShardedFileTemplate(
-        data_dir=builder.data_dir,
-        dataset_name=builder.name,
-        filetype_suffix=tfds.core.FileFormat(file_format).file_suffix,
-    )
-    builder.info.set_splits(
-        tfds.core.SplitDict(
-            [
-                tfds.core.SplitInfo(
-                    name=split,
-                    shard_lengths=[size],
-                    num_bytes=0,
-                    filename_template=template.replace(split=split),
-                )
-                for split, size in split_sizes.items()
-            ]
-        )
-    )
-    os.makedirs(builder.data_dir, exist_ok=True)
-    builder.info.write_to_directory(builder.data_dir)
-
-
-class Records(list):
-    """A list of serialised records with the batched read that ArrayRecord sources have."""
-
-    def __getitems__(self, keys):
-        return [self[k] for k in keys]
 
 
 def fake_records(label=None):
