@@ -64,12 +64,15 @@ def test_a_detection_run_reports_coco_metrics_and_selects_on_validation_map(trai
     assert "mAP" in result.stdout and "AP50" in result.stdout  # the result table
 
 
-def test_predict_with_a_detection_run(trained, tmp_path):
+def predict_a_test_scene(workdir, tmp_path) -> dict:
+    """tlx.predict --json on FashionDet's first test scene (160 px) at score threshold 0: its row.
+
+    Checks what every detector's prediction must hold: the image drawn, each box inside the
+    scene's own pixels, each label one of FashionDet's."""
     from PIL import Image
 
-    from tlx.data.fashiondet import scene
+    from tlx.data.fashiondet import LABEL_NAMES, scene
 
-    workdir, _ = trained
     photo = tmp_path / "scene.png"
     Image.fromarray(scene("test", 0).image).save(photo)
     result = run(
@@ -78,12 +81,19 @@ def test_predict_with_a_detection_run(trained, tmp_path):
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     row = json.loads(result.stdout.strip().splitlines()[-1])
-    assert row["input"] == str(photo) and row["step"] in (2, 4)
-    assert len(row["detections"]) > 0  # at threshold 0 every NMS survivor is reported
+    assert row["input"] == str(photo)
     for d in row["detections"]:
         x0, y0, x1, y1 = d["box"]
         assert 0 <= x0 <= x1 <= 160 and 0 <= y0 <= y1 <= 160  # the scene's own pixels
+        assert d["label"] in LABEL_NAMES
     assert (tmp_path / "drawn" / "scene.png").is_file()
+    return row
+
+
+def test_predict_with_a_detection_run(trained, tmp_path):
+    row = predict_a_test_scene(trained[0], tmp_path)
+    assert row["step"] in (2, 4)
+    assert len(row["detections"]) > 0  # at threshold 0 every NMS survivor is reported
 
 
 def test_detection_config_errors_come_before_training(tmp_path):

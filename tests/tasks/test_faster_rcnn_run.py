@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pytest
 
+from tests.tasks.test_detection import predict_a_test_scene
 from tests.test_predict_input import run
 from tlx.errors import EXIT_CODE
 
@@ -65,23 +66,7 @@ def test_a_faster_rcnn_run_reports_its_losses_and_coco_metrics(trained):
 
 
 def test_predict_with_a_faster_rcnn_run(trained, tmp_path):
-    from PIL import Image
-
-    from tlx.data.fashiondet import LABEL_NAMES, scene
-
-    workdir, _ = trained
-    photo = tmp_path / "scene.png"
-    Image.fromarray(scene("test", 0).image).save(photo)
-    result = run(
-        "-m", "tlx.predict", f"--workdir={workdir}", "--json", "--score_threshold=0.0",
-        f"--save_images={tmp_path / 'drawn'}", str(photo),
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr[-3000:]
-    row = json.loads(result.stdout.strip().splitlines()[-1])
-    for d in row["detections"]:
-        x0, y0, x1, y1 = d["box"]
-        assert 0 <= x0 <= x1 <= 160 and 0 <= y0 <= y1 <= 160  # the scene's own pixels
-        assert d["label"] in LABEL_NAMES
+    predict_a_test_scene(trained[0], tmp_path)
 
 
 def test_faster_rcnn_config_errors_come_before_training(tmp_path):
