@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from configs import adapt_fmnist_c, fmnist_small_cnn_bn
+from tests.adaptation.tiny_runs import QUIET, tiny
 from tests.test_trainer import Killed, kill_at
 from tlx.adaptation.statistics import reestimate_batchnorm
 from tlx.checkpoint import Checkpoints
@@ -17,20 +18,6 @@ from tlx.tree import flatten
 pytest.importorskip("corrupt_tta")
 pytest.importorskip("skimage")
 TARGET = "fashion_mnist_c/gaussian_noise/5"
-QUIET = dict(log=lambda *_: None, progress=False)
-
-
-def tiny(config, data_dir):
-    config.data.data_dir = data_dir
-    config.data.train_examples = 64
-    config.data.eval_examples = 64
-    config.data.eval_batch_size = 32
-    config.batch_size = 16
-    config.eval_every = config.checkpoint_every = config.log_every = 2
-    config.optim.warmup_steps = 0
-    config.selection.metric = ""
-    config.selection.patience = 0
-    return config
 
 
 @pytest.fixture(scope="module")

