@@ -54,8 +54,6 @@ def torchvision_timer() -> StepTimer:
 
 
 def tlx_timer() -> StepTimer:
-    import jax
-
     from tlx.data.preprocess import DetectorInput
     from tlx.detection.batches import DetectionBatchMaker
     from tlx.tasks.detection import TwoStageDetection
@@ -66,7 +64,6 @@ def tlx_timer() -> StepTimer:
     )
     task = TwoStageDetection([str(i) for i in range(10)])
     program, carry, mode = speed_vs_torch.tlx_stage(bundle, "finetune", 1e-3, task=task)
-    step_number = itertools.count()
 
     def placed():
         for raw in batches():
@@ -74,19 +71,12 @@ def tlx_timer() -> StepTimer:
             maker = DetectionBatchMaker(source, DetectorInput(SIZE), max_boxes=8)
             yield mode.put_batch(maker(0, np.arange(len(source))))
 
-    def run(batch):
-        out = program.step(*carry, batch, jax.random.key(1), next(step_number))
-        jax.block_until_ready(out)
-        carry[:] = speed_vs_torch.next_carry(carry, out)
-
-    return StepTimer(run, placed())
+    return StepTimer(speed_vs_torch.step_runner(program, carry), placed())
 
 
 def main(argv):
     del argv
-    for name, value in DEFAULTS.items():
-        if not flags.FLAGS[name].present:
-            flags.FLAGS[name].value = value
+    speed_vs_torch.use_flag_defaults(DEFAULTS)
     import jax
     import torch
 

@@ -128,10 +128,32 @@ def next_carry(carry: list, output) -> list:
     return [trainable, carry[1], {**carry[2], **state_updates}, opt_state]
 
 
-def time_tlx(model_name: str, size: int, plan: str, batch: int, steps: int, warmup: int):
+def step_runner(program, carry: list):
+    """run(batch): one step of `program` (from tlx_stage) on a placed batch, waited for, its
+    output folded into `carry` in place as the trainer folds it; step numbers count from 0."""
     import itertools
 
     import jax
+
+    step_number = itertools.count()
+
+    def run(batch):
+        out = program.step(*carry, batch, jax.random.key(1), next(step_number))
+        jax.block_until_ready(out)
+        carry[:] = next_carry(carry, out)
+
+    return run
+
+
+def use_flag_defaults(defaults: dict) -> None:
+    """Sets the shared flags (--out, --steps, --warmup) to one command's defaults where the user
+    gave none; in main, not at import, so that two commands' modules can be imported together."""
+    for name, value in defaults.items():
+        if not flags.FLAGS[name].present:
+            flags.FLAGS[name].value = value
+
+
+def time_tlx(model_name: str, size: int, plan: str, batch: int, steps: int, warmup: int):
     import numpy as np
 
     program, carry, _ = tlx_stage(image_bundle(model_name, size), plan)
@@ -140,14 +162,8 @@ def time_tlx(model_name: str, size: int, plan: str, batch: int, steps: int, warm
         "image": rng.standard_normal((batch, size, size, 3), np.float32),
         "label": rng.integers(0, 10, batch).astype(np.int32),
     }
-    step_number = itertools.count()
-
-    def run():
-        out = program.step(*carry, batch_data, jax.random.key(1), next(step_number))
-        jax.block_until_ready(out)
-        carry[:] = next_carry(carry, out)
-
-    return _median(run, steps, warmup)
+    run = step_runner(program, carry)
+    return _median(lambda: run(batch_data), steps, warmup)
 
 
 def torch_groups(model_name: str, bundle, names: list[str]) -> dict[str, str]:

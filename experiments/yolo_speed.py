@@ -98,13 +98,8 @@ def inference_timers(batch_size: int):
 def train_step_result(batch_size: int, size: int) -> dict:
     """tlx's fine-tuning step of darknet_detector (COCO heads resized to 10 classes), the
     trainer's own compiled program, on FashionDet scenes."""
-    import itertools
-
-    import jax
-
     from experiments.bench.timing import time_steps
-
-    next_carry, tlx_stage = speed_vs_torch.next_carry, speed_vs_torch.tlx_stage
+    from experiments.speed_vs_torch import step_runner, tlx_stage
     from tlx.data.fashiondet import scene
     from tlx.data.preprocess import DetectorInput
     from tlx.detection.batches import DetectionBatchMaker
@@ -122,13 +117,7 @@ def train_step_result(batch_size: int, size: int) -> dict:
     batch = DetectionBatchMaker(source, DetectorInput(size), max_boxes=8)(0, np.arange(batch_size))
     program, carry, mode = tlx_stage(bundle, "finetune", learning_rate=1e-3, task=task)
     placed = mode.put_batch(batch)
-    step_number = itertools.count()
-
-    def run(batch):
-        out = program.step(*carry, batch, jax.random.key(1), next(step_number))
-        jax.block_until_ready(out)
-        carry[:] = next_carry(carry, out)
-
+    run = step_runner(program, carry)
     result = time_steps(run, repeat(placed), max(flags.FLAGS.steps // 2, 2), 2)
     result["images_per_s"] = batch_size / result["step_median_s"]
     result["batch"], result["size"] = batch_size, size
@@ -137,9 +126,7 @@ def train_step_result(batch_size: int, size: int) -> dict:
 
 def main(argv):
     del argv
-    for name, value in DEFAULTS.items():
-        if not flags.FLAGS[name].present:
-            flags.FLAGS[name].value = value
+    speed_vs_torch.use_flag_defaults(DEFAULTS)
     import cv2
     import jax
 
