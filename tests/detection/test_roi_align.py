@@ -16,6 +16,7 @@ import pytest
 torch = pytest.importorskip("torch")
 torchvision = pytest.importorskip("torchvision")
 
+from tlx.detection import roi_align as roi_align_module  # noqa: E402
 from tlx.detection.roi_align import box_levels, multiscale_roi_align, roi_align  # noqa: E402
 
 
@@ -78,6 +79,57 @@ def test_multiscale_roi_align_matches_torchvision_and_picks_fpn_levels():
     expected = mapper([torch.from_numpy(boxes)]).numpy()
     np.testing.assert_array_equal(box_levels(boxes, 2, 5), expected)
     assert set(expected[-len(sides) :].tolist()) == {0, 1, 2, 3}
+
+
+def torch_feature_gradient(pooler, levels, boxes, cotangent):
+    """d sum(pooler(levels, boxes) * cotangent) / d levels by torch's autograd, NHWC."""
+    inputs = [torch.from_numpy(f[None].transpose(0, 3, 1, 2)).requires_grad_() for f in levels]
+    out = pooler(inputs, torch.from_numpy(boxes))
+    (out * torch.from_numpy(cotangent.transpose(0, 3, 1, 2))).sum().backward()
+    return [x.grad.numpy()[0].transpose(1, 2, 0) for x in inputs]
+
+
+@pytest.mark.parametrize("dense_limit", [10_000, 0])  # the matrix product; the scatter-add
+def test_the_feature_gradient_matches_torchvision_autograd(dense_limit, monkeypatch):
+    """Both ways of the custom gradient against torch's own backward of roi_align and
+    MultiScaleRoIAlign. float64, so that the sums' order (a matrix product against torch's
+    atomic adds) leaves ~1e-15; a wrong weight or a bin read from the wrong level is O(0.1)."""
+    monkeypatch.setattr(roi_align_module, "DENSE_GRADIENT_PIXELS", dense_limit)
+    rng = np.random.default_rng(2)
+    image_size = (100, 148)
+    levels = [rng.normal(size=(h, w, 3)) for h, w in [(28, 40), (14, 20), (7, 10)]]
+    sides = np.array([10, 60, 120, 250, 400])
+    centres = rng.uniform(0, 100, (len(sides), 2))
+    boxes = np.concatenate(
+        [
+            awkward_boxes(rng, 30, *image_size).astype(np.float64),
+            np.concatenate([centres - sides[:, None] / 2, centres + sides[:, None] / 2], 1),
+        ]
+    )
+    cotangent = rng.normal(size=(len(boxes), 7, 7, 3))
+    names = ["0", "1", "2"]
+    pooler = torchvision.ops.MultiScaleRoIAlign(names, 7, 2)
+    theirs = torch_feature_gradient(
+        lambda xs, b: pooler(dict(zip(names, xs)), [b], [image_size]), levels, boxes, cotangent
+    )
+    single = torch_feature_gradient(
+        lambda xs, b: torchvision.ops.roi_align(xs[0], [b], 7, 0.25, 2, True),
+        levels[:1],
+        boxes,
+        cotangent,
+    )
+    with jax.enable_x64(True):
+        loss = lambda fs: (multiscale_roi_align(fs, boxes, image_size) * cotangent).sum()  # noqa: E731
+        ours = jax.grad(loss)(tuple(levels))
+        one = lambda f: (roi_align(f, boxes, 7, 0.25, 2, True) * cotangent).sum()  # noqa: E731
+        ours_single = jax.grad(one)(levels[0])
+        np.testing.assert_allclose(ours_single, single[0], atol=1e-9)
+        for mine, torch_grad in zip(ours, theirs):
+            assert np.abs(torch_grad).max() > 0.1  # every level receives boxes
+            np.testing.assert_allclose(mine, torch_grad, atol=1e-9)
+        # The boxes get no gradient, as in torchvision (Faster R-CNN detaches its proposals).
+        by_box = jax.grad(lambda b: (roi_align(levels[0], b, 7) * cotangent).sum())(boxes)
+        assert not np.any(by_box)
 
 
 def test_adaptive_sampling_is_refused_with_the_reason():
