@@ -8,6 +8,11 @@ its pyramid on strides 16 and 32, 320 px canvas) with every group training, batc
 torchvision's eager step (forward with losses, backward, SGD) and tlx's compiled step, the
 trainer's own program (experiments.speed_vs_torch.tlx_stage) with tlx's two-stage detection task.
 Writes OUT.json and OUT.md; the ratio is tlx's median over torchvision's (below 1: tlx faster).
+
+On a machine with a GPU both run on it (JAX's default device; torch on cuda:0, each step waited
+for with torch.cuda.synchronize), as the GPU script's cell (experiments/gpu_profile.sh):
+
+    python -m experiments.frcnn_speed --steps=10 --interleave_rounds=2 --out=runs/bench_gpu/frcnn_speed
 """
 
 from __future__ import annotations
@@ -27,6 +32,9 @@ from experiments.frcnn_reference import as_torch, torchvision_detector, train_ba
 DEFAULTS = {"out": "runs/frcnn_speed", "steps": 20, "warmup": 2}
 _ROUNDS = flags.DEFINE_integer("interleave_rounds", 4, "Alternating rounds of the timed steps.")
 _THREADS = flags.DEFINE_integer("torch_threads", 0, "torch.set_num_threads (0: its default).")
+_TORCH_DEVICE = flags.DEFINE_string(
+    "torch_device", "auto", "torchvision's device: auto (cuda when there is one), cpu or cuda."
+)
 SIZE = 320
 
 
@@ -36,21 +44,39 @@ def batches(seed: int = 0):
         yield train_batch(seed, step % 8)  # 8 distinct batches, cycled
 
 
-def torchvision_timer() -> StepTimer:
+def torch_device(choice: str) -> str:
     import torch
 
-    model = torchvision_detector(False, frozen_blocks=0).train()
+    if choice == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return choice
+
+
+def torchvision_timer(device: str) -> StepTimer:
+    import torch
+
+    model = torchvision_detector(False, frozen_blocks=0).train().to(device)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.SGD(params, lr=1e-3, momentum=0.9, weight_decay=1e-4)
 
+    def placed():  # on the device before the clock starts, as tlx's batches are
+        for batch in batches():
+            images, targets = as_torch(batch)
+            yield (
+                [im.to(device) for im in images],
+                [{k: v.to(device) for k, v in t.items()} for t in targets],
+            )
+
     def run(batch):
-        images, targets = as_torch(batch)
+        images, targets = batch
         loss = sum(model(images, targets).values())
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
+        if device != "cpu":
+            torch.cuda.synchronize()
 
-    return StepTimer(run, batches())
+    return StepTimer(run, placed())
 
 
 def tlx_timer() -> StepTimer:
@@ -84,7 +110,8 @@ def main(argv):
 
     if _THREADS.value:
         torch.set_num_threads(_THREADS.value)
-    timers = [tlx_timer(), torchvision_timer()]
+    device = torch_device(_TORCH_DEVICE.value)
+    timers = [tlx_timer(), torchvision_timer(device)]
     time_interleaved(timers, flags.FLAGS.steps, flags.FLAGS.warmup, _ROUNDS.value)
     for timer in timers:
         if timer.error is not None:
@@ -95,6 +122,8 @@ def main(argv):
         "jax": jax.__version__,
         "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(),
+        "jax_device": jax.devices()[0].device_kind,
+        "torch_device": torch.cuda.get_device_name() if device != "cpu" else "cpu",
         "batch": 8,
         "size": SIZE,
         "tlx": tlx_result,
@@ -117,6 +146,8 @@ def markdown(report: dict) -> str:
             "",
             f"Machine: {report['machine']}; jax {report['jax']}, torch {report['torch']} "
             f"({report['torch_threads']} threads); {report['written']}.",
+            f"Devices: tlx on {report.get('jax_device', 'cpu')}, torchvision on "
+            f"{report.get('torch_device', 'cpu')}.",
             "",
             "| | median s/step | p10 | p90 | steps |",
             "|---|---:|---:|---:|---:|",

@@ -4,7 +4,8 @@
 #
 #     bash experiments/gpu_profile.sh [extra experiments.bench flags]
 #
-# Writes $OUT/bench_gpu/bench.{json,md,png} (rewritten after every cell) and $OUT/bench_gpu.log;
+# Writes $OUT/bench_gpu/bench.{json,md,png} (rewritten after every cell), then the Faster R-CNN
+# cell's $OUT/frcnn_speed_gpu.{json,md}, and $OUT/bench_gpu.log;
 # OUT defaults to runs/bench_gpu. The profile plans every cell into 7.5 minutes (the plan is
 # printed first: `python -m experiments.bench --profile=gpu --dry_run` shows it on any machine)
 # and stops starting cells past 7.75; `timeout` ends it at 8 minutes whatever happens. Extra
@@ -38,4 +39,11 @@ timeout --kill-after=10 480 "$PYTHON" -m experiments.bench --profile=gpu --torch
 status=${PIPESTATUS[0]}
 echo "== exit status $status (124: stopped by timeout; the reports hold the cells done)" \
   | tee -a "$LOG"
+
+# Issue 23's GPU cell: the Faster R-CNN train step, tlx against torchvision on the same GPU
+# (experiments.frcnn_speed; 10 timed steps each in 2 interleaved rounds), at most 2.5 minutes.
+echo "== experiments.frcnn_speed (Faster R-CNN train step) $(date -u '+%T UTC')" | tee -a "$LOG"
+timeout --kill-after=10 150 "$PYTHON" -m experiments.frcnn_speed --steps=10 \
+  --interleave_rounds=2 --out="$OUT/frcnn_speed_gpu" 2>&1 | tee -a "$LOG"
+echo "== frcnn_speed exit status ${PIPESTATUS[0]}" | tee -a "$LOG"
 exit "$status"
