@@ -87,7 +87,8 @@ def summary_from_row(row: dict[str, str], source: str, machine: str = "") -> dic
         "results": results,
     }
     trained = {k: _number(row.get(k, "")) for k in TRAINED_COLUMNS}
-    if any(v is not None for v in trained.values()):
+    trained = {k: v for k, v in trained.items() if v is not None}  # e.g. step memory: newer runs
+    if trained:
         summary["trained"] = trained
     return {k: v for k, v in summary.items() if v is not None}
 

@@ -302,6 +302,8 @@ def fabricate(root):
             if plan == "finetune":
                 summary["peak_memory_bytes"] = 1000 * (seed + 1)
                 summary["trained"] = {"trainable_params": 500, "optimizer_state_bytes": 3 * 2**20}
+                if seed > 0:  # seed 0: a run from before the trainer measured its step
+                    summary["trained"]["step_memory_bytes"] = (10 + seed) * 2**20
             (folder / "summary.json").write_text(json.dumps(summary))
     keys = ["plan.name", "seed"]
     (root / "sweep.json").write_text(json.dumps({"config": CONFIG, "keys": keys, "cells": cells}))
@@ -337,8 +339,9 @@ def test_aggregate_mean_std_over_seeds_and_files(tmp_path):
     assert by_cell["plan.name=progressive,seed=1"]["peak_memory_bytes"] == ""
     assert by_cell["plan.name=finetune,seed=1"]["trainable_params"] == "500"
     assert by_cell["plan.name=progressive,seed=1"]["optimizer_state_bytes"] == ""
-    assert "trained params | optimizer state (MiB) |" in md  # the study's cost columns
-    assert "| 500 ± 0 | 3.00 ± 0.00 |" in md
+    assert "trained params | optimizer state (MiB) | step memory (MiB) |" in md  # cost columns
+    assert "| 500 ± 0 | 3.00 ± 0.00 | 11.5 ± 0.7 |" in md  # step memory: the 2 cells with it
+    assert by_cell["plan.name=finetune,seed=0"]["step_memory_bytes"] == ""
     assert by_cell["plan.name=finetune,seed=2"]["train_seconds"] == "12.0"
     for png in ("learning_curves.png", "bars.png"):
         assert (tmp_path / png).read_bytes()[:4] == b"\x89PNG"

@@ -68,11 +68,18 @@ def test_run_writes_everything_and_freezes_by_plan(tiny_bert_dir, rt_data_dir, t
     assert summary["peak_memory_bytes"] > 50 * 2**20
     # What the plan trained at its widest stage (progressive: the last one trains every group).
     last = json.loads((tmp_path / "audit/stage_3.json").read_text())["groups"]
-    assert summary["trained"] == {
+    trained = dict(summary["trained"])
+    step_memory = trained.pop("step_memory_bytes")
+    assert trained == {
         "trainable_params": sum(g["params"] for g in last),
         "optimizer_state_bytes": sum(g["optimizer_state_bytes"] for g in last),
         "params": sum(g["params"] for g in last),
     }
+    # Each stage's compiled step was measured into its audit (XLA's memory need); the run's is
+    # the largest, and holds at least every float32 parameter the step reads.
+    audits = [json.loads((tmp_path / f"audit/stage_{i}.json").read_text()) for i in range(4)]
+    assert step_memory == max(a["step_memory_bytes"] for a in audits)
+    assert all(a["step_memory_bytes"] >= 4 * trained["params"] for a in audits)
     first = json.loads((tmp_path / "audit/stage_0.json").read_text())["groups"]
     assert (
         sum(g["params"] for g in first if g["trainable"]) < summary["trained"]["trainable_params"]

@@ -26,7 +26,7 @@ from tlx.checkpoint import Checkpoints
 from tlx.data.iterate import iterate_batches
 from tlx.errors import CheckpointError, TlxError
 from tlx.experiment import Experiment
-from tlx.flops import FlopCounter, lowering_flops
+from tlx.flops import FlopCounter, lowering_flops, step_memory_bytes
 from tlx.machine import machine
 from tlx.metrics import MetricWriter, add_sums, peak_memory_bytes
 from tlx.parallel_modes import make_mode
@@ -136,6 +136,7 @@ class Session:
         spec = exp.spec
         self.exp, self.spec, self.run, self.mode, self.log = exp, spec, run, mode, log
         self.called, self.is_lead = called, jax.process_index() == 0
+        self.workdir = workdir
         self.stage_index = run.stage_index
         params, model_state, self.opt_state = mode.replicate(
             (run.params, run.model_state, run.opt_state)
@@ -233,7 +234,7 @@ class Session:
         )
         if state_updates:  # e.g. BatchNorm statistics in "train" mode
             self.state = {**self.state, **state_updates}
-        self.count_flops(uncounted)
+        self.count_flops(uncounted, measure_memory=count == 1)
         return metrics
 
     def uncounted_steps(self, chunk, dropout_rng, step: int) -> list[tuple]:
@@ -247,14 +248,23 @@ class Session:
                 self.opt_state)  # fmt: skip
         return [(batch, (*args, batch, dropout_rng, step)) for batch in chunk]
 
-    def count_flops(self, uncounted: list[tuple]) -> None:
+    def count_flops(self, uncounted: list[tuple], measure_memory: bool) -> None:
         """Each step's FLOPs (a new stage or batch shape is counted once, on its lowering), after
-        the step ran: its trace is then cached, so counting costs only the lowering. The seconds
-        counting takes are kept out of examples/s and the run's timings."""
+        the step ran: its trace is then cached, so counting costs only the lowering. With
+        `measure_memory` (the single step ran, so its compilation is cached) also its memory
+        need, into the stage's audit. The seconds this takes are kept out of examples/s and the
+        run's timings."""
         counted = self.flops.seconds
         step = self.program.step
         for batch, args in uncounted:
-            self.flops.add(self.stage_index, batch, lambda args=args: lowering_flops(step, args))
+            raised = self.flops.add(
+                self.stage_index,
+                batch,
+                lambda args=args: lowering_flops(step, args),
+                (lambda args=args: step_memory_bytes(step, args)) if measure_memory else None,
+            )
+            if raised is not None and self.is_lead:
+                audit.record_step_memory(self.workdir, self.stage_index, raised)
         self.window.start += self.flops.seconds - counted
 
     def record(self, first_step: int, stage: int, chunk_metrics, count: int) -> None:

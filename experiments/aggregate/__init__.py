@@ -24,7 +24,8 @@ With --x_axis=KEY (e.g. data.train_examples), also against_<KEY>.png: mean --met
 against KEY's values, one line per group of the other --group_by keys (a log axis when the values
 span 10x or more; data.train_examples=0, "all", is placed at the cell's real training-set size).
 KEY may also be a cost column the cells recorded (trainable_params, optimizer_state_bytes,
-peak_memory_bytes): a parameter-efficient study's accuracy against what each method trains.
+step_memory_bytes, peak_memory_bytes): a parameter-efficient study's accuracy against what each
+method trains.
 
 With --paired_against=FIELD=VALUE (a --group_by key), also each group's --metric against the
 group with FIELD=VALUE and the same other keys, paired by --over: mean difference, 95% t interval,

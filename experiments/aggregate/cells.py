@@ -84,9 +84,10 @@ def splits_of(cells: Sequence[CellData]) -> list[str]:
 
 
 CLASSIFICATION_METRICS = ("accuracy", "loss")
-# What a plan trains and keeps optimizer state for (summary.json's "trained"): the cost columns of
-# a parameter-efficient study, tabulated where any cell has them.
-TRAINED_COLUMNS = ("trainable_params", "optimizer_state_bytes")
+# What a plan trains, the optimizer state it keeps and its compiled step's memory need
+# (summary.json's "trained"): the cost columns of a parameter-efficient study, tabulated where any
+# cell has them (step memory only in runs since the trainer measured it).
+TRAINED_COLUMNS = ("trainable_params", "optimizer_state_bytes", "step_memory_bytes")
 COST_COLUMNS = ("peak_memory_bytes", *TRAINED_COLUMNS)  # tabulated, and --x_axis choices
 # The order of the reported metrics, whatever order a summary or a records file stores them in
 # (records keep sorted keys): each task's headline metrics, then its loss, then any others

@@ -52,7 +52,7 @@ def define_flags() -> None:
         "x_axis",
         None,
         "Also plot --metric against this key (e.g. data.train_examples) or cost column "
-        "(trainable_params, optimizer_state_bytes, peak_memory_bytes).",
+        "(trainable_params, optimizer_state_bytes, step_memory_bytes, peak_memory_bytes).",
     )
     flags.DEFINE_string(
         "out",

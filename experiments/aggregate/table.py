@@ -69,7 +69,9 @@ def metric_digits(metric: str) -> int:
         or metric.startswith("steps_to")
     ):
         return 0
-    if metric in ("examples_per_sec", "train_seconds") or metric.startswith("seconds_to"):
+    if metric in ("examples_per_sec", "train_seconds", "step_memory_bytes"):
+        return 1
+    if metric.startswith("seconds_to"):
         return 1
     return 4
 
@@ -92,6 +94,7 @@ def markdown(groups, rows, group_by, over, metrics, cells) -> str:
         "peak_memory_bytes": "peak memory (MiB)",
         "trainable_params": "trained params",
         "optimizer_state_bytes": "optimizer state (MiB)",
+        "step_memory_bytes": "step memory (MiB)",
         "stopped_early": "stopped early (cells)",
     }
     lines = [
@@ -103,7 +106,9 @@ def markdown(groups, rows, group_by, over, metrics, cells) -> str:
         "|" + "---|" * (len(group_by) + 1 + len(metrics)),
     ]
     # shown in MiB (the CSV keeps bytes)
-    scale = {"peak_memory_bytes": 2.0**-20, "optimizer_state_bytes": 2.0**-20}
+    scale = {
+        m: 2.0**-20 for m in ("peak_memory_bytes", "optimizer_state_bytes", "step_memory_bytes")
+    }
     for g in groups:
         stats = {
             m: (g[m][0] * scale.get(m, 1), g[m][1] * scale.get(m, 1), g[m][2]) for m in metrics

@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from tlx.flops import first_cost, lowering_flops
+from tlx.flops import compiled_step_bytes, first_cost, lowering_flops
 
 # Dense peak FLOP/s per precision, first substring of jax's device_kind that matches wins.
 # Vendor figures without sparsity; "tf32" is what float32 matmuls run at on GPUs by default.
@@ -102,20 +102,8 @@ def step_flops(compiled, lowered, cpu_count=None) -> tuple[float | None, str | N
     return counts[source], source
 
 
-def xla_step_bytes(compiled) -> int | None:
-    """XLA's own memory need for the step: arguments + outputs + temporaries, less aliasing."""
-    try:
-        stats = compiled.memory_analysis()
-    except Exception:
-        return None
-    if stats is None:
-        return None
-    return int(
-        stats.argument_size_in_bytes
-        + stats.output_size_in_bytes
-        + stats.temp_size_in_bytes
-        - stats.alias_size_in_bytes
-    )
+# XLA's own memory need for a compiled step (tlx.flops, where the trainer measures it too).
+xla_step_bytes = compiled_step_bytes
 
 
 def matmul_flops_per_s(matmul: Callable[[], object], n: int, repeats: int = 5) -> float:

@@ -62,17 +62,25 @@ def _corners(coord, size):
     return low.astype(jnp.int32), high.astype(jnp.int32), 1.0 - frac, frac, inside
 
 
+def _roi_frame(boxes, scale, aligned: bool):
+    """[R, 4] image-space boxes -> (x0, y0, width, height) on a feature level, by torchvision's
+    rules: scaled, shifted half a pixel when aligned, and (when not) at least 1x1. The one place
+    for them, so the forward gather and the gradient's Jacobian cannot drift apart."""
+    shift = 0.5 if aligned else 0.0
+    x0, y0, x1, y1 = (boxes[:, i] * scale - shift for i in range(4))
+    roi_w, roi_h = x1 - x0, y1 - y0
+    if not aligned:  # torchvision forces malformed RoIs to 1x1
+        roi_w, roi_h = jnp.maximum(roi_w, 1.0), jnp.maximum(roi_h, 1.0)
+    return x0, y0, roi_w, roi_h
+
+
 def _roi_align_flat(
     flat, boxes, scale, height, width, offset, output_size, sampling_ratio, aligned
 ):
     """The shared kernel. flat [P, C] holds every level's pixels; for each box [R] its level's
     scale, height, width and offset of its first pixel in `flat`. -> [R, oh, ow, C]."""
     out_h, out_w = output_size
-    shift = 0.5 if aligned else 0.0
-    x0, y0, x1, y1 = (boxes[:, i] * scale - shift for i in range(4))
-    roi_w, roi_h = x1 - x0, y1 - y0
-    if not aligned:  # torchvision forces malformed RoIs to 1x1
-        roi_w, roi_h = jnp.maximum(roi_w, 1.0), jnp.maximum(roi_h, 1.0)
+    x0, y0, roi_w, roi_h = _roi_frame(boxes, scale, aligned)
     ys = _sample_points(y0, roi_h / out_h, out_h, sampling_ratio)  # [R, oh * s]
     xs = _sample_points(x0, roi_w / out_w, out_w, sampling_ratio)  # [R, ow * s]
     h = jnp.broadcast_to(height[:, None].astype(ys.dtype), ys.shape)
@@ -144,11 +152,8 @@ class _PoolSpec:
 
     def jacobian(self, boxes, level: int, height: int, width: int, take):
         """K [R * oh * ow, H * W]: d(output bins) / d(one level's pixels), for each channel."""
-        (out_h, out_w), shift = self.output_size, 0.5 if self.aligned else 0.0
-        x0, y0, x1, y1 = (boxes[:, i] * self.scales[level] - shift for i in range(4))
-        roi_w, roi_h = x1 - x0, y1 - y0
-        if not self.aligned:
-            roi_w, roi_h = jnp.maximum(roi_w, 1.0), jnp.maximum(roi_h, 1.0)
+        out_h, out_w = self.output_size
+        x0, y0, roi_w, roi_h = _roi_frame(boxes, self.scales[level], self.aligned)
         ay = _axis_weights(y0, roi_h, out_h, self.sampling_ratio, height)
         ay = jnp.where(take[:, None, None], ay, 0.0)
         ax = _axis_weights(x0, roi_w, out_w, self.sampling_ratio, width)

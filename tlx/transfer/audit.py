@@ -77,22 +77,41 @@ def save_audit(workdir: Path, rows: list[GroupAudit], stage_index: int, start_st
     path.write_text(json.dumps(payload, indent=1))
 
 
+def record_step_memory(workdir: Path, stage_index: int, step_memory_bytes: int) -> None:
+    """Add the stage's compiled training step's memory need (tlx.flops.step_memory_bytes, known
+    only once the step has run) to the audit its start saved; written whole, then renamed."""
+    path = Path(workdir) / run_folder.AUDIT / f"stage_{stage_index}.json"
+    if not path.exists():  # not the lead process, or a stage that saved no audit
+        return
+    payload = json.loads(path.read_text())
+    payload["step_memory_bytes"] = int(step_memory_bytes)
+    partial = path.with_suffix(".json.partial")
+    partial.write_text(json.dumps(payload, indent=1))
+    partial.replace(path)
+
+
 def trained_extent(workdir: Path) -> dict[str, int] | None:
     """The most any stage of the run trained, from its saved audits (every stage started, in this
     process or one it resumed): {"trainable_params", "optimizer_state_bytes", "params"} (the last
-    is the model's whole count, added parameters such as LoRA factors included); None without
-    audits. A parameter-efficient study's cost columns (issue 25)."""
-    stages = [
-        json.loads(p.read_text())["groups"]
+    is the model's whole count, added parameters such as LoRA factors included), and
+    "step_memory_bytes" where the stages' compiled steps were measured; None without audits. A
+    parameter-efficient study's cost columns (issue 25)."""
+    audits = [
+        json.loads(p.read_text())
         for p in sorted((Path(workdir) / run_folder.AUDIT).glob("stage_*.json"))
     ]
-    if not stages:
+    if not audits:
         return None
-    return {
+    stages = [a["groups"] for a in audits]
+    extent = {
         "trainable_params": max(sum(g["params"] for g in s if g["trainable"]) for s in stages),
         "optimizer_state_bytes": max(sum(g["optimizer_state_bytes"] for g in s) for s in stages),
         "params": max(sum(g["params"] for g in s) for s in stages),
     }
+    measured = [a["step_memory_bytes"] for a in audits if a.get("step_memory_bytes")]
+    if measured:
+        extent["step_memory_bytes"] = max(measured)
+    return extent
 
 
 def _bytes(n: int) -> str:
