@@ -152,8 +152,9 @@ def cell_row(
     peak = summary.get("peak_memory_bytes")
     row["peak_memory_bytes"] = "" if peak is None else peak
     if summary.get("trained"):  # the freeze audit's widest stage (tlx.trainer; absent before)
-        for key in TRAINED_COLUMNS:
-            row[key] = summary["trained"].get(key, "")
+        for key in TRAINED_COLUMNS:  # as recorded: older runs have no step memory column
+            if key in summary["trained"]:
+                row[key] = summary["trained"][key]
     row["resumed_from_step"] = summary.get("resumed_from_step", "")
     row["train_examples"] = summary.get("train_examples", "")  # distinct labelled examples
     row["machine"] = summary.get("machine", "")  # timings compare only within one machine
