@@ -8,6 +8,7 @@ trained straight to step 10 by the old code. Its checkpoints predate tlx's per-a
 
 import json
 import logging
+import re
 import shutil
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import numpy as np
 import pytest
 
 from configs import minilm_rt_progressive
+from tests.models.equivalence import assert_close
 from tlx import run_folder
 from tlx.checkpoint import CHECKSUMS, Checkpoints
 from tlx.experiment import build_experiment
@@ -40,9 +42,21 @@ OVERRIDES = {
     "optim.learning_rate": 1e-3,
 }
 TIMING = {"examples_per_sec", "input_wait_fraction", "elapsed_seconds"}
-# Relative tolerance of the resumed run against the old unbroken one (see _compare): 0 means bit
-# for bit, which is what the two gave when this test was written.
-RTOL = 0.0
+# How close the resumed run must come to the old unbroken one. Bit for bit on the CPU that made
+# the fixture (the test was first written with equality there); another CPU's float32 kernels
+# round differently (AVX2 against AVX-512 GEMM blocking), so the same six steps end a few ulps
+# apart. On a 2-core AMD EPYC Zen 3 (AVX2 only) the metrics differed by at most 2e-7 relative and
+# every parameter array by at most 22 float32 ulps of its largest magnitude (LayerNorm biases; the
+# key bias below aside). A wrong resume moves far more: lost Adam moments make the next update a
+# full learning rate (1e-3) on every trained parameter, ~1e-2 of these weights' scale; a wrong
+# step, stage or data position changes which parameters train or on what. Bit-exact resume within one machine is tests/faults' (killed runs end bit-identical).
+RTOL = 1e-5  # metrics: ~84 float32 ulps
+PARAMS_RTOL = 3e-5  # each array: max |got - want| <= PARAMS_RTOL * max |want|, ~250 ulps
+# BERT's key bias adds q . b_k to all of a query's key scores alike, which the softmax cancels:
+# its true gradient is 0, and Adam (which divides by the gradient's own size) turns the rounding
+# noise in it into steps of up to the learning rate. Its values (~3e-7 here) are noise on any
+# CPU, so they are held to Adam's bound instead: at most one learning rate per step.
+NO_GRADIENT = re.compile(r"attention/self/key/bias$")
 
 
 def config():
@@ -132,8 +146,9 @@ def test_old_run_resumes_to_the_old_codes_unbroken_end(old_run):
     got_params = flatten(checkpoints.restore_params(10))
     checkpoints.close()
     assert sorted(got_params) == sorted(want_params.files)
-    for key in want_params.files:
-        if RTOL == 0:
-            np.testing.assert_array_equal(got_params[key], want_params[key], err_msg=key)
+    for key in want_params.files:  # relative to the array's scale: see equivalence.py on why
+        if NO_GRADIENT.search(key):
+            bound = OVERRIDES["total_steps"] * OVERRIDES["optim.learning_rate"]
+            assert np.max(np.abs(got_params[key])) <= bound, key
         else:
-            np.testing.assert_allclose(got_params[key], want_params[key], rtol=RTOL, err_msg=key)
+            assert_close(got_params[key], want_params[key], rtol=PARAMS_RTOL, err_msg=key)
