@@ -49,7 +49,8 @@ TIMING = {"examples_per_sec", "input_wait_fraction", "elapsed_seconds"}
 # every parameter array by at most 22 float32 ulps of its largest magnitude (LayerNorm biases; the
 # key bias below aside). A wrong resume moves far more: lost Adam moments make the next update a
 # full learning rate (1e-3) on every trained parameter, ~1e-2 of these weights' scale; a wrong
-# step, stage or data position changes which parameters train or on what. Bit-exact resume within one machine is tests/faults' (killed runs end bit-identical).
+# step, stage or data position changes which parameters train or on what. Bit-exact resume
+# within one machine is tests/faults' (killed runs end bit-identical).
 RTOL = 1e-5  # metrics: ~84 float32 ulps
 PARAMS_RTOL = 3e-5  # each array: max |got - want| <= PARAMS_RTOL * max |want|, ~250 ulps
 # BERT's key bias adds q . b_k to all of a query's key scores alike, which the softmax cancels:
@@ -81,7 +82,7 @@ def old_run(tmp_path, rt_data_dir, monkeypatch) -> Path:
 
 
 def _close(a, b) -> bool:
-    return a == b if RTOL == 0 else bool(np.isclose(a, b, rtol=RTOL, atol=0))
+    return bool(np.isclose(a, b, rtol=RTOL, atol=0))
 
 
 def test_old_config_is_the_same_experiment():

@@ -69,9 +69,8 @@ def metric_digits(metric: str) -> int:
         or metric.startswith("steps_to")
     ):
         return 0
-    if metric in ("examples_per_sec", "train_seconds", "step_memory_bytes"):
-        return 1
-    if metric.startswith("seconds_to"):
+    rates = ("examples_per_sec", "train_seconds", "step_memory_bytes")
+    if metric in rates or metric.startswith("seconds_to"):
         return 1
     return 4
 

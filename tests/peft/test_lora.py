@@ -154,8 +154,8 @@ def test_lora_on_mobilenet_v2_pointwise_convolutions_merges_exactly_and_skips_de
     # W x + s B (A x) against (W + s B A) x through 16 adapted layers (of MobileNetV2's 52) with
     # random B as large as W: float32 rounding differs by the order of the sums. Under 84 ulps
     # of the logits' scale on AVX-512 EPYCs (an rtol of 1e-5 held there), 203 on an AVX2 one
-    # (Zen 3), so the convnets' rtol (equivalence.py, ~840 ulps). A wrong merge (here: the scale of rank 8 for rank 4)
-    # moves the logits by far more than that.
+    # (Zen 3), so the convnets' rtol (equivalence.py, ~840 ulps). A wrong merge (here: the scale
+    # of rank 8 for rank 4) moves the logits by far more than that.
     assert_close(merged, unmerged, rtol=1e-4)
     wrong = base.forward(merge_lora(params, scale=16.0 / 8), state, BATCH32, None, False)[0]
     assert max_abs_diff(wrong, unmerged) > 100 * 1e-4 * np.max(np.abs(unmerged))

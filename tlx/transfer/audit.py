@@ -69,8 +69,12 @@ def format_audit(rows: list[GroupAudit], stage_index: int, start_step: int) -> s
     return "\n".join(lines)
 
 
+def _audit_path(workdir: Path, stage_index: int) -> Path:
+    return Path(workdir) / run_folder.AUDIT / f"stage_{stage_index}.json"
+
+
 def save_audit(workdir: Path, rows: list[GroupAudit], stage_index: int, start_step: int) -> None:
-    path = Path(workdir) / run_folder.AUDIT / f"stage_{stage_index}.json"
+    path = _audit_path(workdir, stage_index)
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {"stage": stage_index, "start_step": start_step}
     payload["groups"] = [dataclasses.asdict(r) for r in rows]
@@ -80,7 +84,7 @@ def save_audit(workdir: Path, rows: list[GroupAudit], stage_index: int, start_st
 def record_step_memory(workdir: Path, stage_index: int, step_memory_bytes: int) -> None:
     """Add the stage's compiled training step's memory need (tlx.flops.step_memory_bytes, known
     only once the step has run) to the audit its start saved; written whole, then renamed."""
-    path = Path(workdir) / run_folder.AUDIT / f"stage_{stage_index}.json"
+    path = _audit_path(workdir, stage_index)
     if not path.exists():  # not the lead process, or a stage that saved no audit
         return
     payload = json.loads(path.read_text())
