@@ -62,7 +62,7 @@ lint:
 	$(BIN)/ruff format --check tlx configs experiments tests
 
 test: setup-test lint
-	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q --durations=15
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=25
 
 # Refresh the lock: resolve pyproject.toml afresh in a scratch venv, then freeze it (commit the diff).
 lock:
