@@ -99,29 +99,3 @@ def fashion_mnist_files():
         return fashion_mnist.find_dir()
     except Exception as e:
         pytest.skip(str(e))
-
-
-# `make test` runs the suite on two xdist workers, a file at a time (`--dist loadfile`), handed
-# out in collection order. Alphabetical order ends on long files (test_trainer.py, transfer/),
-# leaving one worker alone for minutes: the files that took longest on a 2-core AMD EPYC Zen 3
-# (--durations, 2026-12-07) go first, longest first; every other file keeps its place after them.
-LONGEST_FILES_FIRST = (
-    "tests/test_parallel_modes.py",
-    "tests/test_image_training.py",
-    "tests/test_trainer.py",
-    "tests/tasks/test_faster_rcnn_run.py",
-    "tests/transfer/test_batchnorm.py",
-    "tests/faults/test_kill.py",
-    "tests/test_cli.py",
-    "tests/test_multihost.py",
-    "tests/transfer/test_feature_cache.py",
-    "tests/adaptation/test_text_adaptation.py",
-    "tests/export/test_torchvision_export.py",
-    "tests/peft/test_lora.py",
-)
-
-
-def pytest_collection_modifyitems(items):
-    rank = {path: i for i, path in enumerate(LONGEST_FILES_FIRST)}
-    # a stable sort: tests within a file keep their order
-    items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0], len(rank)))
