@@ -9,6 +9,7 @@ from pathlib import Path
 from absl import app, flags
 
 from experiments.aggregate.collect import aggregate
+from experiments.aggregate.gap import gap_closed, publish_gap
 from experiments.aggregate.publishing import publish
 from experiments.aggregate.records import SUFFIX, RecordsError, read_records
 from experiments.aggregate.significance import publish_significance, significance
@@ -66,6 +67,13 @@ def define_flags() -> None:
         "FIELD=VALUE and the same other keys, paired by --over (95% t interval, paired t-test; "
         "experiments.aggregate.significance); with --out also NAME_significance.md and .csv.",
     )
+    flags.DEFINE_string(
+        "gap_closed",
+        None,
+        "FIELD=FROM:TO (a --group_by key): the share of the FROM -> TO gap in --metric each "
+        "group closes, paired by --over, e.g. strategy=none:oracle for adaptation "
+        "(experiments.aggregate.gap); with --out also NAME_gap.md and .csv.",
+    )
 
 
 def main(argv) -> None:
@@ -105,12 +113,15 @@ def _run(f, root: str) -> None:
     except (ValueError, RecordsError) as e:
         raise SystemExit(f"experiments.aggregate: {e}") from None
     print(result["markdown"])
-    report = None
-    if f.paired_against:
-        try:
-            report = significance(result, f.paired_against)
-        except ValueError as e:
-            raise SystemExit(f"experiments.aggregate: {e}") from None
+    reports = []  # (the report, how to publish it)
+    try:
+        if f.paired_against:
+            reports.append((significance(result, f.paired_against), publish_significance))
+        if f.gap_closed:
+            reports.append((gap_closed(result, f.gap_closed), publish_gap))
+    except ValueError as e:
+        raise SystemExit(f"experiments.aggregate: {e}") from None
+    for report, _ in reports:
         print(report["markdown"])
     if f.out:
         from tlx.machine import machine
@@ -118,9 +129,9 @@ def _run(f, root: str) -> None:
         command = "python -m experiments.aggregate " + " ".join(sys.argv[1:])
         for path in publish(result, f.out, command, machine()):
             print(f"wrote {path}")
-        if report is not None:  # headed by the command less --out: it prints the same table
-            kept = _without_out(sys.argv[1:])
-            for path in publish_significance(report, f.out, " ".join(kept)):
+        kept = " ".join(_without_out(sys.argv[1:]))  # the command less --out prints the same
+        for report, publish_report in reports:
+            for path in publish_report(report, f.out, kept):
                 print(f"wrote {path}")
     finished = sum(r["status"] == "finished" for r in result["rows"])
     where = f.workdir or "a temporary folder (pass --workdir to keep them)"

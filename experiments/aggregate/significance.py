@@ -99,14 +99,14 @@ def paired_stats(values: Sequence[float], reference: Sequence[float]) -> dict[st
     return out
 
 
-def _seed_order(seed: str) -> tuple:
+def seed_order(seed: str) -> tuple:
     try:
         return (0, float(seed), seed)
     except ValueError:
         return (1, 0.0, seed)
 
 
-def _by_seed(group, by_cell, over, metric) -> tuple[dict[str, float], dict[str, str]]:
+def values_by_seed(group, by_cell, over, metric) -> tuple[dict[str, float], dict[str, str]]:
     """({seed: the cell's metric}, {seed: why it cannot be paired}) for a group's finished cells."""
     found: dict[str, list[float | None]] = {}
     for name in group["cells"]:
@@ -162,19 +162,19 @@ def compare(
             continue
         ref = references.get(others(g))
         ref_label = group_label([(k, ref["keys"][k]) for k in group_by]) if ref else ""
-        ours, problems = _by_seed(g, by_cell, over, metric)
-        theirs, ref_problems = _by_seed(ref, by_cell, over, metric) if ref else ({}, {})
+        ours, problems = values_by_seed(g, by_cell, over, metric)
+        theirs, ref_problems = values_by_seed(ref, by_cell, over, metric) if ref else ({}, {})
         problems.update({s: why for s, why in ref_problems.items() if s not in problems})
-        left_out = [problems[s] for s in sorted(problems, key=_seed_order)]
+        left_out = [problems[s] for s in sorted(problems, key=seed_order)]
         if ref is None:
             missing = group_label([(k, value if k == field else g["keys"][k]) for k in group_by])
-            seeds = f"{over}={', '.join(sorted(ours, key=_seed_order))}: " if ours else ""
+            seeds = f"{over}={', '.join(sorted(ours, key=seed_order))}: " if ours else ""
             left_out.append(f"{seeds}no finished reference group {missing}")
         else:
-            for seed in sorted((ours.keys() ^ theirs.keys()) - problems.keys(), key=_seed_order):
+            for seed in sorted((ours.keys() ^ theirs.keys()) - problems.keys(), key=seed_order):
                 absent = ref_label if seed in ours else g["label"]
                 left_out.append(f"{over}={seed}: not in {absent}")
-        paired = sorted(ours.keys() & theirs.keys(), key=_seed_order)
+        paired = sorted(ours.keys() & theirs.keys(), key=seed_order)
         a, b = [ours[s] for s in paired], [theirs[s] for s in paired]
         out.append(
             {
@@ -320,23 +320,29 @@ def significance(result: dict[str, Any], spec: str) -> dict[str, Any]:
 
 def publish_significance(report: dict[str, Any], out: str | Path, command: str) -> list[Path]:
     """OUT_significance.md (headed by the command, the date and the commit) and .csv."""
+    md = publish_markdown(report["markdown"], out, "significance", command)
+    csv_path = write_csv(
+        report["comparisons"], md.with_suffix(".csv"), report["group_by"], report["metric"]
+    )
+    return [md, csv_path]
+
+
+def publish_markdown(markdown_text: str, out: str | Path, suffix: str, command: str) -> Path:
+    """OUT_SUFFIX.md: the table headed by the command, the date and the commit."""
     import datetime
 
     from tlx.machine import git_commit
 
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    md = out.parent / f"{out.name}_significance.md"
+    md = out.parent / f"{out.name}_{suffix}.md"
     header = [
         f"# {md.stem}",
         "",
         f"Made by `{command}` on {datetime.date.today().isoformat()} (tlx commit {git_commit()}); "
         f"the command prints this table, and with `--out=PREFIX` writes it as "
-        f"PREFIX_significance.md and .csv.",
+        f"PREFIX_{suffix}.md and .csv.",
         "",
     ]
-    md.write_text("\n".join(header) + "\n" + report["markdown"])
-    csv_path = write_csv(
-        report["comparisons"], md.with_suffix(".csv"), report["group_by"], report["metric"]
-    )
-    return [md, csv_path]
+    md.write_text("\n".join(header) + "\n" + markdown_text)
+    return md
