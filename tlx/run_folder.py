@@ -8,6 +8,7 @@
       checkpoints/       orbax steps (tlx.checkpoint); checkpoints_damaged/ the ones set aside
       checkpoints_best/  the step selected on validation (config.selection; tlx.selection)
       audit/             the freeze audit of each stage; tensorboard/ the same metrics as events
+      .tlx.lock          held by the process training here (tlx.run_lock: one run per folder)
 
 The readers below are the one way to read a run folder: its config as it now stands
 (:func:`read_config`: config.json with the changes of later resumes applied), its metrics, its

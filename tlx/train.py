@@ -18,7 +18,7 @@ from __future__ import annotations
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from tlx import cli, distributed, runtime
+from tlx import cli, distributed, run_lock, runtime
 from tlx.baselines import is_baseline, run_baseline
 from tlx.errors import ConfigError, TlxError
 from tlx.spec import read_spec
@@ -65,11 +65,12 @@ def main(argv):
     if is_baseline(spec):  # scikit-learn on the host: no network, JAX or experiment to build
         from tlx.report import print_result_table
 
-        print_result_table(run_baseline(spec, _WORKDIR.value))
+        with run_lock.hold(_WORKDIR.value):
+            print_result_table(run_baseline(spec, _WORKDIR.value))
         return
     runtime.configure(_CPU_DEVICES.value or None, spec.xla_flags)
     try:  # before anything touches a device: JAX's backend then spans every process
-        distributed.initialize(
+        settings = distributed.initialize(
             _COORDINATOR.value,
             _NUM_PROCESSES.value,
             _PROCESS_ID.value,
@@ -83,6 +84,14 @@ def main(argv):
             f"{_DISTRIBUTED_TIMEOUT.value} s: start every process with the same --coordinator_address and --num_processes, and check that process 0's "
             f"host and port are reachable.\n{type(e).__name__}: {e}"
         ) from e
+    if settings.process_id == 0:  # one holder per run: every process shares the workdir
+        with run_lock.hold(_WORKDIR.value):
+            _train(spec)
+    else:
+        _train(spec)
+
+
+def _train(spec) -> None:
     # Imported after configure(): XLA reads its flags once, when JAX initialises.
     from tlx.experiment import build_experiment
     from tlx.report import print_result_table
