@@ -8,7 +8,7 @@ from tlx import run_lock
 
 
 def test_a_second_run_on_a_busy_folder_is_refused_before_anything_is_written(
-    tiny_bert_dir, rt_data_dir, tmp_path, monkeypatch
+    tiny_bert_dir, rt_data_dir, tmp_path
 ):
     workdir = tmp_path / "run"
     with run_lock.hold(workdir):  # this process stands for a run in progress
