@@ -6,6 +6,8 @@ backgrounds, without their labels, 3 seeds.
     python -m experiments.sweep --config=configs/adapt_fmnist_c.py --workdir=runs/adapt_fmnist_c
     python -m experiments.aggregate --workdir=runs/adapt_fmnist_c \\
         --group_by=adapt.target,strategy --over=seed --metric=target_test_accuracy \\
+        --paired_against=strategy=none --gap_closed=strategy=none:oracle \\
+        --rows_from=experiments/results/adaptation_fmnist_c_oracle_records.jsonl.gz \\
         --out=experiments/results/adaptation_fmnist_c
 
 Rows (config.adapt.method, see tlx.adaptation):

@@ -125,6 +125,19 @@ def test_every_published_study_has_its_records():
     assert not list(RESULTS.glob("*_cells"))  # the folders of loose files are gone
 
 
+def test_published_tables_join_only_published_records():
+    """A clean clone has no runs/ folder: a published table's --rows_from must name records files
+    under experiments/results/, or it regenerates only on the machine that trained it."""
+    for md in RESULTS.glob("*.md"):
+        for command in re.findall(r"`(python -m experiments\.aggregate [^`]*)`", md.read_text()):
+            args = dict(a.removeprefix("--").split("=", 1) for a in shlex.split(command)[3:])
+            for path in filter(None, args.get("rows_from", "").split(",")):
+                assert path.startswith("experiments/results/") and path.endswith(
+                    "_records.jsonl.gz"
+                ), f"{md.name}: --rows_from={path} is not a published records file"
+                assert (RESULTS.parents[1] / path).is_file(), f"{md.name}: {path} is missing"
+
+
 @pytest.mark.parametrize("name", published_studies())
 def test_a_published_table_regenerates_from_its_records(name, tmp_path):
     """The published CSV and table, redone from the records file with the arguments named in the
@@ -149,15 +162,16 @@ def test_a_published_table_regenerates_from_its_records(name, tmp_path):
 
 
 def test_a_cell_still_running_reports_the_same_from_its_folder_and_from_the_records(tmp_path):
-    """A cell with a metrics.jsonl but no summary (a run going on, or killed) is reported as missing
-    with no values: its records hold nothing for it, so a table made from the folder would
+    """A cell with a metrics.jsonl and config.json but no summary (a run going on, or killed) is
+    reported as missing with no values but its overrides: its records hold nothing for it, so a table made from the folder would
     otherwise disagree with the one regenerated from the published records."""
     fabricate(tmp_path / "sweep")
     running = tmp_path / "sweep" / MISSING
     (running / "metrics.jsonl").write_text(
         (tmp_path / "sweep" / FINISHED[0] / "metrics.jsonl").read_text()
     )
-    args = dict(group_by=None, over="seed", time_to_accuracy=[0.5])
+    # Grouped by a config field too: the started cell's config.json has it, its records do not.
+    args = dict(group_by=["plan.name", "data.eval_split"], over="seed", time_to_accuracy=[0.5])
     from_folder = agg.aggregate(tmp_path / "sweep", **args)
     csv = (tmp_path / "sweep" / "aggregate.csv").read_text()
     _, [records] = publish_sweep(tmp_path / "sweep", tmp_path / "abl")

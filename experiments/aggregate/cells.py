@@ -64,8 +64,9 @@ def load_cells(root: str | Path) -> tuple[dict, list[CellData]]:
 def sweep_cell(entry, summary, curve, config) -> CellData:
     """A sweep entry's cell from its records: missing without a summary, incomplete short of the
     entry's total_steps (the rule of tlx.run_folder.is_finished), else finished. A missing cell
-    keeps no curve: a run still going (or killed) reports nothing until its summary is written,
-    so a table made from a folder equals the one made from its records (which hold summaries)."""
+    keeps no curve and no config: a run still going (or killed) reports nothing but its overrides
+    until its summary is written, so a table made from a folder equals the one made from its
+    records (which hold summaries), even while cells are running."""
     expected = entry.get("total_steps")
     if summary is None:
         status = "missing"
@@ -75,6 +76,7 @@ def sweep_cell(entry, summary, curve, config) -> CellData:
         status = "finished"
     overrides = dict(entry.get("overrides", {}))
     curve = list(curve) if summary is not None else []
+    config = config if summary is not None else None
     return CellData(entry["name"], overrides, status, summary, curve, config, expected)
 
 
