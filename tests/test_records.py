@@ -125,12 +125,17 @@ def test_every_published_study_has_its_records():
     assert not list(RESULTS.glob("*_cells"))  # the folders of loose files are gone
 
 
+def aggregate_arguments(command: str) -> dict[str, str]:
+    """{flag: value} of a published `python -m experiments.aggregate --flag=value ...` command."""
+    return dict(a.removeprefix("--").split("=", 1) for a in shlex.split(command)[3:])
+
+
 def test_published_tables_join_only_published_records():
     """A clean clone has no runs/ folder: a published table's --rows_from must name records files
     under experiments/results/, or it regenerates only on the machine that trained it."""
     for md in RESULTS.glob("*.md"):
         for command in re.findall(r"`(python -m experiments\.aggregate [^`]*)`", md.read_text()):
-            args = dict(a.removeprefix("--").split("=", 1) for a in shlex.split(command)[3:])
+            args = aggregate_arguments(command)
             for path in filter(None, args.get("rows_from", "").split(",")):
                 assert path.startswith("experiments/results/") and path.endswith(
                     "_records.jsonl.gz"
@@ -144,7 +149,7 @@ def test_a_published_table_regenerates_from_its_records(name, tmp_path):
     published Markdown's header."""
     md = (RESULTS / f"{name}.md").read_text()
     command = re.search(r"^Made by `(python -m experiments\.aggregate [^`]*)`", md, re.M).group(1)
-    args = dict(a.removeprefix("--").split("=", 1) for a in shlex.split(command)[3:])
+    args = aggregate_arguments(command)
     result = agg.aggregate(
         tmp_path,
         group_by=args["group_by"].split(",") if "group_by" in args else None,
@@ -163,8 +168,9 @@ def test_a_published_table_regenerates_from_its_records(name, tmp_path):
 
 def test_a_cell_still_running_reports_the_same_from_its_folder_and_from_the_records(tmp_path):
     """A cell with a metrics.jsonl and config.json but no summary (a run going on, or killed) is
-    reported as missing with no values but its overrides: its records hold nothing for it, so a table made from the folder would
-    otherwise disagree with the one regenerated from the published records."""
+    reported as missing with no values but its overrides: its records hold nothing for it, so a
+    table made from the folder would otherwise disagree with the one regenerated from the
+    published records."""
     fabricate(tmp_path / "sweep")
     running = tmp_path / "sweep" / MISSING
     (running / "metrics.jsonl").write_text(
