@@ -170,3 +170,26 @@ def test_the_oracle_trains_on_the_tweets_labels_and_selects_on_their_validation(
     exp = build_experiment(config, with_data=False)
     assert exp.spec.data.name == "airline_tweets" and exp.spec.adapt.label_map == ""
     assert "balanced_accuracy" in exp.task.metric_names
+
+
+def test_the_diagnosis_rescores_a_dann_run_as_its_own_report_did(
+    source_run, tiny_bert_dir, rt_data_dir, tmp_path
+):
+    """experiments.adapt_diagnose loads the model alone (not DANN's domain classifier) and
+    scores the same target tweets the run's report scored, to the same balanced accuracy."""
+    from experiments import adapt_diagnose
+
+    config = adapt_config(
+        source_run, tiny_bert_dir, rt_data_dir, "dann", steps=2, endpoint="pooled"
+    )
+    config.adapt.eval_splits = ("test",)
+    reported = train(build_experiment(config), tmp_path, **QUIET)["results"]["target_test"]
+    row = adapt_diagnose.diagnose(tmp_path, "pooled", "rotten_tomatoes", adapt_rt_airline.LABEL_MAP)
+    assert row["target_test/balanced_accuracy"] == pytest.approx(
+        reported["balanced_accuracy"], abs=1e-6
+    )
+    assert row["target_test/true_share_0"] == pytest.approx(0.7983, abs=1e-3)  # the 3,000 tweets
+    assert (
+        row["target_test/best_threshold_balanced_accuracy"] >= row["target_test/balanced_accuracy"]
+    )
+    assert 0.0 <= row["domain_separability"] <= 1.0

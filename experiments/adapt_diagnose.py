@@ -1,0 +1,195 @@
+"""Where a text adaptation's target error comes from: each finished run of a study scored on the
+source's and the target's labelled test sets, with what the study's own table cannot show.
+
+    python -m experiments.adapt_diagnose --workdirs='runs/adapt_rt_airline/*' \\
+        --workdirs='runs/adapt_rt_airline_oracle/*' --out=experiments/results/adaptation_rt_airline_diagnosis
+
+Per run (its selected checkpoint: the last step where nothing is selected), on the source test
+split ("test") and the target test split ("target_test", relabelled to the source's classes):
+- balanced accuracy at the model's own decision (argmax), and each class's recall;
+- the share of inputs predicted as class 0 against the true share (a prior shift shows here);
+- ROC AUC of class 1's probability: how well the model ranks, whatever its threshold;
+- the best balanced accuracy any threshold on class 1's probability reaches. This one reads the
+  target's labels, so it is a diagnosis, never a method: what the ranking allows if only the
+  threshold were moved;
+- how separable the two domains are at the classifier's input (the "pooled" endpoint CORAL and
+  DANN align): a logistic regression told source test from target test (equal numbers of each,
+  5-fold cross-validated accuracy; 0.5 = the domains look alike, 1.0 = told apart every time).
+
+Binary classifiers with a "pooled" endpoint (BERT-family classifiers). Writes OUT.json and OUT.md.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import glob
+import json
+from pathlib import Path
+
+from absl import app, flags
+
+FLAGS = flags.FLAGS
+_WORKDIRS = flags.DEFINE_multi_string("workdirs", [], "Run folders (glob patterns).")
+_OUT = flags.DEFINE_string("out", "runs/adapt_diagnosis", "Writes OUT.json and OUT.md.")
+_ENDPOINT = flags.DEFINE_string("endpoint", "pooled", "The features whose domains are compared.")
+_SOURCE = flags.DEFINE_string("source", "rotten_tomatoes", "The source dataset.")
+_LABEL_MAP = flags.DEFINE_string(
+    "label_map", "negative:rotten,positive:fresh", "Target label:source label pairs."
+)
+SPLITS = ("test", "target_test")
+DOMAIN_FOLDS = 5
+
+
+def finished_runs(patterns: list[str]) -> list[Path]:
+    """The run folders the patterns name that have a summary.json (finished), sorted."""
+    found = sorted({Path(p) for pattern in patterns for p in glob.glob(pattern)})
+    return [p for p in found if (p / "summary.json").is_file()]
+
+
+def evaluation_batches(workdir: Path, source: str, label_map: str) -> dict:
+    """The run's source test split ("test") and target test split ("target_test"), the target's
+    labels paired with the source's: every run of a study (its oracle too, trained on the target
+    alone) is scored on the same two sets."""
+    from tlx.experiment import build_experiment
+    from tlx.predict import read_run_spec
+
+    spec = read_run_spec(workdir)
+    spec = dataclasses.replace(
+        spec,
+        init_from="",
+        data=dataclasses.replace(spec.data, name=source, eval_splits=("test",), train_examples=0),
+        adapt=dataclasses.replace(spec.adapt, method="none", endpoint="", label_map=label_map),
+    )
+    return build_experiment(spec).eval_batches
+
+
+def scores_and_features(workdir: Path, batches: dict, endpoint: str) -> dict[str, dict]:
+    """split -> {probabilities [N, C], features [N, D], labels [N]} from the run's selected
+    checkpoint (the model alone: a DANN run's domain classifier is left out)."""
+    import jax
+    import numpy as np
+
+    from tlx.adaptation.dann import GROUP
+    from tlx.adaptation.mixed import pooled
+    from tlx.predict import load_run
+    from tlx.zoo.registry import build_model
+
+    experiment, params, model_state = load_run(workdir)
+    bundle = build_model(experiment.spec.model, num_classes=len(experiment.label_names))
+    params = {k: v for k, v in params.items() if k != GROUP}
+    forward = bundle.forward_for_stage(bundle.group_names, endpoint)
+
+    @jax.jit
+    def outputs(batch):
+        (logits, activations), _ = forward(params, model_state, batch, None, False)
+        return jax.nn.softmax(logits), pooled(activations)
+
+    found = {}
+    for split in SPLITS:
+        parts = []
+        for batch in batches[split]:
+            real = np.asarray(batch["weight"]) > 0
+            probabilities, features = outputs(batch)
+            parts.append([np.asarray(a)[real] for a in (probabilities, features, batch["label"])])
+        found[split] = {
+            key: np.concatenate([p[i] for p in parts])
+            for i, key in enumerate(("probabilities", "features", "labels"))
+        }
+    return found
+
+
+def split_diagnosis(probabilities, labels) -> dict[str, float]:
+    """Decision, ranking and threshold figures of a binary classifier on one labelled split."""
+    import numpy as np
+    from sklearn.metrics import roc_auc_score, roc_curve
+
+    predicted = probabilities.argmax(-1)
+    recalls = [float((predicted[labels == c] == c).mean()) for c in (0, 1)]
+    false_positive, true_positive, _ = roc_curve(labels, probabilities[:, 1])
+    return {
+        "balanced_accuracy": float(np.mean(recalls)),
+        "recall_0": recalls[0],
+        "recall_1": recalls[1],
+        "predicted_share_0": float((predicted == 0).mean()),
+        "true_share_0": float((labels == 0).mean()),
+        "roc_auc": float(roc_auc_score(labels, probabilities[:, 1])),
+        # balanced accuracy = (TPR + 1 - FPR) / 2 at each threshold; target labels: diagnosis only
+        "best_threshold_balanced_accuracy": float(np.max((true_positive + 1 - false_positive) / 2)),
+    }
+
+
+def domain_separability(source_features, target_features, seed: int = 0) -> float:
+    """5-fold accuracy of a logistic regression telling the domains apart, equal numbers each."""
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import cross_val_score
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    count = min(len(source_features), len(target_features))
+    rng = np.random.default_rng(seed)
+    pick = [rng.permutation(len(f))[:count] for f in (source_features, target_features)]
+    x = np.concatenate([source_features[pick[0]], target_features[pick[1]]])
+    y = np.repeat([0, 1], count)
+    classifier = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
+    return float(cross_val_score(classifier, x, y, cv=DOMAIN_FOLDS).mean())
+
+
+def diagnose(workdir: Path, endpoint: str, source: str, label_map: str) -> dict:
+    batches = evaluation_batches(workdir, source, label_map)
+    found = scores_and_features(workdir, batches, endpoint)
+    row = {"run": str(workdir)}
+    for split in SPLITS:
+        figures = split_diagnosis(found[split]["probabilities"], found[split]["labels"])
+        row.update({f"{split}/{k}": v for k, v in figures.items()})
+    features = [found[split]["features"] for split in SPLITS]
+    row["domain_separability"] = domain_separability(*features)
+    return row
+
+
+COLUMNS = (
+    ("run", "run"),
+    ("target_test/balanced_accuracy", "target balanced acc."),
+    ("target_test/recall_0", "target recall 0"),
+    ("target_test/recall_1", "target recall 1"),
+    ("target_test/predicted_share_0", "predicted share 0 (true {share})"),
+    ("target_test/roc_auc", "target ROC AUC"),
+    ("target_test/best_threshold_balanced_accuracy", "best-threshold balanced acc. (diagnosis)"),
+    ("test/balanced_accuracy", "source balanced acc."),
+    ("test/roc_auc", "source ROC AUC"),
+    ("domain_separability", "domain separability"),
+)
+
+
+def markdown(rows: list[dict]) -> str:
+    share = f"{rows[0]['target_test/true_share_0']:.3f}" if rows else "?"
+    heads = [title.format(share=share) for _, title in COLUMNS]
+    lines = ["| " + " | ".join(heads) + " |", "|" + "---|" * len(heads)]
+    for row in rows:
+        cells = [Path(row["run"]).parent.name + "/" + Path(row["run"]).name]
+        cells += [f"{row[key]:.3f}" for key, _ in COLUMNS[1:]]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv):
+    del argv
+    from tlx.machine import git_commit, machine
+
+    runs = finished_runs(_WORKDIRS.value)
+    if not runs:
+        raise app.UsageError(f"no finished run (a folder with summary.json) in {_WORKDIRS.value}")
+    rows = []
+    for workdir in runs:
+        rows.append(diagnose(workdir, _ENDPOINT.value, _SOURCE.value, _LABEL_MAP.value))
+        print(json.dumps(rows[-1]), flush=True)
+    out = Path(_OUT.value)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    record = {"machine": machine(), "commit": git_commit(), "rows": rows}
+    out.with_suffix(".json").write_text(json.dumps(record, indent=1) + "\n")
+    out.with_suffix(".md").write_text(markdown(rows))
+    print(markdown(rows))
+
+
+if __name__ == "__main__":
+    app.run(main)
