@@ -14,7 +14,13 @@ split ("test") and the target test split ("target_test", relabelled to the sourc
   threshold were moved;
 - how separable the two domains are at the classifier's input (the "pooled" endpoint CORAL and
   DANN align): a logistic regression told source test from target test (equal numbers of each,
-  5-fold cross-validated accuracy; 0.5 = the domains look alike, 1.0 = told apart every time).
+  5-fold cross-validated accuracy; 0.5 = the domains look alike, 1.0 = told apart every time);
+- the cap that aligning the domains puts on the target: if the target's features were distributed
+  as the source's (what DANN drives at, and CORAL in part), the model would predict class 0 on
+  the same share of target inputs as of source inputs, whatever the target's true share. With
+  the source's predicted share q below the target's true share p, the best balanced accuracy
+  such predictions allow is (q / p + 1) / 2 (every class-1 input right, only q of the p class-0
+  inputs); above it, (1 + (1 - q) / (1 - p)) / 2.
 
 Binary classifiers with a "pooled" endpoint (BERT-family classifiers). Writes OUT.json and OUT.md.
 """
@@ -135,6 +141,13 @@ def domain_separability(source_features, target_features, seed: int = 0) -> floa
     return float(cross_val_score(classifier, x, y, cv=DOMAIN_FOLDS).mean())
 
 
+def aligned_cap(source_share_0: float, target_share_0: float) -> float:
+    """The best target balanced accuracy of predictions whose class-0 share is the source's
+    (features aligned across domains), on a target whose true class-0 share is given."""
+    q, p = source_share_0, target_share_0
+    return (q / p + 1) / 2 if q <= p else (1 + (1 - q) / (1 - p)) / 2
+
+
 def diagnose(workdir: Path, endpoint: str, source: str, label_map: str) -> dict:
     batches = evaluation_batches(workdir, source, label_map)
     found = scores_and_features(workdir, batches, endpoint)
@@ -144,6 +157,7 @@ def diagnose(workdir: Path, endpoint: str, source: str, label_map: str) -> dict:
         row.update({f"{split}/{k}": v for k, v in figures.items()})
     features = [found[split]["features"] for split in SPLITS]
     row["domain_separability"] = domain_separability(*features)
+    row["aligned_cap"] = aligned_cap(row["test/predicted_share_0"], row["target_test/true_share_0"])
     return row
 
 
@@ -158,6 +172,7 @@ COLUMNS = (
     ("test/balanced_accuracy", "source balanced acc."),
     ("test/roc_auc", "source ROC AUC"),
     ("domain_separability", "domain separability"),
+    ("aligned_cap", "balanced acc. cap if aligned"),
 )
 
 

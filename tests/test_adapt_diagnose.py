@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from experiments.adapt_diagnose import domain_separability, markdown, split_diagnosis
+from experiments.adapt_diagnose import aligned_cap, domain_separability, markdown, split_diagnosis
 
 
 def test_a_split_diagnosis_reads_decisions_ranking_and_the_best_threshold():
@@ -35,7 +35,17 @@ def test_the_markdown_names_each_run_and_the_true_share():
         "target_test/balanced_accuracy", "target_test/recall_0", "target_test/recall_1",
         "target_test/predicted_share_0", "target_test/roc_auc",
         "target_test/best_threshold_balanced_accuracy", "test/balanced_accuracy",
-        "test/roc_auc", "domain_separability")})  # fmt: skip
+        "test/roc_auc", "domain_separability", "aligned_cap")})  # fmt: skip
     table = markdown([row])
     assert "predicted share 0 (true 0.800)" in table
     assert "| study/seed=0,strategy=none | 0.500 |" in table
+
+
+def test_aligned_domains_cap_the_balanced_accuracy_a_label_shift_allows():
+    # the same prediction shares on both domains: no cap
+    assert aligned_cap(0.8, 0.8) == pytest.approx(1.0)
+    # half the source predicted 0, 80% of the target is 0: at best 0.5 of the 0.8 class-0 inputs
+    # called 0 (recall 0.625) and every class-1 input right
+    assert aligned_cap(0.5, 0.8) == pytest.approx((0.625 + 1) / 2)
+    # the other side: 90% called 0 on a target with 80% class 0: recall of class 1 is 0.1 / 0.2
+    assert aligned_cap(0.9, 0.8) == pytest.approx((1 + 0.5) / 2)
