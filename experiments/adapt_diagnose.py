@@ -65,6 +65,7 @@ def evaluation_batches(workdir: Path, source: str, label_map: str) -> dict:
         init_from="",
         data=dataclasses.replace(spec.data, name=source, eval_splits=("test",), train_examples=0),
         adapt=dataclasses.replace(spec.adapt, method="none", endpoint="", label_map=label_map),
+        plan=dataclasses.replace(spec.plan, lr_multipliers=""),  # DANN's names its classifier
     )
     return build_experiment(spec).eval_batches
 
