@@ -44,6 +44,7 @@ _LABEL_MAP = flags.DEFINE_string(
 )
 SPLITS = ("test", "target_test")
 DOMAIN_FOLDS = 5
+_BATCHES: dict[tuple, dict] = {}  # evaluation_batches' memo
 
 
 def finished_runs(patterns: list[str]) -> list[Path]:
@@ -67,7 +68,13 @@ def evaluation_batches(workdir: Path, source: str, label_map: str) -> dict:
         adapt=dataclasses.replace(spec.adapt, method="none", endpoint="", label_map=label_map),
         plan=dataclasses.replace(spec.plan, lr_multipliers=""),  # DANN's names its classifier
     )
-    return build_experiment(spec).eval_batches
+    data = spec.data
+    key = (spec.model.checkpoint, data.data_dir, data.max_length, tuple(data.buckets),
+           spec.eval_batch_size, spec.adapt.target, label_map)  # fmt: skip
+    if key not in _BATCHES:  # the runs of a study share them: tokenised once
+        batches = build_experiment(spec).eval_batches
+        _BATCHES[key] = {split: list(batches[split]) for split in SPLITS}
+    return _BATCHES[key]
 
 
 def scores_and_features(workdir: Path, batches: dict, endpoint: str) -> dict[str, dict]:
@@ -203,7 +210,14 @@ def main(argv):
     out.parent.mkdir(parents=True, exist_ok=True)
     record = {"machine": machine(), "commit": git_commit(), "rows": rows}
     out.with_suffix(".json").write_text(json.dumps(record, indent=1) + "\n")
-    out.with_suffix(".md").write_text(markdown(rows))
+    command = "python -m experiments.adapt_diagnose " + " ".join(
+        [f"--workdirs='{w}'" for w in _WORKDIRS.value] + [f"--out={_OUT.value}"]
+    )
+    header = (
+        "# Where the target error comes from\n\n"
+        f"Machine: {record['machine']}; commit {record['commit']}. Command: `{command}`.\n\n"
+    )
+    out.with_suffix(".md").write_text(header + markdown(rows))
     print(markdown(rows))
 
 
