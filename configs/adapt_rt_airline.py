@@ -7,8 +7,12 @@
         --workdir=runs/adapt_rt_airline_oracle
     python -m experiments.aggregate --workdir=runs/adapt_rt_airline --group_by=strategy \\
         --over=seed --metric=target_test_balanced_accuracy \\
+        --paired_against=strategy=none --gap_closed=strategy=none:oracle \\
         --rows_from=experiments/results/adaptation_rt_airline_oracle_records.jsonl.gz \\
         --out=experiments/results/adaptation_rt_airline
+    python -m experiments.adapt_diagnose --workdirs='runs/adapt_rt_airline/*' \\
+        --workdirs='runs/adapt_rt_airline_oracle/*' \\
+        --out=experiments/results/adaptation_rt_airline_diagnosis
 
 The target (tlx.data.airline_tweets): 7,375 unlabelled tweets to adapt on, 3,000 labelled test
 tweets that only the report reads; 80% of them are negative, so balanced accuracy (the mean of
