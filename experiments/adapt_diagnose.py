@@ -22,13 +22,15 @@ split ("test") and the target test split ("target_test", relabelled to the sourc
   such predictions allow is (q / p + 1) / 2 (every class-1 input right, only q of the p class-0
   inputs); above it, (1 + (1 - q) / (1 - p)) / 2.
 
-Binary classifiers with a "pooled" endpoint (BERT-family classifiers). Writes OUT.json and OUT.md.
+Binary classifiers with a "pooled" endpoint (BERT-family classifiers). Writes OUT.json and OUT.md;
+a run already in OUT.json with the same summary.json is not computed again.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import glob
+import hashlib
 import json
 from pathlib import Path
 
@@ -195,6 +197,20 @@ def markdown(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def summary_digest(workdir: Path) -> str:
+    """What a row was computed from: the sha1 of the run's summary.json (a rerun changes it)."""
+    return hashlib.sha1((workdir / "summary.json").read_bytes()).hexdigest()
+
+
+def earlier_rows(out: Path) -> dict[tuple[str, str], dict]:
+    """(run, summary digest) -> row, from OUT.json of an earlier invocation, if there is one."""
+    try:
+        rows = json.loads(out.with_suffix(".json").read_text())["rows"]
+    except (OSError, ValueError, KeyError):
+        return {}
+    return {(r["run"], r.get("summary_sha1", "")): r for r in rows}
+
+
 def main(argv):
     del argv
     from tlx.machine import git_commit, machine
@@ -202,11 +218,17 @@ def main(argv):
     runs = finished_runs(_WORKDIRS.value)
     if not runs:
         raise app.UsageError(f"no finished run (a folder with summary.json) in {_WORKDIRS.value}")
-    rows = []
-    for workdir in runs:
-        rows.append(diagnose(workdir, _ENDPOINT.value, _SOURCE.value, _LABEL_MAP.value))
-        print(json.dumps(rows[-1]), flush=True)
     out = Path(_OUT.value)
+    # A study that grows is diagnosed again: the runs already diagnosed, unchanged, are reused.
+    done, rows = earlier_rows(out), []
+    for workdir in runs:
+        digest = summary_digest(workdir)
+        row = done.get((str(workdir), digest))
+        if row is None:
+            row = diagnose(workdir, _ENDPOINT.value, _SOURCE.value, _LABEL_MAP.value)
+            row["summary_sha1"] = digest
+        rows.append(row)
+        print(json.dumps(row), flush=True)
     out.parent.mkdir(parents=True, exist_ok=True)
     record = {"machine": machine(), "commit": git_commit(), "rows": rows}
     out.with_suffix(".json").write_text(json.dumps(record, indent=1) + "\n")

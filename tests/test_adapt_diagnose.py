@@ -49,3 +49,33 @@ def test_aligned_domains_cap_the_balanced_accuracy_a_label_shift_allows():
     assert aligned_cap(0.5, 0.8) == pytest.approx((0.625 + 1) / 2)
     # the other side: 90% called 0 on a target with 80% class 0: recall of class 1 is 0.1 / 0.2
     assert aligned_cap(0.9, 0.8) == pytest.approx((1 + 0.5) / 2)
+
+
+def test_a_run_already_diagnosed_and_unchanged_is_not_computed_again(tmp_path, monkeypatch):
+    from absl import flags
+
+    from experiments import adapt_diagnose
+
+    runs = [tmp_path / "study" / name for name in ("seed=0", "seed=1")]
+    for run in runs:
+        run.mkdir(parents=True)
+        (run / "summary.json").write_text(f'{{"run": "{run.name}"}}')
+    computed = []
+
+    def fake_diagnose(workdir, *args):
+        computed.append(workdir.name)
+        row = {"run": str(workdir), "target_test/true_share_0": 0.8}
+        return row | {key: 0.5 for key, _ in adapt_diagnose.COLUMNS[1:]}
+
+    monkeypatch.setattr(adapt_diagnose, "diagnose", fake_diagnose)
+    out = tmp_path / "diagnosis"
+    flags.FLAGS(["adapt_diagnose", f"--workdirs={tmp_path}/study/*", f"--out={out}"])
+    try:
+        adapt_diagnose.main([])
+        assert computed == ["seed=0", "seed=1"]
+        (runs[1] / "summary.json").write_text('{"run": "seed=1", "rerun": true}')
+        adapt_diagnose.main([])  # seed=0 is reused; seed=1 changed, so it is computed again
+        assert computed == ["seed=0", "seed=1", "seed=1"]
+    finally:
+        flags.FLAGS.unparse_flags()
+    assert out.with_suffix(".md").read_text().startswith("# Where the target error comes from")
