@@ -36,17 +36,21 @@ from pathlib import Path
 
 from absl import app, flags
 
-FLAGS = flags.FLAGS
-_WORKDIRS = flags.DEFINE_multi_string("workdirs", [], "Run folders (glob patterns).")
-_OUT = flags.DEFINE_string("out", "runs/adapt_diagnosis", "Writes OUT.json and OUT.md.")
-_ENDPOINT = flags.DEFINE_string("endpoint", "pooled", "The features whose domains are compared.")
-_SOURCE = flags.DEFINE_string("source", "rotten_tomatoes", "The source dataset.")
-_LABEL_MAP = flags.DEFINE_string(
-    "label_map", "negative:rotten,positive:fresh", "Target label:source label pairs."
-)
 SPLITS = ("test", "target_test")
 DOMAIN_FOLDS = 5
 _BATCHES: dict[tuple, dict] = {}  # evaluation_batches' memo
+
+
+def define_flags() -> None:
+    """Defined only when run as a program: importing this module (its tests do, beside other
+    experiments' modules in one process) must not claim flag names such as --out."""
+    flags.DEFINE_multi_string("workdirs", [], "Run folders (glob patterns).")
+    flags.DEFINE_string("out", "runs/adapt_diagnosis", "Writes OUT.json and OUT.md.")
+    flags.DEFINE_string("endpoint", "pooled", "The features whose domains are compared.")
+    flags.DEFINE_string("source", "rotten_tomatoes", "The source dataset.")
+    flags.DEFINE_string(
+        "label_map", "negative:rotten,positive:fresh", "Target label:source label pairs."
+    )
 
 
 def finished_runs(patterns: list[str]) -> list[Path]:
@@ -211,21 +215,22 @@ def earlier_rows(out: Path) -> dict[tuple[str, str], dict]:
     return {(r["run"], r.get("summary_sha1", "")): r for r in rows}
 
 
-def main(argv):
-    del argv
+def diagnose_study(
+    patterns: list[str], out: Path, endpoint: str, source: str, label_map: str
+) -> list[dict]:
+    """Diagnoses every finished run the patterns name and writes OUT.json and OUT.md."""
     from tlx.machine import git_commit, machine
 
-    runs = finished_runs(_WORKDIRS.value)
+    runs = finished_runs(patterns)
     if not runs:
-        raise app.UsageError(f"no finished run (a folder with summary.json) in {_WORKDIRS.value}")
-    out = Path(_OUT.value)
+        raise app.UsageError(f"no finished run (a folder with summary.json) in {patterns}")
     # A study that grows is diagnosed again: the runs already diagnosed, unchanged, are reused.
     done, rows = earlier_rows(out), []
     for workdir in runs:
         digest = summary_digest(workdir)
         row = done.get((str(workdir), digest))
         if row is None:
-            row = diagnose(workdir, _ENDPOINT.value, _SOURCE.value, _LABEL_MAP.value)
+            row = diagnose(workdir, endpoint, source, label_map)
             row["summary_sha1"] = digest
         rows.append(row)
         print(json.dumps(row), flush=True)
@@ -233,7 +238,7 @@ def main(argv):
     record = {"machine": machine(), "commit": git_commit(), "rows": rows}
     out.with_suffix(".json").write_text(json.dumps(record, indent=1) + "\n")
     command = "python -m experiments.adapt_diagnose " + " ".join(
-        [f"--workdirs='{w}'" for w in _WORKDIRS.value] + [f"--out={_OUT.value}"]
+        [f"--workdirs='{w}'" for w in patterns] + [f"--out={out}"]
     )
     header = (
         "# Where the target error comes from\n\n"
@@ -241,7 +246,16 @@ def main(argv):
     )
     out.with_suffix(".md").write_text(header + markdown(rows))
     print(markdown(rows))
+    return rows
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    f = flags.FLAGS
+    diagnose_study(f.workdirs, Path(f.out), f.endpoint, f.source, f.label_map)
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main)

@@ -31,9 +31,15 @@ from tlx.machine import git_commit, machine
 
 FLAGS = flags.FLAGS
 
+
 # --steps, --warmup and --out are experiments.speed_vs_torch's flags (it times the steps); their
 # defaults here are set in main().
-_PAIRS = flags.DEFINE_list("pairs", ["small_cnn", "minilm"], "small_cnn, minilm.")
+def define_flags() -> None:
+    """Defined only when run as a program, so that importing this module beside other
+    experiments (tests do, in one process) claims no flag name."""
+    flags.DEFINE_list("pairs", ["small_cnn", "minilm"], "small_cnn, minilm.")
+
+
 STEPS, WARMUP, OUT = 30, 5, "runs/adapt_step_cost"
 
 
@@ -154,7 +160,7 @@ def main(argv):
         "models": {},
     }
     out.parent.mkdir(parents=True, exist_ok=True)
-    for model in _PAIRS.value:
+    for model in flags.FLAGS.pairs:
         rows = []
         for name, config in rows_for(model):
             row = {"name": name, **time_row(config, steps, warmup)}
@@ -167,4 +173,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main)

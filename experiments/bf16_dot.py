@@ -19,8 +19,14 @@ from absl import app, flags
 from tlx.machine import machine
 from tlx.precision import widened_on_backend
 
-ROWS = flags.DEFINE_integer("rows", 1024, "Rows of the left operand (batch x sequence length).")
-ROUNDS = flags.DEFINE_integer("rounds", 5, "Interleaved rounds; the best of each is kept.")
+
+def define_flags() -> None:
+    """Defined only when run as a program, so that importing this module beside other
+    experiments (tests do, in one process) claims no flag name."""
+    flags.DEFINE_integer("rows", 1024, "Rows of the left operand (batch x sequence length).")
+    flags.DEFINE_integer("rounds", 5, "Interleaved rounds; the best of each is kept.")
+
+
 K, N = 768, 3072  # BERT-base's hidden and feed-forward sizes
 
 
@@ -56,17 +62,19 @@ def best_gflops(call, flops: float, calls: int = 5) -> float:
 
 def main(argv):
     del argv
-    rows, flops = ROWS.value, 2.0 * ROWS.value * K * N
+    rows, flops = flags.FLAGS.rows, 2.0 * flags.FLAGS.rows * K * N
     calls = {}
     for dtype in ("float32", "bfloat16"):
         calls[("XLA", dtype)] = xla_matmul(dtype, rows)
         with contextlib.suppress(ImportError):  # torch is in the test extra only
             calls[("PyTorch", dtype)] = torch_matmul(dtype, rows)
     best = {key: 0.0 for key in calls}
-    for _ in range(ROUNDS.value):  # interleaved: drift hits every arm alike
+    for _ in range(flags.FLAGS.rounds):  # interleaved: drift hits every arm alike
         for key, call in calls.items():
             best[key] = max(best[key], best_gflops(call, flops))
-    print(f"[{rows}, {K}] x [{K}, {N}] on {machine()}; GFLOP/s, best of {ROUNDS.value} rounds")
+    print(
+        f"[{rows}, {K}] x [{K}, {N}] on {machine()}; GFLOP/s, best of {flags.FLAGS.rounds} rounds"
+    )
     print("| framework | float32 | bfloat16 | bfloat16 / float32 |")
     print("|---|---|---|---|")
     for framework in dict.fromkeys(f for f, _ in calls):
@@ -81,4 +89,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main)

@@ -28,10 +28,14 @@ from absl import flags
 
 from tlx import cli
 
-_OUT = flags.DEFINE_string("out", None, "Output prefix: OUT.json and OUT.md.")
-_REPEATS = flags.DEFINE_integer("repeats", 7, "Timed rounds (each times every part once).")
-_CONFIG = flags.DEFINE_string("config", "minilm_rt_finetune", "Config module under configs/.")
-flags.mark_flags_as_required(["out"])
+
+def define_flags() -> None:
+    """Defined only when run as a program, so that importing this module beside other
+    experiments (tests do, in one process) claims no flag name."""
+    flags.DEFINE_string("out", None, "Output prefix: OUT.json and OUT.md.")
+    flags.DEFINE_integer("repeats", 7, "Timed rounds (each times every part once).")
+    flags.DEFINE_string("config", "minilm_rt_finetune", "Config module under configs/.")
+    flags.mark_flags_as_required(["out"])
 
 
 def _timed(fn):
@@ -137,9 +141,9 @@ def main(argv):
     from tlx.machine import machine
 
     runtime.configure()
-    result = measure(_CONFIG.value, _REPEATS.value)
+    result = measure(flags.FLAGS.config, flags.FLAGS.repeats)
     result["machine"] = machine()
-    out = Path(_OUT.value)
+    out = Path(flags.FLAGS.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(result, indent=1))
     text = report(result, result["machine"])
@@ -148,4 +152,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    define_flags()
     cli.run(main, program="experiments.checkpoint_verify_cost")

@@ -15,8 +15,12 @@ from absl import flags
 
 from tlx import cli
 
-_SHAPE = flags.DEFINE_list("shape", ["16", "12", "128", "128"], "Array shape.")
-_RATE = flags.DEFINE_float("rate", 0.1, "Dropout rate.")
+
+def define_flags() -> None:
+    """Defined only when run as a program, so that importing this module beside other
+    experiments (tests do, in one process) claims no flag name."""
+    flags.DEFINE_list("shape", ["16", "12", "128", "128"], "Array shape.")
+    flags.DEFINE_float("rate", 0.1, "Dropout rate.")
 
 
 def best_of(fn, repeats: int = 5) -> float:
@@ -39,7 +43,7 @@ def main(argv):
     from tlx.machine import machine
     from tlx.models.dropout import Dropout
 
-    shape, rate = tuple(int(s) for s in _SHAPE.value), _RATE.value
+    shape, rate = tuple(int(s) for s in flags.FLAGS.shape), flags.FLAGS.rate
     x = jnp.ones(shape, jnp.float32)
     rows = {}
     for name, module in (("flax nn.Dropout", nn.Dropout(rate)), ("tlx Dropout", Dropout(rate))):
@@ -59,4 +63,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    define_flags()
     cli.run(main, program="experiments.dropout_speed")

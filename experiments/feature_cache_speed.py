@@ -26,19 +26,21 @@ from absl import flags
 from tlx import cli
 from tlx.machine import machine
 
-_FAMILIES = flags.DEFINE_list("families", ["mnv2_fmnist", "minilm_rt"], "Config families.")
-_EPOCHS = flags.DEFINE_integer("epochs", 4, "Epochs per run (the first is not compared).")
-_EVAL_EXAMPLES = flags.DEFINE_integer("eval_examples", 500, "Examples per evaluation split.")
-_TRAIN_EXAMPLES = flags.DEFINE_integer(
-    "train_examples", 0, "Training examples (a fixed subset); 0 keeps each config's own."
-)
-_IMAGE_SIZE = flags.DEFINE_integer(
-    "image_size", 0, "Image models' input size; 0 keeps the config's."
-)
-_STEPS_PER_CALL = flags.DEFINE_integer(
-    "steps_per_call", None, "config.steps_per_call for both runs (default: the config's)."
-)
-_OUT = flags.DEFINE_string("out", "runs/feature_cache", "Output folder.")
+
+def define_flags() -> None:
+    """Defined only when run as a program, so that importing this module beside other
+    experiments (tests do, in one process) claims no flag name."""
+    flags.DEFINE_list("families", ["mnv2_fmnist", "minilm_rt"], "Config families.")
+    flags.DEFINE_integer("epochs", 4, "Epochs per run (the first is not compared).")
+    flags.DEFINE_integer("eval_examples", 500, "Examples per evaluation split.")
+    flags.DEFINE_integer(
+        "train_examples", 0, "Training examples (a fixed subset); 0 keeps each config's own."
+    )
+    flags.DEFINE_integer("image_size", 0, "Image models' input size; 0 keeps the config's.")
+    flags.DEFINE_integer(
+        "steps_per_call", None, "config.steps_per_call for both runs (default: the config's)."
+    )
+    flags.DEFINE_string("out", "runs/feature_cache", "Output folder.")
 
 
 def run(family: str, mode: str, epochs: int, workdir: Path) -> dict:
@@ -49,13 +51,13 @@ def run(family: str, mode: str, epochs: int, workdir: Path) -> dict:
     config.feature_cache = mode
     if "augment" in config.data:
         config.data.augment = "none"
-    config.data.eval_examples = _EVAL_EXAMPLES.value
-    if _IMAGE_SIZE.value and "image_size" in config.model:
-        config.model.image_size = _IMAGE_SIZE.value
-    if _TRAIN_EXAMPLES.value:
-        config.data.train_examples = _TRAIN_EXAMPLES.value
-    if _STEPS_PER_CALL.value:
-        config.steps_per_call = _STEPS_PER_CALL.value
+    config.data.eval_examples = flags.FLAGS.eval_examples
+    if flags.FLAGS.image_size and "image_size" in config.model:
+        config.model.image_size = flags.FLAGS.image_size
+    if flags.FLAGS.train_examples:
+        config.data.train_examples = flags.FLAGS.train_examples
+    if flags.FLAGS.steps_per_call:
+        config.steps_per_call = flags.FLAGS.steps_per_call
     exp = build_experiment(config)
     steps_per_epoch = math.ceil(exp.cacheable.num_examples / int(config.batch_size))
     config.total_steps = epochs * steps_per_epoch
@@ -122,12 +124,12 @@ def table(rows: list[dict]) -> str:
 
 def main(argv):
     del argv
-    out = Path(_OUT.value)
+    out = Path(flags.FLAGS.out)
     out.mkdir(parents=True, exist_ok=True)
     rows = []
-    for family in _FAMILIES.value:
+    for family in flags.FLAGS.families:
         for mode in ("off", "memory"):
-            rows.append(run(family, mode, _EPOCHS.value, out / f"{family}_{mode}"))
+            rows.append(run(family, mode, flags.FLAGS.epochs, out / f"{family}_{mode}"))
             report = f"Machine: {machine()}\n\n{table(rows)}\n"
             (out / "feature_cache.md").write_text(report)
             (out / "feature_cache.json").write_text(json.dumps(rows, indent=1))
@@ -135,4 +137,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    define_flags()
     cli.run(main, program="experiments.feature_cache_speed")

@@ -30,11 +30,18 @@ from experiments.bench.timing import StepTimer, time_interleaved
 from experiments.frcnn_reference import as_torch, torchvision_detector, train_batch
 
 DEFAULTS = {"out": "runs/frcnn_speed", "steps": 20, "warmup": 2}
-_ROUNDS = flags.DEFINE_integer("interleave_rounds", 4, "Alternating rounds of the timed steps.")
-_THREADS = flags.DEFINE_integer("torch_threads", 0, "torch.set_num_threads (0: its default).")
-_TORCH_DEVICE = flags.DEFINE_string(
-    "torch_device", "auto", "torchvision's device: auto (cuda when there is one), cpu or cuda."
-)
+
+
+def define_flags() -> None:
+    """Defined only when run as a program, so that importing this module beside other
+    experiments (tests do, in one process) claims no flag name."""
+    flags.DEFINE_integer("interleave_rounds", 4, "Alternating rounds of the timed steps.")
+    flags.DEFINE_integer("torch_threads", 0, "torch.set_num_threads (0: its default).")
+    flags.DEFINE_string(
+        "torch_device", "auto", "torchvision's device: auto (cuda when there is one), cpu or cuda."
+    )
+
+
 SIZE = 320
 
 
@@ -108,11 +115,11 @@ def main(argv):
 
     from tlx.machine import machine
 
-    if _THREADS.value:
-        torch.set_num_threads(_THREADS.value)
-    device = torch_device(_TORCH_DEVICE.value)
+    if flags.FLAGS.torch_threads:
+        torch.set_num_threads(flags.FLAGS.torch_threads)
+    device = torch_device(flags.FLAGS.torch_device)
     timers = [tlx_timer(), torchvision_timer(device)]
-    time_interleaved(timers, flags.FLAGS.steps, flags.FLAGS.warmup, _ROUNDS.value)
+    time_interleaved(timers, flags.FLAGS.steps, flags.FLAGS.warmup, flags.FLAGS.interleave_rounds)
     for timer in timers:
         if timer.error is not None:
             raise timer.error
@@ -163,4 +170,5 @@ def markdown(report: dict) -> str:
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main)

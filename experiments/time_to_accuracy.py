@@ -26,12 +26,14 @@ from absl import flags
 from tlx import cli
 from tlx.machine import machine
 
-_TARGETS = flags.DEFINE_list(
-    "targets", ["0.78", "0.80", "0.81", "0.82"], "Validation accuracies to time."
-)
-_EPOCHS = flags.DEFINE_integer("epochs", 12, "Epochs at most.")
-_EVAL_EXAMPLES = flags.DEFINE_integer("eval_examples", 2000, "Validation images per evaluation.")
-_OUT = flags.DEFINE_string("out", "runs/time_to_accuracy", "Output folder.")
+
+def define_flags() -> None:
+    """Defined only when run as a program, so that importing this module beside other
+    experiments (tests do, in one process) claims no flag name."""
+    flags.DEFINE_list("targets", ["0.78", "0.80", "0.81", "0.82"], "Validation accuracies to time.")
+    flags.DEFINE_integer("epochs", 12, "Epochs at most.")
+    flags.DEFINE_integer("eval_examples", 2000, "Validation images per evaluation.")
+    flags.DEFINE_string("out", "runs/time_to_accuracy", "Output folder.")
 
 
 def task_config(epochs: int | None = None):
@@ -39,7 +41,7 @@ def task_config(epochs: int | None = None):
 
     config = get_config()
     config.data.augment = "none"
-    config.data.eval_examples = _EVAL_EXAMPLES.value
+    config.data.eval_examples = flags.FLAGS.eval_examples
     config.data.eval_splits = ("validation",)
     steps_per_epoch = math.ceil(int(config.data.train_examples) / int(config.batch_size))
     if epochs:
@@ -129,12 +131,12 @@ def main(argv):
     import torch
 
     torch.set_num_threads(2)  # the same cores XLA uses here
-    out = Path(_OUT.value)
+    out = Path(flags.FLAGS.out)
     out.mkdir(parents=True, exist_ok=True)
-    rows = [run_tlx(_EPOCHS.value, out / "tlx"), run_torch(_EPOCHS.value)]
-    targets = [float(t) for t in _TARGETS.value]
+    rows = [run_tlx(flags.FLAGS.epochs, out / "tlx"), run_torch(flags.FLAGS.epochs)]
+    targets = [float(t) for t in flags.FLAGS.targets]
     lines = [
-        f"Machine: {machine()}. Validation accuracy on the first {_EVAL_EXAMPLES.value} "
+        f"Machine: {machine()}. Validation accuracy on the first {flags.FLAGS.eval_examples} "
         "validation images after every epoch; seconds from the start of set-up.",
         "",
         "| framework | "
@@ -163,4 +165,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    define_flags()
     cli.run(main, program="experiments.time_to_accuracy")

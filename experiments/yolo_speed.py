@@ -28,14 +28,20 @@ from experiments.bench.timing import StepTimer, time_interleaved
 
 # The shared flags' defaults suit speed_vs_torch; this benchmark's own are these.
 DEFAULTS = {"out": "runs/yolo_speed", "steps": 40, "warmup": 3}
-_BATCHES = flags.DEFINE_list("inference_batches", ["1", "8"], "Inference batch sizes.")
-_ROUNDS = flags.DEFINE_integer("interleave_rounds", 4, "Alternating rounds of the timed steps.")
-_TRAIN_BATCH = flags.DEFINE_integer("train_batch", 16, "Train step batch (0: skip).")
-_TRAIN_SIZE = flags.DEFINE_integer("train_size", 160, "Train step input size.")
-_UNFOLDED = flags.DEFINE_bool(
-    "unfolded", False, "Time tlx with BatchNorm as separate passes (the training graph)."
-)
-_THREADS = flags.DEFINE_integer("opencv_threads", 0, "cv2.setNumThreads (0: OpenCV's default).")
+
+
+def define_flags() -> None:
+    """Defined only when run as a program, so that importing this module beside other
+    experiments (tests do, in one process) claims no flag name."""
+    flags.DEFINE_list("inference_batches", ["1", "8"], "Inference batch sizes.")
+    flags.DEFINE_integer("interleave_rounds", 4, "Alternating rounds of the timed steps.")
+    flags.DEFINE_integer("train_batch", 16, "Train step batch (0: skip).")
+    flags.DEFINE_integer("train_size", 160, "Train step input size.")
+    flags.DEFINE_bool(
+        "unfolded", False, "Time tlx with BatchNorm as separate passes (the training graph)."
+    )
+    flags.DEFINE_integer("opencv_threads", 0, "cv2.setNumThreads (0: OpenCV's default).")
+
 
 SIZE = 416
 
@@ -71,7 +77,9 @@ def inference_timers(batch_size: int):
     detector = tlx.zoo.load("darknet:yolov3-tiny")
     # What detector.detect runs: BatchNorm folded into the convolutions (unless --unfolded).
     module, variables = (
-        (detector.module, detector.variables) if _UNFOLDED.value else detector.inference_model()
+        (detector.module, detector.variables)
+        if flags.FLAGS.unfolded
+        else detector.inference_model()
     )
     forward = jax.jit(lambda v, x: module.apply(v, x))
     nhwc = photos(batch_size)
@@ -132,13 +140,16 @@ def main(argv):
 
     from tlx.machine import machine
 
-    if _THREADS.value:
-        cv2.setNumThreads(_THREADS.value)
+    if flags.FLAGS.opencv_threads:
+        cv2.setNumThreads(flags.FLAGS.opencv_threads)
     rows = []
-    for batch_size in map(int, _BATCHES.value):
+    for batch_size in map(int, flags.FLAGS.inference_batches):
         tlx_timer, cv_timer = inference_timers(batch_size)
         time_interleaved(
-            [tlx_timer, cv_timer], flags.FLAGS.steps, flags.FLAGS.warmup, _ROUNDS.value
+            [tlx_timer, cv_timer],
+            flags.FLAGS.steps,
+            flags.FLAGS.warmup,
+            flags.FLAGS.interleave_rounds,
         )
         tlx_result, cv_result = tlx_timer.result(), cv_timer.result()
         rows.append(
@@ -153,15 +164,21 @@ def main(argv):
                 "opencv": cv_result,
             }
         )
-    train = train_step_result(_TRAIN_BATCH.value, _TRAIN_SIZE.value) if _TRAIN_BATCH.value else None
+    train = (
+        train_step_result(flags.FLAGS.train_batch, flags.FLAGS.train_size)
+        if flags.FLAGS.train_batch
+        else None
+    )
     report = {
         "machine": machine(),
         "jax": jax.__version__,
         "opencv": cv2.__version__,
         "opencv_threads": cv2.getNumThreads(),
-        "batchnorm": "separate (training graph)" if _UNFOLDED.value else "folded into the convs",
+        "batchnorm": "separate (training graph)"
+        if flags.FLAGS.unfolded
+        else "folded into the convs",
         "steps": flags.FLAGS.steps,
-        "rounds": _ROUNDS.value,
+        "rounds": flags.FLAGS.interleave_rounds,
         "inference": rows,
         "train_step": train,
         "written": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
@@ -202,4 +219,5 @@ def markdown(report: dict) -> str:
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main)

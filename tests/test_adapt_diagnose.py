@@ -52,8 +52,6 @@ def test_aligned_domains_cap_the_balanced_accuracy_a_label_shift_allows():
 
 
 def test_a_run_already_diagnosed_and_unchanged_is_not_computed_again(tmp_path, monkeypatch):
-    from absl import flags
-
     from experiments import adapt_diagnose
 
     runs = [tmp_path / "study" / name for name in ("seed=0", "seed=1")]
@@ -69,13 +67,11 @@ def test_a_run_already_diagnosed_and_unchanged_is_not_computed_again(tmp_path, m
 
     monkeypatch.setattr(adapt_diagnose, "diagnose", fake_diagnose)
     out = tmp_path / "diagnosis"
-    flags.FLAGS(["adapt_diagnose", f"--workdirs={tmp_path}/study/*", f"--out={out}"])
-    try:
-        adapt_diagnose.main([])
-        assert computed == ["seed=0", "seed=1"]
-        (runs[1] / "summary.json").write_text('{"run": "seed=1", "rerun": true}')
-        adapt_diagnose.main([])  # seed=0 is reused; seed=1 changed, so it is computed again
-        assert computed == ["seed=0", "seed=1", "seed=1"]
-    finally:
-        flags.FLAGS.unparse_flags()
+    study = [f"{tmp_path}/study/*"]
+    adapt_diagnose.diagnose_study(study, out, "pooled", "rotten_tomatoes", "negative:rotten")
+    assert computed == ["seed=0", "seed=1"]
+    (runs[1] / "summary.json").write_text('{"run": "seed=1", "rerun": true}')
+    # seed=0 is reused; seed=1 changed, so it is computed again
+    adapt_diagnose.diagnose_study(study, out, "pooled", "rotten_tomatoes", "negative:rotten")
+    assert computed == ["seed=0", "seed=1", "seed=1"]
     assert out.with_suffix(".md").read_text().startswith("# Where the target error comes from")

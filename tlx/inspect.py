@@ -16,10 +16,12 @@ from ml_collections import config_flags
 from tlx import cli, runtime
 from tlx.errors import ConfigError, TlxError
 
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", None, "Experiment config file.", lock_config=True
-)
-flags.mark_flags_as_required(["config"])
+
+def define_flags() -> None:
+    """Defined only when run as a program, so that importing this module beside other
+    programs (tests do, in one process) claims no flag name."""
+    config_flags.DEFINE_config_file("config", None, "Experiment config file.", lock_config=True)
+    flags.mark_flags_as_required(["config"])
 
 
 def describe(experiment) -> str:
@@ -65,7 +67,7 @@ def main(argv):
     from tlx.experiment import build_experiment
 
     try:
-        experiment = build_experiment(_CONFIG.value, with_data=False)
+        experiment = build_experiment(flags.FLAGS.config, with_data=False)
     except TlxError:
         raise
     except (ValueError, FileNotFoundError) as e:  # a config, checkpoint or data problem
@@ -74,4 +76,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    define_flags()
     cli.run(main, program="tlx.inspect")

@@ -42,45 +42,50 @@ from tlx.errors import CheckpointError, InputError
 if TYPE_CHECKING:
     from tlx.tasks import Task  # imported late: tlx.tasks loads JAX, refusals come before it
 
-_WORKDIR = flags.DEFINE_string("workdir", None, "A folder written by tlx.train.")
-_MODEL = flags.DEFINE_string(
-    "model",
-    None,
-    "Instead of --workdir: a pretrained catalog image model with its original head "
-    "(tlx.zoo.names()), e.g. torchvision:mobilenet_v2.",
-)
-_TOP_K = flags.DEFINE_integer("top_k", 1, "How many labels to print per input.", lower_bound=1)
-_STEP = flags.DEFINE_integer(
-    "step",
-    None,
-    "Predict with this checkpoint step (default: the selected one, the best on validation when "
-    "the run selects, else the latest).",
-    lower_bound=0,
-)
-_SAVE_IMAGES = flags.DEFINE_string(
-    "save_images",
-    None,
-    "Detectors: also write each input with its boxes drawn, as <input stem>.png in this folder.",
-)
-_SCORE_THRESHOLD = flags.DEFINE_float(
-    "score_threshold",
-    0.25,
-    "Detectors: report boxes whose score (objectness x class probability) is above this.",
-    lower_bound=0.0,
-    upper_bound=1.0,
-)
-_LETTERBOX = flags.DEFINE_bool(
-    "letterbox",
-    False,
-    "Pretrained detectors: darknet's letterbox (aspect kept, grey borders) instead of OpenCV's "
-    "plain resize; a trained run always uses its own recipe.",
-)
-_JSON = flags.DEFINE_bool(
-    "json",
-    False,
-    "Print one JSON object per input (input, the task's fields, e.g. labels, class_ids, "
-    "probabilities; for runs also step and, for texts, truncation).",
-)
+
+def define_flags() -> None:
+    """Defined only when run as a program, so that importing this module beside other
+    programs (tests do, in one process) claims no flag name."""
+    flags.DEFINE_string("workdir", None, "A folder written by tlx.train.")
+    flags.DEFINE_string(
+        "model",
+        None,
+        "Instead of --workdir: a pretrained catalog image model with its original head "
+        "(tlx.zoo.names()), e.g. torchvision:mobilenet_v2.",
+    )
+    flags.DEFINE_integer("top_k", 1, "How many labels to print per input.", lower_bound=1)
+    flags.DEFINE_integer(
+        "step",
+        None,
+        "Predict with this checkpoint step (default: the selected one, the best on validation when "
+        "the run selects, else the latest).",
+        lower_bound=0,
+    )
+    flags.DEFINE_string(
+        "save_images",
+        None,
+        "Detectors: also write each input with its boxes drawn, as <input stem>.png in this folder.",
+    )
+    flags.DEFINE_float(
+        "score_threshold",
+        0.25,
+        "Detectors: report boxes whose score (objectness x class probability) is above this.",
+        lower_bound=0.0,
+        upper_bound=1.0,
+    )
+    flags.DEFINE_bool(
+        "letterbox",
+        False,
+        "Pretrained detectors: darknet's letterbox (aspect kept, grey borders) instead of OpenCV's "
+        "plain resize; a trained run always uses its own recipe.",
+    )
+    flags.DEFINE_bool(
+        "json",
+        False,
+        "Print one JSON object per input (input, the task's fields, e.g. labels, class_ids, "
+        "probabilities; for runs also step and, for texts, truncation).",
+    )
+
 
 PROGRAM = "tlx.predict"
 ECHO_MAX_CHARS = 80  # an echoed input longer than this is shortened ...
@@ -370,7 +375,7 @@ def predict_with_run(
 
 def main(argv):
     inputs = argv[1:]
-    if (_WORKDIR.value is None) == (_MODEL.value is None):
+    if (flags.FLAGS.workdir is None) == (flags.FLAGS.model is None):
         raise InputError(
             "give either --workdir (a run trained by tlx.train) or --model (a pretrained "
             "catalog model, e.g. --model=torchvision:mobilenet_v2), not both and not neither."
@@ -379,32 +384,44 @@ def main(argv):
     if not flags.FLAGS["verbosity"].present:
         logging.set_verbosity(logging.WARNING)
     run_task = None
-    if _WORKDIR.value is not None:
-        run_task = read_run_spec(_WORKDIR.value).task  # a wrong --workdir fails before JAX
+    if flags.FLAGS.workdir is not None:
+        run_task = read_run_spec(flags.FLAGS.workdir).task  # a wrong --workdir fails before JAX
     runtime.configure()
-    if run_task == "detection" or (_MODEL.value is not None and is_detector(_MODEL.value)):
+    if run_task == "detection" or (
+        flags.FLAGS.model is not None and is_detector(flags.FLAGS.model)
+    ):
         from tlx.detection.report import format_detections
 
         if run_task == "detection":
             rows = detect_with_run(
-                _WORKDIR.value, _STEP.value, inputs, _SCORE_THRESHOLD.value, _SAVE_IMAGES.value
+                flags.FLAGS.workdir,
+                flags.FLAGS.step,
+                inputs,
+                flags.FLAGS.score_threshold,
+                flags.FLAGS.save_images,
             )
         else:
             rows = detect_with_pretrained(
-                _MODEL.value, inputs, _SCORE_THRESHOLD.value, _SAVE_IMAGES.value, _LETTERBOX.value
+                flags.FLAGS.model,
+                inputs,
+                flags.FLAGS.score_threshold,
+                flags.FLAGS.save_images,
+                flags.FLAGS.letterbox,
             )
-        print_rows(format_detections, rows, _JSON.value)
+        print_rows(format_detections, rows, flags.FLAGS.json)
         return
-    if _SAVE_IMAGES.value:
+    if flags.FLAGS.save_images:
         raise InputError(
             "--save_images draws detections: it is for detectors (--model=darknet:... or a "
             "detection run's --workdir)."
         )
-    if _MODEL.value is not None:
-        task, rows = predict_with_pretrained(_MODEL.value, inputs, _TOP_K.value)
+    if flags.FLAGS.model is not None:
+        task, rows = predict_with_pretrained(flags.FLAGS.model, inputs, flags.FLAGS.top_k)
     else:
-        task, rows = predict_with_run(_WORKDIR.value, _STEP.value, inputs, _TOP_K.value)
-    print_rows(task.format_prediction, rows, _JSON.value)
+        task, rows = predict_with_run(
+            flags.FLAGS.workdir, flags.FLAGS.step, inputs, flags.FLAGS.top_k
+        )
+    print_rows(task.format_prediction, rows, flags.FLAGS.json)
 
 
 def is_detector(name: str) -> bool:
@@ -415,4 +432,5 @@ def is_detector(name: str) -> bool:
 
 
 if __name__ == "__main__":
+    define_flags()
     cli.run(main, program=PROGRAM)

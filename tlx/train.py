@@ -23,37 +23,41 @@ from tlx.baselines import is_baseline, run_baseline
 from tlx.errors import ConfigError, TlxError
 from tlx.spec import read_spec
 
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", None, "Experiment config file.", lock_config=True
-)
-_WORKDIR = flags.DEFINE_string("workdir", None, "Run folder: checkpoints, metrics, summary.")
-_CPU_DEVICES = flags.DEFINE_integer(
-    "cpu_devices", 0, "Split the host CPU into this many JAX devices (testing data parallelism)."
-)
-_COORDINATOR = flags.DEFINE_string(
-    "coordinator_address",
-    None,
-    "Multi-process runs: host:port of process 0, the same on every process "
-    "(default: $TLX_COORDINATOR_ADDRESS, then $JAX_COORDINATOR_ADDRESS).",
-)
-_NUM_PROCESSES = flags.DEFINE_integer(
-    "num_processes",
-    None,
-    "Multi-process runs: how many processes train together "
-    "(default: $TLX_NUM_PROCESSES, then $JAX_NUM_PROCESSES; unset: one process).",
-)
-_PROCESS_ID = flags.DEFINE_integer(
-    "process_id",
-    None,
-    "Multi-process runs: this process's id in [0, num_processes) "
-    "(default: $TLX_PROCESS_ID, then $JAX_PROCESS_ID).",
-)
-_DISTRIBUTED_TIMEOUT = flags.DEFINE_integer(
-    "distributed_timeout_s",
-    300,
-    "Multi-process runs: give up when the other processes have not connected after this long.",
-)
-flags.mark_flags_as_required(["config", "workdir"])
+
+def define_flags() -> None:
+    """Defined only when run as a program, so that importing this module beside other
+    programs (tests do, in one process) claims no flag name."""
+    config_flags.DEFINE_config_file("config", None, "Experiment config file.", lock_config=True)
+    flags.DEFINE_string("workdir", None, "Run folder: checkpoints, metrics, summary.")
+    flags.DEFINE_integer(
+        "cpu_devices",
+        0,
+        "Split the host CPU into this many JAX devices (testing data parallelism).",
+    )
+    flags.DEFINE_string(
+        "coordinator_address",
+        None,
+        "Multi-process runs: host:port of process 0, the same on every process "
+        "(default: $TLX_COORDINATOR_ADDRESS, then $JAX_COORDINATOR_ADDRESS).",
+    )
+    flags.DEFINE_integer(
+        "num_processes",
+        None,
+        "Multi-process runs: how many processes train together "
+        "(default: $TLX_NUM_PROCESSES, then $JAX_NUM_PROCESSES; unset: one process).",
+    )
+    flags.DEFINE_integer(
+        "process_id",
+        None,
+        "Multi-process runs: this process's id in [0, num_processes) "
+        "(default: $TLX_PROCESS_ID, then $JAX_PROCESS_ID).",
+    )
+    flags.DEFINE_integer(
+        "distributed_timeout_s",
+        300,
+        "Multi-process runs: give up when the other processes have not connected after this long.",
+    )
+    flags.mark_flags_as_required(["config", "workdir"])
 
 
 def main(argv):
@@ -61,31 +65,31 @@ def main(argv):
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     if not flags.FLAGS["verbosity"].present:  # tfds and orbax log every step at INFO
         logging.set_verbosity(logging.WARNING)
-    spec = read_spec(_CONFIG.value)  # every config problem, before JAX starts
+    spec = read_spec(flags.FLAGS.config)  # every config problem, before JAX starts
     if is_baseline(spec):  # scikit-learn on the host: no network, JAX or experiment to build
         from tlx.report import print_result_table
 
-        with run_lock.hold(_WORKDIR.value):
-            print_result_table(run_baseline(spec, _WORKDIR.value))
+        with run_lock.hold(flags.FLAGS.workdir):
+            print_result_table(run_baseline(spec, flags.FLAGS.workdir))
         return
-    runtime.configure(_CPU_DEVICES.value or None, spec.xla_flags)
+    runtime.configure(flags.FLAGS.cpu_devices or None, spec.xla_flags)
     try:  # before anything touches a device: JAX's backend then spans every process
         settings = distributed.initialize(
-            _COORDINATOR.value,
-            _NUM_PROCESSES.value,
-            _PROCESS_ID.value,
-            timeout_s=_DISTRIBUTED_TIMEOUT.value,
+            flags.FLAGS.coordinator_address,
+            flags.FLAGS.num_processes,
+            flags.FLAGS.process_id,
+            timeout_s=flags.FLAGS.distributed_timeout_s,
         )
     except ValueError as e:
         raise SystemExit(f"tlx.train: cannot join the multi-process run.\n{e}") from e
     except RuntimeError as e:  # JAX's own: e.g. DEADLINE_EXCEEDED, the others never connected
         raise SystemExit(
             f"tlx.train: the multi-process run did not assemble within "
-            f"{_DISTRIBUTED_TIMEOUT.value} s: start every process with the same --coordinator_address and --num_processes, and check that process 0's "
+            f"{flags.FLAGS.distributed_timeout_s} s: start every process with the same --coordinator_address and --num_processes, and check that process 0's "
             f"host and port are reachable.\n{type(e).__name__}: {e}"
         ) from e
     if settings.process_id == 0:  # one holder per run: every process shares the workdir
-        with run_lock.hold(_WORKDIR.value):
+        with run_lock.hold(flags.FLAGS.workdir):
             _train(spec)
     else:
         _train(spec)
@@ -103,7 +107,7 @@ def _train(spec) -> None:
         raise
     except (ValueError, FileNotFoundError) as e:  # a config, checkpoint or data problem
         raise ConfigError(f"cannot start this experiment: {e}") from e
-    summary = train(experiment, _WORKDIR.value)
+    summary = train(experiment, flags.FLAGS.workdir)
     import jax
 
     if jax.process_index() == 0:  # one table per run, not one per process
@@ -111,4 +115,5 @@ def _train(spec) -> None:
 
 
 if __name__ == "__main__":
+    define_flags()
     cli.run(main, program="tlx.train")
