@@ -13,7 +13,9 @@ momentum 0.9, L2 1e-4, OneCycleLR to 0.01 (torch's defaults: 30% rising, cosine)
 clipped to norm 10, 2 threads. Evaluation: the 200 first test scenes, COCO metrics by the same
 pycocotools code tlx reports with (tlx.detection.coco_eval), at the last step.
 
-The train-step time of the two, interleaved, is experiments.frcnn_speed.
+The train-step time of the two, interleaved, is experiments.frcnn_speed. An existing PREFIX.json
+(same settings) keeps its other seeds' runs and each seed is written as it finishes, so the three
+seeds may come from different sessions; each run names its machine.
 """
 
 from __future__ import annotations
@@ -139,28 +141,46 @@ def evaluate(model) -> dict[str, float]:
     return {k: metrics[k] for k in ("mAP", "AP50", "AP75")}
 
 
+def merge_runs(previous: dict | None, settings: dict, run: dict) -> dict:
+    """The record with `run` in it: runs of other seeds kept from `previous` (an earlier session's
+    PREFIX.json, same settings), this seed's replaced. Each run names its machine, so a reference
+    built across sessions still says where each time was measured."""
+    if previous is not None:
+        differing = {k: (previous.get(k), v) for k, v in settings.items() if previous.get(k) != v}
+        if differing:
+            raise ValueError(
+                f"The existing record was made with other settings {differing} (found, asked); "
+                "write to another --out or delete it."
+            )
+    kept = [r for r in (previous or {}).get("runs", []) if r["seed"] != run["seed"]]
+    return {**settings, "runs": sorted([*kept, run], key=lambda r: r["seed"])}
+
+
 def main(argv) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     import torch
 
     from tlx.machine import machine
+    from tlx.run_folder import write_atomic
 
     f = flags.FLAGS
     torch.set_num_threads(f.threads)
-    runs = []
+    settings = {"random_init": f.random_init, "steps": f.steps}
+    out = Path(f.out).with_suffix(".json")
+    previous = json.loads(out.read_text()) if out.exists() else None
+    merge_runs(previous, settings, {"seed": -1})  # a settings clash fails before any training
+    out.parent.mkdir(parents=True, exist_ok=True)
     for seed in (int(s) for s in f.seeds.split(",")):
         model, seconds = train_torchvision(seed, f.random_init, f.steps)
-        runs.append({"seed": seed, "train_seconds": seconds, **evaluate(model)})
-        print(json.dumps(runs[-1]), flush=True)
-    record = {
-        "machine": machine(), "threads": f.threads, "torch": torch.__version__,
-        "random_init": f.random_init, "steps": f.steps, "runs": runs,
-    }  # fmt: skip
-    out = Path(f.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(record, indent=1))
-    print(json.dumps(record, indent=1))
+        run = {
+            "seed": seed, "train_seconds": seconds, "machine": machine(),
+            "threads": f.threads, "torch": torch.__version__, **evaluate(model),
+        }  # fmt: skip
+        print(json.dumps(run), flush=True)
+        previous = merge_runs(previous, settings, run)
+        write_atomic(out, json.dumps(previous, indent=1))  # each seed kept as it finishes
+    print(json.dumps(previous, indent=1))
 
 
 if __name__ == "__main__":
