@@ -468,3 +468,12 @@ def test_sweep_then_aggregate_tiny_bert(tiny_bert_dir, rt_data_dir, tmp_path):
     assert "2 of 2 cells finished" in table.stdout
     for name in ("aggregate.csv", "learning_curves.png", "bars.png"):
         assert (root / name).exists()
+
+
+def test_a_failed_cell_names_the_signal_and_a_sigkill_points_at_memory():
+    from experiments.sweep.report import exit_reason
+
+    assert exit_reason(3) == "exit 3"
+    assert exit_reason(-15) == "exit -15, killed by SIGTERM"
+    oom = exit_reason(-9)
+    assert "SIGKILL" in oom and "out-of-memory" in oom and "--workers" in oom

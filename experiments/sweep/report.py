@@ -3,6 +3,7 @@ finished or failed one, then the table of results."""
 
 from __future__ import annotations
 
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -18,6 +19,25 @@ def headline_metric(summary: dict | None) -> str:
         if result:
             return next(iter(result))
     return "-"
+
+
+def exit_reason(returncode: int | None) -> str:
+    """A failed cell's exit, said so that a researcher knows what to do: a negative code is the
+    signal that killed it, and SIGKILL nobody sent is most often the kernel's out-of-memory killer
+    (a Faster R-CNN cell peaks at ~7.5 GiB; two of them beside a test run filled 24 GiB)."""
+    if returncode is None or returncode >= 0:
+        return f"exit {returncode}"
+    try:
+        name = signal.Signals(-returncode).name
+    except ValueError:
+        return f"exit {returncode}"
+    if -returncode == signal.SIGKILL:
+        return (
+            f"exit {returncode}, killed by {name}: if no one sent it, the kernel's out-of-memory "
+            "killer (`dmesg | grep -i 'killed process'`); run fewer cells side by side "
+            "(--workers) and rerun the sweep, which resumes the cell from its last checkpoint"
+        )
+    return f"exit {returncode}, killed by {name}"
 
 
 def _score(summary: dict | None, split: str) -> str:
@@ -107,7 +127,7 @@ def execute(sweep: Sweep, workers: int = 1, env=None, command=None, out=None) ->
             console.print(f"{tag}: another sweep is running this cell, left to it")
         else:
             console.print(
-                f"{tag}: FAILED (exit {result.returncode}) after {result.seconds:.0f} s; "
+                f"{tag}: FAILED ({exit_reason(result.returncode)}) after {result.seconds:.0f} s; "
                 f"the end of {cell.workdir / LOG_FILE}:\n{result.log_tail}"
             )
 
