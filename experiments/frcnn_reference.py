@@ -141,17 +141,22 @@ def evaluate(model) -> dict[str, float]:
     return {k: metrics[k] for k in ("mAP", "AP50", "AP75")}
 
 
+def check_settings(previous: dict | None, settings: dict) -> None:
+    """Refuse to extend a record made with other settings (random_init, steps)."""
+    previous = previous or dict(settings)
+    differing = {k: (previous.get(k), v) for k, v in settings.items() if previous.get(k) != v}
+    if differing:
+        raise ValueError(
+            f"The existing record was made with other settings {differing} (found, asked); "
+            "write to another --out or delete it."
+        )
+
+
 def merge_runs(previous: dict | None, settings: dict, run: dict) -> dict:
     """The record with `run` in it: runs of other seeds kept from `previous` (an earlier session's
     PREFIX.json, same settings), this seed's replaced. Each run names its machine, so a reference
     built across sessions still says where each time was measured."""
-    if previous is not None:
-        differing = {k: (previous.get(k), v) for k, v in settings.items() if previous.get(k) != v}
-        if differing:
-            raise ValueError(
-                f"The existing record was made with other settings {differing} (found, asked); "
-                "write to another --out or delete it."
-            )
+    check_settings(previous, settings)
     kept = [r for r in (previous or {}).get("runs", []) if r["seed"] != run["seed"]]
     return {**settings, "runs": sorted([*kept, run], key=lambda r: r["seed"])}
 
@@ -169,7 +174,7 @@ def main(argv) -> None:
     settings = {"random_init": f.random_init, "steps": f.steps}
     out = Path(f.out).with_suffix(".json")
     previous = json.loads(out.read_text()) if out.exists() else None
-    merge_runs(previous, settings, {"seed": -1})  # a settings clash fails before any training
+    check_settings(previous, settings)  # a clash fails before any training
     out.parent.mkdir(parents=True, exist_ok=True)
     for seed in (int(s) for s in f.seeds.split(",")):
         model, seconds = train_torchvision(seed, f.random_init, f.steps)

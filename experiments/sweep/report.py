@@ -24,7 +24,7 @@ def headline_metric(summary: dict | None) -> str:
 def exit_reason(returncode: int | None) -> str:
     """A failed cell's exit, said so that a researcher knows what to do: a negative code is the
     signal that killed it, and SIGKILL nobody sent is most often the kernel's out-of-memory killer
-    (a Faster R-CNN cell peaks at ~7.5 GiB; two of them beside a test run filled 24 GiB)."""
+    (a Faster R-CNN cell peaks at ~7.4 GiB; two of them beside a test run filled 24 GiB)."""
     if returncode is None or returncode >= 0:
         return f"exit {returncode}"
     try:
