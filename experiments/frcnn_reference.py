@@ -15,7 +15,8 @@ pycocotools code tlx reports with (tlx.detection.coco_eval), at the last step.
 
 The train-step time of the two, interleaved, is experiments.frcnn_speed. An existing PREFIX.json
 (same settings) keeps its other seeds' runs and each seed is written as it finishes, so the three
-seeds may come from different sessions; each run names its machine.
+seeds may come from different sessions; each run names its machine. The table against tlx's
+study, seed by seed, is experiments.frcnn_versus_torchvision.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ def define_flags() -> None:
     flags.DEFINE_bool("random_init", False, "The same detector from random init (no ImageNet).")
     flags.DEFINE_integer("steps", STEPS, "Train steps.")
     flags.DEFINE_integer("threads", 2, "torch.set_num_threads.")
-    flags.DEFINE_string("out", None, "Output prefix: PREFIX.json (and PREFIX.md).")
+    flags.DEFINE_string("out", None, "Output prefix: PREFIX.json.")
     flags.mark_flags_as_required(["out"])
 
 

@@ -50,6 +50,7 @@ PROGRAMS = {  # program -> one flag it defines when run (and only then)
     "experiments.yolo_speed": "interleave_rounds",
     "experiments.time_to_accuracy": "epochs",
     "experiments.checkpoint_verify_cost": "repeats",
+    "experiments.frcnn_versus_torchvision": "reference_scratch",
     "tlx.predict": "score_threshold",
     "tlx.export": "format",
 }
