@@ -7,8 +7,9 @@ the reference tlx's fine-tune is held to (issue 23), and its train-step time bes
 The detector: torchvision's FasterRCNN on the packaged ImageNet MobileNetV2 (FrozenBatchNorm2d),
 the pyramid on features[13] (stride 16, 96 channels) and features[18] (stride 32, 1280) plus the
 max-pooled level, 5 anchor sizes x 3 ratios per level, RoIAlign on the two real levels, 320 px
-(min_size=320, max_size=640), features 0-6 frozen. Training: 400 steps of 8 scenes drawn from the
-20,000 training scenes (tlx.data.fashiondet, the same scenes tlx trains on), half flipped, SGD
+(min_size=320, max_size=640), features 0-6 frozen (with --random_init none: every block trains,
+as in tlx's scratch arm). Training: 400 steps of 8 scenes drawn from the 20,000 training scenes
+(tlx.data.fashiondet, the same scenes tlx trains on), half flipped, SGD
 momentum 0.9, L2 1e-4, OneCycleLR to 0.01 (torch's defaults: 30% rising, cosine), gradients
 clipped to norm 10, 2 threads. Evaluation: the 200 first test scenes, COCO metrics by the same
 pycocotools code tlx reports with (tlx.detection.coco_eval), at the last step.
@@ -43,7 +44,11 @@ def define_flags() -> None:
     flags.mark_flags_as_required(["out"])
 
 
-def torchvision_detector(random_init: bool, frozen_blocks: int = 7):
+def torchvision_detector(random_init: bool, frozen_blocks: int | None = None):
+    """The reference detector. Blocks 0-6 stay frozen on ImageNet weights (torchvision's
+    trainable_backbone_layers); from random init every block trains, as tlx's scratch arm (plan
+    finetune): random blocks left frozen would handicap the baseline (the issue's first scratch
+    figure, mAP 0.072, froze them)."""
     import torch
     import torchvision
     from torchvision.models.detection import FasterRCNN
@@ -54,6 +59,8 @@ def torchvision_detector(random_init: bool, frozen_blocks: int = 7):
 
     from tlx.zoo.resolve import resolve_image_weights
 
+    if frozen_blocks is None:
+        frozen_blocks = 0 if random_init else 7
     net = torchvision.models.mobilenet_v2(norm_layer=FrozenBatchNorm2d)
     if not random_init:
         path = resolve_image_weights("torchvision:mobilenet_v2", offline=True)
