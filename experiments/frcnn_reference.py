@@ -191,6 +191,8 @@ def main(argv) -> None:
             "threads": f.threads, "torch": torch.__version__, **evaluate(model),
         }  # fmt: skip
         print(json.dumps(run), flush=True)
+        # Read again: another process may have written its seed to the same record meanwhile.
+        previous = json.loads(out.read_text()) if out.exists() else None
         previous = merge_runs(previous, settings, run)
         write_atomic(out, json.dumps(previous, indent=1))  # each seed kept as it finishes
     print(json.dumps(previous, indent=1))

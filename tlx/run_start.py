@@ -25,7 +25,7 @@ from tlx.peft.labels import with_peft_labels
 from tlx.selection import SelectionState
 from tlx.steps import check_accumulation
 from tlx.tasks import batch_weights
-from tlx.transfer.batchnorm import batchnorm_param_paths, with_affine_labels
+from tlx.transfer.batchnorm import batchnorm_param_paths, with_affine_labels, with_fixed_labels
 from tlx.transfer.groups import assign_groups
 from tlx.transfer.optim import StageOptimizers
 from tlx.transfer.plans import Plan
@@ -70,7 +70,10 @@ def optimizer_labels(exp: Experiment, group_of, flat_params, model_state):
     a `<group>/base` one, always frozen, for what a parameter-efficient method leaves untrained
     (tlx.peft.labels)."""
     model, plan, labels = exp.spec.model, exp.plan, group_of
-    if model.frozen_batchnorm in ("affine", "tent"):
+    if model.batchnorm == "fixed":  # torchvision's FrozenBatchNorm2d: scale and bias never train
+        bn_paths = batchnorm_param_paths(flat_params, model_state)
+        plan, labels = with_fixed_labels(plan, labels, bn_paths)
+    elif model.frozen_batchnorm in ("affine", "tent"):
         bn_paths = batchnorm_param_paths(flat_params, model_state)
         multiplier = float(model.frozen_batchnorm_lr_multiplier)
         plan, labels = with_affine_labels(plan, labels, bn_paths, multiplier)

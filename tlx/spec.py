@@ -28,6 +28,8 @@ from tlx.errors import ConfigError, FeatureCacheError
 PARALLEL_MODES = ("jit", "pmap")
 FEATURE_CACHE_MODES = ("off", "memory", "disk")
 BATCHNORM_POLICIES = ("frozen", "affine", "train", "tent")
+# config.model.batchnorm: BatchNorm in the groups that train (tlx.zoo.vision)
+BATCHNORM_MODES = ("frozen", "fixed", "train")
 COMPUTE_DTYPES = ("float32", "bfloat16", "float16")
 DECAYS = ("cosine", "linear", "constant", "one_cycle", "slanted_triangular")
 # config.adapt.method (tlx.adaptation): "none" evaluates the source model on the target as it is.
@@ -50,6 +52,9 @@ EMPTY: Mapping = MappingProxyType({})
 CHOICE_HINTS = {
     "config.model.compute_dtype": " bfloat16 is the mixed-precision choice (float32 "
     "parameters, bfloat16 compute).",
+    "config.model.batchnorm": " 'frozen' normalises the training groups with their running "
+    "statistics, 'fixed' also keeps their scale and bias (torchvision's FrozenBatchNorm2d), "
+    "'train' uses batch statistics.",
     "config.model.frozen_batchnorm": " 'frozen' keeps frozen groups' BatchNorm fixed, 'affine' "
     "trains its scale and bias, 'train' updates its statistics, 'tent' does both.",
 }
@@ -513,6 +518,7 @@ def _check_choices(spec: RunSpec) -> None:
     choices = [
         ("config.parallel", spec.parallel, PARALLEL_MODES),
         ("config.model.compute_dtype", spec.model.compute_dtype, COMPUTE_DTYPES),
+        ("config.model.batchnorm", spec.model.batchnorm, BATCHNORM_MODES),
         ("config.model.frozen_batchnorm", spec.model.frozen_batchnorm, BATCHNORM_POLICIES),
     ]
     for key, value, allowed in choices:
@@ -523,6 +529,12 @@ def _check_choices(spec: RunSpec) -> None:
     if spec.feature_cache not in FEATURE_CACHE_MODES:
         raise FeatureCacheError(
             f"config.feature_cache must be one of {FEATURE_CACHE_MODES}, got {spec.feature_cache!r}."
+        )
+    if spec.model.batchnorm == "fixed" and spec.model.frozen_batchnorm in ("affine", "tent"):
+        raise ConfigError(
+            "config.model.batchnorm='fixed' keeps every BatchNorm scale and bias fixed, but "
+            f"config.model.frozen_batchnorm={spec.model.frozen_batchnorm!r} trains them in the "
+            "frozen groups: set frozen_batchnorm='frozen', or batchnorm='frozen'."
         )
     if spec.batch_size % spec.grad_accum_steps:
         raise ConfigError(

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from tlx.steps import make_train_step
-from tlx.transfer.batchnorm import batchnorm_param_paths, with_affine_labels
+from tlx.transfer.batchnorm import batchnorm_param_paths, with_affine_labels, with_fixed_labels
 from tlx.transfer.groups import assign_groups
 from tlx.transfer.optim import make_optimizer
 from tlx.transfer.plans import FROZEN, freeze_to
@@ -89,6 +89,71 @@ def test_affine_labels_split_batchnorm_out_of_each_group():
     assert last == {"g0": 1.0, "g0/bn": 1.0, "g1": 1.0, "g1/bn": 1.0, "head": 1.0}
     with pytest.raises(ValueError, match="must be > 0"):
         with_affine_labels(plan, group_of, set(), 0.0)
+
+
+def test_fixed_labels_freeze_batchnorm_in_every_stage():
+    from tlx.transfer.plans import progressive
+
+    group_of = {"a/conv/kernel": "g0", "a/bn/scale": "g0", "b/bn/bias": "g1", "head/w": "head"}
+    plan = progressive(["g0", "g1", "head"], every=5)
+    plan2, labels = with_fixed_labels(plan, group_of, {"a/bn/scale", "b/bn/bias"})
+    assert labels["a/bn/scale"] == "g0/bn" and labels["a/conv/kernel"] == "g0"
+    for stage in plan2.stages:  # /bn stays frozen whether its group trains or not
+        assert stage.multipliers["g0/bn"] is FROZEN and stage.multipliers["g1/bn"] is FROZEN
+    assert plan2.stages[-1].multipliers["g0"] == 1.0
+
+
+def test_fixed_batchnorm_trains_the_weights_around_it(image_data_dir):
+    """model.batchnorm="fixed" (torchvision's FrozenBatchNorm2d): in the groups that train, the
+    convolutions change and every BatchNorm scale, bias and statistic stays as it was."""
+    from configs import mnv2_fmnist_freeze_to
+    from tlx.experiment import build_experiment
+    from tlx.run_start import optimizer_labels
+
+    config = mnv2_fmnist_freeze_to.get_config()
+    config.data.data_dir = image_data_dir
+    config.model.checkpoint = ""
+    config.model.arch = "mobilenet_v2"
+    config.model.image_size = config.model.resize_size = 32
+    config.model.batchnorm = "fixed"
+    exp = build_experiment(config, with_data=False)
+    variables = jax.jit(exp.model.init)(jax.random.key(0))
+    params, state = variables["params"], {"batch_stats": variables["batch_stats"]}
+    flat = flatten(params)
+    group_of = assign_groups(list(flat), exp.model.groups)
+    plan, labels = optimizer_labels(exp, group_of, flat, state)
+    stage = plan.stages[-1]  # the last stage: the most groups train
+    tx = make_optimizer(stage, labels, {"learning_rate": 1e-2}, lambda s: 1e-2)
+    trainable = [p for p, g in labels.items() if g in stage.trainable]
+    forward = exp.model.forward_for_stage(stage.trainable)  # as tlx.stage_program does
+    step = jax.jit(make_train_step(forward, trainable, tx))
+    images = jax.random.normal(jax.random.key(1), (4, 32, 32, 3))
+    batch = {"image": images, "label": np.array([0, 1, 2, 0], np.int32)}
+    new_params, new_state, _, _ = step(params, state, tx.init(flat), batch, jax.random.key(2))
+    after = flatten(new_params)
+    bn = batchnorm_param_paths(flat, state)
+    trains = {p for p, g in group_of.items() if g in stage.trainable}
+    assert trains & bn, "a training group must hold BatchNorm layers for this test"
+    assert all(np.array_equal(flat[p], after[p]) for p in bn)
+    assert any(not np.array_equal(flat[p], after[p]) for p in trains - bn)
+    stats, new_stats = flatten(state["batch_stats"]), flatten(new_state["batch_stats"])
+    assert all(np.array_equal(stats[p], new_stats[p]) for p in stats)
+
+
+def test_fixed_batchnorm_refuses_training_frozen_affine():
+    from configs import mnv2_fmnist_freeze_to
+    from tlx.errors import ConfigError
+    from tlx.spec import read_spec
+
+    config = mnv2_fmnist_freeze_to.get_config()
+    config.model.batchnorm = "fixed"
+    config.model.frozen_batchnorm = "affine"
+    with pytest.raises(ConfigError, match="frozen_batchnorm='frozen'"):
+        read_spec(config)
+    config.model.batchnorm = "frozn"
+    config.model.frozen_batchnorm = "frozen"
+    with pytest.raises(ConfigError, match="config.model.batchnorm='frozn' is not one of"):
+        read_spec(config)
 
 
 def test_inspect_shows_the_affine_rows(image_data_dir):

@@ -58,3 +58,20 @@ def with_affine_labels(
         return Stage(stage.start_step, multipliers)
 
     return dataclasses.replace(plan, stages=tuple(expand(s) for s in plan.stages)), labels
+
+
+def with_fixed_labels(
+    plan: Plan, group_of: Mapping[str, str], bn_paths: set[str]
+) -> tuple[Plan, dict[str, str]]:
+    """The plan and path -> label map of ``model.batchnorm="fixed"``: every BatchNorm scale and
+    bias under a ``<group>/bn`` label frozen in every stage, even where its group trains, as in
+    torchvision's FrozenBatchNorm2d (weight and bias are buffers there, never trained)."""
+    labels = {p: (f"{g}/bn" if p in bn_paths else g) for p, g in group_of.items()}
+    with_bn = {g for p, g in group_of.items() if p in bn_paths}
+
+    def expand(stage: Stage) -> Stage:
+        multipliers = dict(stage.multipliers)
+        multipliers.update({f"{g}/bn": FROZEN for g in stage.multipliers if g in with_bn})
+        return Stage(stage.start_step, multipliers)
+
+    return dataclasses.replace(plan, stages=tuple(expand(s) for s in plan.stages)), labels

@@ -14,8 +14,9 @@ VGG's block4 and block5 with every size on each level (fasterrcnn_mobilenet_v3_l
 Groups are the backbone's own (prefixed), then "fpn", "rpn" and "head" (the box head and
 predictor), so every transfer plan applies: feature_extraction with plan.head=3 trains the
 detector on a frozen backbone, freeze_to and progressive unfreezing reach into the backbone.
-BatchNorm is torchvision's FrozenBatchNorm2d (model.batchnorm="frozen"); labels 0..C-1 of the
-dataset are classes 1..C here, 0 the background.
+BatchNorm normalises with the backbone's running statistics. torchvision's FrozenBatchNorm2d also
+keeps its scale and bias fixed: model.batchnorm="fixed"; with "frozen" they train in the groups
+that train. Labels 0..C-1 of the dataset are classes 1..C here, 0 the background.
 """
 
 from __future__ import annotations
@@ -93,11 +94,13 @@ def detector_groups(arch: str, kwargs: Mapping, endpoints) -> list[tuple[str, st
 
 def build_faster_rcnn(model: ModelSpec | Mapping, num_classes: int) -> ModelBundle:
     spec = ModelSpec.of(model)
-    if spec.batchnorm != "frozen" or spec.frozen_batchnorm != "frozen":
+    if spec.batchnorm not in ("frozen", "fixed") or spec.frozen_batchnorm != "frozen":
         raise ValueError(
-            "model.name='faster_rcnn' keeps the backbone's BatchNorm frozen (torchvision's "
-            f"FrozenBatchNorm2d); got model.batchnorm={spec.batchnorm!r}, frozen_batchnorm="
-            f"{spec.frozen_batchnorm!r}: set both to 'frozen'."
+            "model.name='faster_rcnn' normalises with the backbone's running statistics "
+            f"(torchvision's FrozenBatchNorm2d); got model.batchnorm={spec.batchnorm!r}, "
+            f"frozen_batchnorm={spec.frozen_batchnorm!r}: set model.batchnorm to 'fixed' (scale "
+            "and bias fixed too, as torchvision) or 'frozen' (they train), frozen_batchnorm to "
+            "'frozen'."
         )
     size = int(spec.image_size) or 320
     if size % 32:

@@ -11,7 +11,8 @@
     model.batchnorm   BatchNorm in the groups that train: "frozen" normalises with the running
                       statistics, which stay fixed (the usual choice when fine-tuning on little
                       data, as in Keras' guide); "train": batch statistics in training and running
-                      averages updated (needed from scratch)
+                      averages updated (needed from scratch); "fixed": as "frozen", and the
+                      scale and bias do not train either (torchvision's FrozenBatchNorm2d)
     model.frozen_batchnorm  BatchNorm inside the groups a stage freezes: "frozen" (default),
                       "affine" (scale and bias train, statistics fixed), "train" (statistics
                       re-estimated on the new data, as AdaBN does) or "tent" (both, as TENT
@@ -34,13 +35,11 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from tlx.data.preprocess import TORCHVISION_IMAGENET, ImagePreprocessing
-from tlx.spec import ModelSpec
+from tlx.spec import BATCHNORM_MODES, ModelSpec
 from tlx.transfer.batchnorm import check_policy
 from tlx.tree import flatten
 from tlx.zoo.bundles import ModelBundle, compute_dtype, sown
 from tlx.zoo.catalog import ARCHITECTURES, PARAM_GROUPS, get_entry, import_object
-
-BATCHNORM_MODES = ("frozen", "train")
 
 
 def call_with_accepted(fn, kwargs: Mapping):
