@@ -19,10 +19,15 @@ from configs.common import strategy_sweep
 from configs.faster_rcnn_fashiondet import get_config as fashiondet_config
 
 # Scratch trains every group (plan finetune): frozen random layers would handicap it.
+# pretrained_fixed_bn keeps every BatchNorm scale and bias fixed as torchvision's
+# FrozenBatchNorm2d does (the reference's recipe); "frozen" trains them in the training groups.
 ROWS = {
-    "pretrained": {"model.random_init": False, "plan.name": "freeze_to"},
-    "scratch": {"model.random_init": True, "plan.name": "finetune"},
-}
+    "pretrained": {"model.random_init": False, "plan.name": "freeze_to", "model.batchnorm": "frozen"},
+    "scratch": {"model.random_init": True, "plan.name": "finetune", "model.batchnorm": "frozen"},
+    "pretrained_fixed_bn": {
+        "model.random_init": False, "plan.name": "freeze_to", "model.batchnorm": "fixed",
+    },
+}  # fmt: skip
 
 
 def get_config(arg=None):
