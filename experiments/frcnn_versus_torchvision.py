@@ -194,7 +194,12 @@ def markdown(result: dict, command: str) -> str:
         )
     lines += ["", "Context (paired by seed):", ""]
     for label, d in result["context"].items():
-        lines.append(f"- {label}: {_signed(d['mean'])} over {d['n']} seeds {d['seeds']}")
+        per_seed = ", ".join(_signed(x) for x in d["differences"])
+        interval = f", 95% interval [{_signed(d['ci_low'])}, {_signed(d['ci_high'])}]"
+        lines.append(
+            f"- {label}: {_signed(d['mean'])} over {d['n']} seeds {d['seeds']}"
+            + (f" ({per_seed}{interval if d['n'] > 1 else ''})" if d["n"] else "")
+        )
     return "\n".join(lines) + "\n"
 
 
