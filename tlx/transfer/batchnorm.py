@@ -40,14 +40,19 @@ def batchnorm_param_paths(flat_params: Mapping, model_state: Mapping) -> set[str
     return {p for p in flat_params if p.rsplit("/", 1)[0] in modules}
 
 
+def _split_labels(group_of: Mapping[str, str], bn_paths: set[str]) -> tuple[dict, set]:
+    """(path -> label with BatchNorm parameters under `<group>/bn`, the groups holding them)."""
+    labels = {p: (f"{g}/bn" if p in bn_paths else g) for p, g in group_of.items()}
+    return labels, {g for p, g in group_of.items() if p in bn_paths}
+
+
 def with_affine_labels(
     plan: Plan, group_of: Mapping[str, str], bn_paths: set[str], multiplier: float = 1.0
 ) -> tuple[Plan, dict[str, str]]:
     """The plan and path -> label map of the "affine" policy (see the module docstring)."""
     if not multiplier > 0:
         raise ValueError(f"model.frozen_batchnorm_lr_multiplier={multiplier} must be > 0.")
-    labels = {p: (f"{g}/bn" if p in bn_paths else g) for p, g in group_of.items()}
-    with_bn = {g for p, g in group_of.items() if p in bn_paths}
+    labels, with_bn = _split_labels(group_of, bn_paths)
 
     def expand(stage: Stage) -> Stage:
         multipliers = {}
@@ -66,8 +71,7 @@ def with_fixed_labels(
     """The plan and path -> label map of ``model.batchnorm="fixed"``: every BatchNorm scale and
     bias under a ``<group>/bn`` label frozen in every stage, even where its group trains, as in
     torchvision's FrozenBatchNorm2d (weight and bias are buffers there, never trained)."""
-    labels = {p: (f"{g}/bn" if p in bn_paths else g) for p, g in group_of.items()}
-    with_bn = {g for p, g in group_of.items() if p in bn_paths}
+    labels, with_bn = _split_labels(group_of, bn_paths)
 
     def expand(stage: Stage) -> Stage:
         multipliers = dict(stage.multipliers)
