@@ -54,6 +54,13 @@ def optim_section(**overrides) -> ml_collections.ConfigDict:
     optim.b2 = 0.999
     optim.eps = 1e-8
     optim.clip_norm = 1.0
+    # SGD with decay one_cycle: momentum cycling max_momentum -> base_momentum -> max, opposite to
+    # the rate (torch's OneCycleLR default); decay_vectors: weight decay on every trained tensor,
+    # biases included (torch's SGD), not only on matrices.
+    optim.cycle_momentum = False
+    optim.base_momentum = 0.85
+    optim.max_momentum = 0.95
+    optim.decay_vectors = False
     # Each group's own linear warm-up over this many steps from when it starts training (0: off).
     optim.unfreeze_warmup_steps = 0
     # Per-group schedules: {group or fnmatch pattern: {field: value}} overriding learning_rate,

@@ -20,13 +20,24 @@ from configs.faster_rcnn_fashiondet import get_config as fashiondet_config
 
 # Scratch trains every group (plan finetune): frozen random layers would handicap it.
 # pretrained_fixed_bn keeps every BatchNorm scale and bias fixed as torchvision's
-# FrozenBatchNorm2d does (the reference's recipe); "frozen" trains them in the training groups.
+# FrozenBatchNorm2d does; "frozen" trains them in the training groups. pretrained_torch_recipe
+# also takes torch's optimizer as the reference runs it: OneCycleLR's momentum cycling
+# (0.95 -> 0.85 -> 0.95) and SGD's weight decay on biases (tests/transfer/test_sgd_one_cycle.py).
+FIELDS = (
+    "model.random_init",
+    "plan.name",
+    "model.batchnorm",
+    "optim.cycle_momentum",
+    "optim.decay_vectors",
+)
 ROWS = {
-    "pretrained": {"model.random_init": False, "plan.name": "freeze_to", "model.batchnorm": "frozen"},
-    "scratch": {"model.random_init": True, "plan.name": "finetune", "model.batchnorm": "frozen"},
-    "pretrained_fixed_bn": {
-        "model.random_init": False, "plan.name": "freeze_to", "model.batchnorm": "fixed",
-    },
+    name: dict(zip(FIELDS, values))
+    for name, values in {
+        "pretrained": (False, "freeze_to", "frozen", False, False),
+        "scratch": (True, "finetune", "frozen", False, False),
+        "pretrained_fixed_bn": (False, "freeze_to", "fixed", False, False),
+        "pretrained_torch_recipe": (False, "freeze_to", "fixed", True, True),
+    }.items()
 }  # fmt: skip
 
 

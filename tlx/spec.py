@@ -226,6 +226,12 @@ class OptimSpec(_Section):
     b2: float = 0.999
     eps: float = 1e-8
     clip_norm: float | None = None  # None or 0: gradients are not clipped
+    # sgd with decay "one_cycle": momentum cycles opposite to the rate, max -> base -> max, as
+    # torch's OneCycleLR does by default (cycle_momentum=True, 0.95 / 0.85)
+    cycle_momentum: bool = False
+    base_momentum: float = 0.85
+    max_momentum: float = 0.95
+    decay_vectors: bool = False  # weight decay on biases and norm scales too, as torch's SGD does
     unfreeze_warmup_steps: int = 0  # each group's own warm-up after it starts training
     # {group or fnmatch pattern: {field: value}}: per-group schedule overrides (and `clock`)
     group_schedules: Mapping = dataclasses.field(default_factory=lambda: EMPTY)

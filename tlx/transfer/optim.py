@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import fnmatch
 from collections.abc import Mapping, Sequence
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -74,6 +75,37 @@ def _decay_mask(params):
     return jax.tree_util.tree_map(lambda p: np.ndim(p) > 1, params)
 
 
+def momentum_schedule(optim: OptimSpec, total_steps: int) -> optax.Schedule:
+    """torch's OneCycleLR momentum (cycle_momentum=True): cosine from max_momentum down to
+    base_momentum while the rate rises, and back while it falls (the rate's phase boundaries)."""
+    high, low = float(optim.max_momentum), float(optim.base_momentum)
+    return optax.piecewise_interpolate_schedule(
+        "cosine",
+        high,
+        {int(float(optim.pct_start) * total_steps): low / high, total_steps: high / low},
+    )
+
+
+class ScheduledTraceState(NamedTuple):
+    count: jax.Array
+    trace: optax.Params
+
+
+def scheduled_trace(momentum: optax.Schedule) -> optax.GradientTransformation:
+    """optax.trace (heavy ball, no dampening) with the momentum a function of the update count."""
+
+    def init(params):
+        zeros = jax.tree_util.tree_map(jnp.zeros_like, params)
+        return ScheduledTraceState(jnp.zeros([], jnp.int32), zeros)
+
+    def update(updates, state, params=None):
+        m = momentum(state.count)
+        trace = jax.tree_util.tree_map(lambda g, t: g + m * t, updates, state.trace)
+        return trace, ScheduledTraceState(optax.safe_int32_increment(state.count), trace)
+
+    return optax.GradientTransformation(init, update)
+
+
 def unfreeze_warmup(steps: int) -> optax.Schedule:
     """A group's own factor, counted from the step it starts training: (n + 1) / steps for its
     first `steps` updates, then 1. Its count lives in the group's optimizer state, so it restarts
@@ -92,25 +124,32 @@ def check_optimizer(optim: OptimSpec) -> None:
 
 
 def group_transform(
-    multiplier: float | None, optim: OptimSpec, own_schedule: optax.Schedule | None = None
+    multiplier: float | None,
+    optim: OptimSpec,
+    own_schedule: optax.Schedule | None = None,
+    momentum: optax.Schedule | None = None,
 ) -> optax.GradientTransformation:
     """optim.unfreeze_warmup_steps > 0 gives every group its own linear warm-up after it starts
     training, on top of the run's schedule (newly unfrozen layers then do not take full-size steps
     with fresh Adam moments while the layers above have settled). `own_schedule`, a function of
-    the group's own update count, is its learning rate when the run has per-group schedules."""
+    the group's own update count, is its learning rate when the run has per-group schedules;
+    `momentum`, also of its own count, replaces SGD's constant momentum (optim.cycle_momentum)."""
     if multiplier is FROZEN:
         return optax.set_to_zero()
     check_optimizer(optim)
+    mask = None if optim.decay_vectors else _decay_mask
     if optim.optimizer == "sgd":  # torch.optim.SGD: L2 added to the gradient, then momentum
         parts = [
-            optax.add_decayed_weights(optim.weight_decay, mask=_decay_mask),
-            optax.trace(decay=float(optim.momentum)),
+            optax.add_decayed_weights(optim.weight_decay, mask=mask),
+            optax.trace(decay=float(optim.momentum))
+            if momentum is None
+            else scheduled_trace(momentum),
             optax.scale(-float(multiplier)),
         ]
     else:  # AdamW: decoupled weight decay
         parts = [
             optax.scale_by_adam(b1=optim.b1, b2=optim.b2, eps=optim.eps),
-            optax.add_decayed_weights(optim.weight_decay, mask=_decay_mask),
+            optax.add_decayed_weights(optim.weight_decay, mask=mask),
             optax.scale(-float(multiplier)),
         ]
     warmup = int(optim.unfreeze_warmup_steps)  # >= 0: tlx.config_checks
@@ -127,13 +166,15 @@ def make_optimizer(
     optim: OptimSpec | Mapping,
     schedule: optax.Schedule,
     own_schedules: Mapping[str, optax.Schedule] | None = None,
+    momenta: Mapping[str, optax.Schedule] | None = None,
 ) -> optax.GradientTransformation:
     """Optimizer over the flat ``{path: param}`` dict for one stage. With `own_schedules` (group ->
     schedule of the group's own update count, from :class:`StageOptimizers`) each group scales by
-    its own and `schedule` is not used."""
-    own, optim = own_schedules or {}, OptimSpec.of(optim)
+    its own and `schedule` is not used; `momenta` (group -> momentum of its own count) likewise
+    for SGD's momentum."""
+    own, momenta, optim = own_schedules or {}, momenta or {}, OptimSpec.of(optim)
     transforms = {
-        group: group_transform(multiplier, optim, own.get(group))
+        group: group_transform(multiplier, optim, own.get(group), momenta.get(group))
         for group, multiplier in stage.multipliers.items()
     }
     return optax.chain(
@@ -225,6 +266,15 @@ class StageOptimizers:
         self.schedule = learning_rate_schedule(self.optim, total_steps)
         self.overrides = check_schedules(self.optim, list(plan.stages[0].multipliers), total_steps)
         self.warmup = int(self.optim.unfreeze_warmup_steps)
+        self.momentum = None
+        if self.optim.cycle_momentum:
+            if self.optim.optimizer != "sgd" or self.optim.decay != "one_cycle":
+                raise ValueError(
+                    "optim.cycle_momentum cycles SGD's momentum with a one-cycle rate; got "
+                    f"optim.optimizer={self.optim.optimizer!r}, optim.decay={self.optim.decay!r}: "
+                    "set optimizer='sgd' and decay='one_cycle', or cycle_momentum=False."
+                )
+            self.momentum = momentum_schedule(self.optim, total_steps)
 
     def own_schedule(self, label: str, start: int) -> optax.Schedule:
         """`label`'s schedule as a function of its own update count, given its start step."""
@@ -238,13 +288,14 @@ class StageOptimizers:
 
     def __call__(self, index: int) -> optax.GradientTransformation:
         stage = self.plan.stages[index]
-        if not self.overrides:
-            return make_optimizer(stage, self.group_of, self.optim, self.schedule)
-        own = {
-            label: self.own_schedule(label, training_start_step(self.plan, index, label))
-            for label in stage.trainable
-        }
-        return make_optimizer(stage, self.group_of, self.optim, self.schedule, own)
+        starts = {label: training_start_step(self.plan, index, label) for label in stage.trainable}
+        momenta = None
+        if self.momentum is not None:  # of the run's step: the group's own count + its start
+            momenta = {label: _shifted(self.momentum, s) for label, s in starts.items()}
+        own = None
+        if self.overrides:
+            own = {label: self.own_schedule(label, s) for label, s in starts.items()}
+        return make_optimizer(stage, self.group_of, self.optim, self.schedule, own, momenta)
 
     def learning_rates(self, index: int, step: int) -> dict[str, float]:
         """{label: learning rate of its update at global `step`} in stage `index` (0 if frozen)."""
@@ -262,6 +313,10 @@ class StageOptimizers:
                 rate = rate * unfreeze_warmup(self.warmup)(step - start)
             rates[label] = float(rate) * float(multiplier)
         return rates
+
+
+def _shifted(schedule: optax.Schedule, start: int) -> optax.Schedule:
+    return lambda count: schedule(count + start)
 
 
 def group_states(opt_state) -> dict:
