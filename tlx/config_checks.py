@@ -98,6 +98,8 @@ OPTIM = {
         NON_NEGATIVE, "0 turns weight decay off; typical values are 1e-4 to 0.1."
     ),
     "momentum": Setting(MOMENT_DECAY, "SGD's momentum, e.g. 0.9 (0 turns it off)."),
+    "base_momentum": Setting(MOMENT_DECAY, "cycle_momentum's lowest momentum, e.g. 0.85."),
+    "max_momentum": Setting(MOMENT_DECAY, "cycle_momentum's highest momentum, e.g. 0.95."),
     "b1": Setting(MOMENT_DECAY, "Adam's first-moment decay, e.g. 0.9."),
     "b2": Setting(MOMENT_DECAY, "Adam's second-moment decay, e.g. 0.999."),
     "eps": Setting(POSITIVE, "Adam's denominator guard, e.g. 1e-8."),

@@ -542,6 +542,13 @@ def _check_choices(spec: RunSpec) -> None:
             f"config.model.frozen_batchnorm={spec.model.frozen_batchnorm!r} trains them in the "
             "frozen groups: set frozen_batchnorm='frozen', or batchnorm='frozen'."
         )
+    optim = spec.optim
+    if optim.cycle_momentum and (optim.optimizer != "sgd" or optim.decay != "one_cycle"):
+        raise ConfigError(
+            "config.optim.cycle_momentum cycles SGD's momentum opposite to a one-cycle rate; got "
+            f"optim.optimizer={optim.optimizer!r}, optim.decay={optim.decay!r}: set "
+            "optimizer='sgd' and decay='one_cycle', or cycle_momentum=False."
+        )
     if spec.batch_size % spec.grad_accum_steps:
         raise ConfigError(
             f"config.grad_accum_steps={spec.grad_accum_steps} must divide config.batch_size="

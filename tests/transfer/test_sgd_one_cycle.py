@@ -86,3 +86,16 @@ def test_cycle_momentum_needs_sgd_on_one_cycle():
     plan = Plan("one", (Stage(0, {"all": 1.0}),))
     with pytest.raises(ValueError, match="optimizer='sgd' and decay='one_cycle'"):
         StageOptimizers(plan, {"w": "all"}, optim(decay="cosine"), STEPS)
+
+
+def test_cycle_momentum_is_refused_before_compute_with_adamw():
+    from configs import faster_rcnn_fashiondet
+    from tlx.errors import ConfigError
+    from tlx.spec import read_spec
+
+    config = faster_rcnn_fashiondet.get_config()
+    config.optim.cycle_momentum = True
+    read_spec(config)  # SGD on one_cycle: accepted
+    config.optim.optimizer = "adamw"
+    with pytest.raises(ConfigError, match="optimizer='sgd' and decay='one_cycle'"):
+        read_spec(config)
