@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import fnmatch
 from collections.abc import Mapping, Sequence
-from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -86,26 +85,6 @@ def momentum_schedule(optim: OptimSpec, total_steps: int) -> optax.Schedule:
     )
 
 
-class ScheduledTraceState(NamedTuple):
-    count: jax.Array
-    trace: optax.Params
-
-
-def scheduled_trace(momentum: optax.Schedule) -> optax.GradientTransformation:
-    """optax.trace (heavy ball, no dampening) with the momentum a function of the update count."""
-
-    def init(params):
-        zeros = jax.tree_util.tree_map(jnp.zeros_like, params)
-        return ScheduledTraceState(jnp.zeros([], jnp.int32), zeros)
-
-    def update(updates, state, params=None):
-        m = momentum(state.count)
-        trace = jax.tree_util.tree_map(lambda g, t: g + m * t, updates, state.trace)
-        return trace, ScheduledTraceState(optax.safe_int32_increment(state.count), trace)
-
-    return optax.GradientTransformation(init, update)
-
-
 def unfreeze_warmup(steps: int) -> optax.Schedule:
     """A group's own factor, counted from the step it starts training: (n + 1) / steps for its
     first `steps` updates, then 1. Its count lives in the group's optimizer state, so it restarts
@@ -142,8 +121,8 @@ def group_transform(
         parts = [
             optax.add_decayed_weights(optim.weight_decay, mask=mask),
             optax.trace(decay=float(optim.momentum))
-            if momentum is None
-            else scheduled_trace(momentum),
+            if momentum is None  # else the momentum as a function of the group's update count
+            else optax.inject_hyperparams(optax.trace)(decay=momentum),
             optax.scale(-float(multiplier)),
         ]
     else:  # AdamW: decoupled weight decay
